@@ -1,0 +1,193 @@
+"""Training of the variable-rate flagship on the CPU (or a GPU where present).
+
+State (model, optimizers, step, RNG) lives in a run directory outside git; shipped weights are exported from
+it by :func:`neuralcodec.weights_io.export`. A run resumes from its last checkpoint, or, on a fresh machine,
+from shipped weights alone (fresh optimizer, short warm-up).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Recipe:
+    arch: str = "modhp"
+    model: dict = field(default_factory=lambda: {"N": 128, "M": 192, "lmbda_min": 0.0015, "lmbda_max": 0.2})
+    data: str = "../shared/data/train"
+    crop: int = 128
+    batch: int = 8
+    lr: float = 3e-4
+    lr_final: float = 3e-5
+    decay_start: int = 200_000  # cosine decay from here to `steps`
+    steps: int = 300_000
+    warmup: int = 500
+    aux_lr: float = 1e-3
+    clip: float = 1.0
+    threads: int = 2
+    seed: int = 0
+    checkpoint_minutes: float = 10.0
+    log_every: int = 50
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Recipe":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def load_corpus(root: str | os.PathLike, min_side: int) -> list[np.ndarray]:
+    """Decode every training image once into RAM (uint8 HWC); the corpus is ~1.5 GB decoded."""
+    from PIL import Image
+
+    images = []
+    for p in sorted(Path(root).iterdir()):
+        if p.suffix.lower() not in {".jpg", ".jpeg", ".png"}:
+            continue
+        with Image.open(p) as im:
+            a = np.asarray(im.convert("RGB"))
+        if min(a.shape[:2]) >= min_side:
+            images.append(a)
+    if not images:
+        raise SystemExit(f"no training images of at least {min_side}px in {root}")
+    return images
+
+
+def sample_batch(images: list[np.ndarray], crop: int, batch: int, rng: np.random.Generator) -> np.ndarray:
+    out = np.empty((batch, crop, crop, 3), np.uint8)
+    for i in range(batch):
+        a = images[rng.integers(len(images))]
+        y = rng.integers(a.shape[0] - crop + 1)
+        x = rng.integers(a.shape[1] - crop + 1)
+        c = a[y:y + crop, x:x + crop]
+        if rng.random() < 0.5:
+            c = c[:, ::-1]
+        if rng.random() < 0.5:
+            c = c[::-1]
+        out[i] = c
+    return out
+
+
+def learning_rate(r: Recipe, step: int, start: int) -> float:
+    warm = min(1.0, (step - start + 1) / max(1, r.warmup))
+    if step < r.decay_start:
+        return r.lr * warm
+    p = min(1.0, (step - r.decay_start) / max(1, r.steps - r.decay_start))
+    return warm * (r.lr_final + 0.5 * (r.lr - r.lr_final) * (1 + math.cos(math.pi * p)))
+
+
+def rd_loss(model, x, t):
+    """Per-sample R + lambda*255^2*MSE, weighted so every lambda gets a similar share of the gradient."""
+    import torch
+
+    out = model(x, t)
+    n_px = x.shape[2] * x.shape[3]
+    bits = sum(torch.log(l).flatten(1).sum(1) for l in out["likelihoods"].values()) / -math.log(2)
+    bpp = bits / n_px
+    mse = (out["x_hat"].clamp(0, 1) - x).pow(2).flatten(1).mean(1)
+    mse_train = (out["x_hat"] - x).pow(2).flatten(1).mean(1)
+    lmbda = model.lmbda(t)
+    weight = (lmbda / model.lmbda_max) ** -0.5
+    weight = weight / weight.mean()
+    loss = (weight * (bpp + lmbda * 255**2 * mse_train)).mean()
+    return loss, bpp.detach(), mse.detach()
+
+
+def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_minutes: float | None = None,
+          progress: bool = True) -> None:
+    import torch
+    from tqdm import tqdm
+
+    from neuralcodec import weights_io
+    from neuralcodec.models import build
+
+    torch.set_num_threads(recipe.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = build(recipe.arch, **recipe.model).to(device).to(memory_format=torch.channels_last)
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    opt = torch.optim.Adam(main_params, lr=recipe.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=recipe.aux_lr)
+    ckpt = run_dir / "last.pt"
+    step, start, rng = 0, 0, np.random.default_rng(recipe.seed)
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)  # our own run state, never shipped
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        aux_opt.load_state_dict(state["aux_opt"])
+        step = start = state["step"]
+        rng.bit_generator.state = state["rng"]
+        print(f"resumed {ckpt} at step {step}")
+    elif init_weights:
+        model.load_state_dict(weights_io.load_state_dict(init_weights), strict=False)
+        print(f"initialized from shipped weights {init_weights} (fresh optimizer, warm-up {recipe.warmup})")
+
+    def save():
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+                    "step": step, "rng": rng.bit_generator.state}, tmp)
+        os.replace(tmp, ckpt)
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    images = load_corpus(recipe.data, recipe.crop)
+    print(f"{len(images)} training images, device {device}, {sum(p.numel() for p in main_params)} parameters")
+    log = open(run_dir / "log.jsonl", "a")
+    t0 = last_ckpt = time.time()
+    acc = {"loss": [], "bpp": [[] for _ in range(4)], "psnr": [[] for _ in range(4)]}
+    bar = tqdm(total=recipe.steps, initial=step, disable=not progress, smoothing=0.05)
+    model.train()
+    while step < recipe.steps and not stop["flag"]:
+        if max_minutes and time.time() - t0 > 60 * max_minutes:
+            break
+        for g in opt.param_groups:
+            g["lr"] = learning_rate(recipe, step, start)
+        batch = sample_batch(images, recipe.crop, recipe.batch, rng)
+        x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
+        x = x.contiguous(memory_format=torch.channels_last)
+        t = torch.from_numpy(rng.random(recipe.batch).astype(np.float32)).to(device)
+        loss, bpp, mse = rd_loss(model, x, t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)
+        opt.step()
+        aux = model.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        step += 1
+        bar.update(1)
+        acc["loss"].append(loss.item())
+        for ti, b, m in zip(t.tolist(), bpp.tolist(), mse.tolist()):
+            k = min(3, int(ti * 4))
+            acc["bpp"][k].append(b)
+            acc["psnr"][k].append(-10 * math.log10(max(m, 1e-10)))
+        if step % recipe.log_every == 0:
+            rec = {"step": step, "time": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"],
+                   "loss": float(np.mean(acc["loss"])), "aux": aux.item(),
+                   "bpp_by_t_quarter": [round(float(np.mean(v)), 4) if v else None for v in acc["bpp"]],
+                   "psnr_by_t_quarter": [round(float(np.mean(v)), 2) if v else None for v in acc["psnr"]]}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=rec["bpp_by_t_quarter"][2], psnr=rec["psnr_by_t_quarter"][2])
+            acc = {"loss": [], "bpp": [[] for _ in range(4)], "psnr": [[] for _ in range(4)]}
+        if time.time() - last_ckpt > 60 * recipe.checkpoint_minutes:
+            save()
+            last_ckpt = time.time()
+    save()
+    bar.close()
+    print(f"stopped at step {step}; checkpoint {ckpt}")

@@ -1,0 +1,124 @@
+"""The flagship: a mean-scale hyperprior made variable-rate by modulation.
+
+Analysis g_a and synthesis g_s are the mean-scale hyperprior transforms of Minnen et al. (2018) built from
+compressai's GDN layers; a small modulation network (Yang et al., "Variable rate deep image compression with
+modulated autoencoder", 2020) maps the rate selector lambda to positive per-channel scales applied after
+every stage of g_a (modulation) and before every stage of g_s (demodulation). One set of weights covers
+the whole lambda range. The model knows nothing of files or entropy coders: it maps tensors to tensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import GDN
+from compressai.ops import quantize_ste
+
+SCALE_BOUND = 0.11
+
+
+def conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, output_padding=stride - 1, padding=k // 2)
+
+
+class Modulation(nn.Module):
+    """Maps a normalized rate selector t in [0, 1] (shape B) to positive scales (B, C, 1, 1) per stage."""
+
+    def __init__(self, channels: list[int], hidden: int = 64):
+        super().__init__()
+        self.channels = channels
+        self.net = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, sum(channels)))
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, t: torch.Tensor) -> list[torch.Tensor]:
+        s = torch.exp(self.net(t.reshape(-1, 1)))
+        return [v[:, :, None, None] for v in torch.split(s, self.channels, dim=1)]
+
+
+class ModulatedHyperprior(nn.Module):
+    """Mean-scale hyperprior codec whose transforms are modulated by lambda.
+
+    ``t`` everywhere is the normalized rate selector: lambda = lmbda_min * (lmbda_max/lmbda_min) ** t.
+    """
+
+    stride = 64  # total down-sampling of the hyper-latent: inputs are padded to a multiple of this
+
+    def __init__(self, N: int = 128, M: int = 192, lmbda_min: float = 0.0015, lmbda_max: float = 0.2):
+        super().__init__()
+        self.N, self.M = N, M
+        self.lmbda_min, self.lmbda_max = lmbda_min, lmbda_max
+        self.g_a = nn.ModuleList([conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)])
+        self.g_s = nn.ModuleList([
+            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+        ])
+        self.h_a = nn.Sequential(
+            conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N),
+        )
+        self.h_s = nn.Sequential(
+            deconv(N, M), nn.LeakyReLU(inplace=True), deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
+            conv(M * 3 // 2, M * 2, 3, 1),
+        )
+        self.mod_a = Modulation([N, N, N, M])
+        self.mod_s = Modulation([M, N, N, N])
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional(None, scale_bound=SCALE_BOUND)
+
+    # -- rate selector ---------------------------------------------------------------------------------
+    def lmbda(self, t: torch.Tensor) -> torch.Tensor:
+        return self.lmbda_min * (self.lmbda_max / self.lmbda_min) ** t
+
+    def t_of_lmbda(self, lmbda: float) -> float:
+        return math.log(lmbda / self.lmbda_min) / math.log(self.lmbda_max / self.lmbda_min)
+
+    # -- the four transforms ---------------------------------------------------------------------------
+    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        scales = iter(self.mod_a(t))
+        for layer in self.g_a:
+            x = layer(x)
+            if isinstance(layer, GDN) or layer is self.g_a[-1]:
+                x = x * next(scales)
+        return x
+
+    def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        scales = iter(self.mod_s(t))
+        x = y_hat
+        for layer in self.g_s:
+            if isinstance(layer, nn.ConvTranspose2d):
+                x = x * next(scales)
+            x = layer(x)
+        return x
+
+    def hyper_analysis(self, y: torch.Tensor) -> torch.Tensor:
+        return self.h_a(y)
+
+    def hyper_synthesis(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (scales, means) of the conditional Gaussian of y; scales are lower-bounded."""
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        return scales.clamp_min(SCALE_BOUND), means
+
+    # -- training --------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
+        """Training pass: noisy likelihoods for the rate, straight-through rounding for the decoder input."""
+        y = self.analysis(x, t)
+        z = self.hyper_analysis(y)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales, means = self.hyper_synthesis(z_hat)
+        _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        y_hat = quantize_ste(y - means) + means
+        x_hat = self.synthesis(y_hat, t)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    def config(self) -> dict:
+        return {"N": self.N, "M": self.M, "lmbda_min": self.lmbda_min, "lmbda_max": self.lmbda_max}
