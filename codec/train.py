@@ -191,3 +191,27 @@ def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_mi
     save()
     bar.close()
     print(f"stopped at step {step}; checkpoint {ckpt}")
+
+
+def default_recipe() -> Path:
+    return Path(__file__).resolve().parent / "recipes" / "flagship.json"
+
+
+def export_run(run_dir: Path, output: Path, note: str = "") -> bytes:
+    """Export ``run_dir``'s last checkpoint as fp16 safetensors plus a card with its recipe and progress."""
+    import torch
+
+    from neuralcodec import weights_io
+    from neuralcodec.models import build
+
+    recipe = Recipe.load(run_dir / "recipe.json")
+    state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)  # our own run state
+    model = build(recipe.arch, **recipe.model)
+    model.load_state_dict(state["model"])
+    card = {"recipe": asdict(recipe), "steps": state["step"], "note": note}
+    log = run_dir / "log.jsonl"
+    if log.exists():
+        lines = log.read_text().splitlines()
+        if lines:
+            card["train_seconds_this_run"] = json.loads(lines[-1]).get("time")
+    return weights_io.export(model, Path(output), card)

@@ -1,8 +1,173 @@
-"""Shipped weights: fp16 safetensors with their config and entropy tables, identified by digest."""
+"""Shipped weights: fp16 safetensors holding the network, its config and its entropy tables.
+
+Never pickle: weights load through safetensors only. A weights file is identified by the SHA-256 digest of
+its tensors (docs/bitstream.md), which every `.nic` file records; a card (JSON beside the weights) pins the
+digest so a corrupted file is refused.
+"""
+
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
 
-def load_state_dict(path):
-    from safetensors.torch import load_file
+import numpy as np
 
-    return {k: v.float() for k, v in load_file(str(path)).items() if not k.startswith("tables.")}
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = "flagship"
+SCALE_TABLE = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64)).astype(np.float32)
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, corrupt, or not the one expected."""
+
+
+def _weights_dir() -> Path:
+    try:  # installed: the package `neuralcodec.weights`
+        import neuralcodec.weights as w
+
+        return Path(w.__file__).resolve().parent
+    except ImportError:
+        return WEIGHTS_DIR
+
+
+def resolve(name_or_path: str | Path | None) -> Path:
+    """A shipped weights name (e.g. ``flagship``) or a path to a ``.safetensors`` file."""
+    name_or_path = name_or_path or DEFAULT_WEIGHTS
+    p = Path(name_or_path)
+    if p.suffix == ".safetensors":
+        return p
+    return _weights_dir() / f"{name_or_path}.safetensors"
+
+
+def digest(tensors: dict[str, np.ndarray]) -> bytes:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}\0{a.dtype.name}\0{'x'.join(map(str, a.shape))}\0".encode())
+        h.update(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+    return h.digest()
+
+
+@dataclass
+class Weights:
+    path: Path
+    arch: str
+    config: dict
+    tensors: dict[str, np.ndarray]  # network parameters (fp16) and `tables.*` (int32/float32)
+    digest: bytes
+
+    def tables(self, prefix: str):
+        from neuralcodec.entropy import CountTables
+
+        t = self.tensors
+        return CountTables(t[f"tables.{prefix}_counts"], t[f"tables.{prefix}_lengths"],
+                           t[f"tables.{prefix}_offsets"])
+
+
+def load(name_or_path: str | Path | None = None) -> Weights:
+    from safetensors import SafetensorError, safe_open
+
+    path = resolve(name_or_path)
+    if not path.is_file():
+        raise WeightsError(f"weights not found: {path}")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        arch, config = meta["arch"], json.loads(meta["config"])
+    except (SafetensorError, KeyError, ValueError, OSError) as e:
+        raise WeightsError(f"{path}: not a valid neuralcodec weights file ({e})") from None
+    d = digest(tensors)
+    card = path.with_suffix(".json")
+    if card.is_file():
+        expected = json.loads(card.read_text()).get("digest")
+        if expected and expected != d.hex():
+            raise WeightsError(f"{path}: digest {d.hex()[:16]} differs from its card's {expected[:16]}: "
+                               "the file is corrupt or not the shipped one")
+    return Weights(path, arch, config, tensors, d)
+
+
+def load_state_dict(name_or_path) -> dict:
+    """Network parameters of a weights file as float32 torch tensors (for training initialization)."""
+    import torch
+
+    w = load(name_or_path)
+    return {k: torch.from_numpy(v.astype(np.float32)) for k, v in w.tensors.items() if not k.startswith("tables.")}
+
+
+def build_model(w: Weights):
+    """The torch model of ``w`` in eval mode, parameters as stored (fp16 widened to fp32)."""
+    import torch
+
+    from neuralcodec.models import build
+
+    model = build(w.arch, **w.config)
+    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in w.tensors.items() if not k.startswith("tables.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not _is_derived_buffer(k)]
+    if missing or unexpected:
+        raise WeightsError(f"{w.path}: weights do not fit {w.arch} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+def _is_derived_buffer(name: str) -> bool:
+    """compressai's CDF buffers and scale table: recomputed, never shipped (we ship our own tables)."""
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf in {"_quantized_cdf", "_offset", "_cdf_length", "scale_table"}
+
+
+def export(model, path: Path, card: dict | None = None) -> bytes:
+    """Write ``model`` as fp16 safetensors with its entropy tables; returns the digest. Writes a card too."""
+    import torch
+    from safetensors.numpy import save_file
+
+    from neuralcodec.entropy import gaussian_tables
+
+    model = model.cpu().eval()
+    tensors = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in model.state_dict().items()
+               if not _is_derived_buffer(k)}
+    # entropy tables from the fp16 parameters exactly as a decoder will load them
+    model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items()}, strict=False)
+    tensors.update(_z_tables(model.entropy_bottleneck))
+    y = gaussian_tables(SCALE_TABLE.astype(np.float64))
+    tensors.update({"tables.y_counts": y.counts, "tables.y_lengths": y.lengths, "tables.y_offsets": y.offsets,
+                    "tables.scale_table": SCALE_TABLE})
+    meta = {"arch": model_arch(model), "config": json.dumps(model.config())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+    d = digest(tensors)
+    card = dict(card or {})
+    card.update({"file": path.name, "arch": meta["arch"], "config": model.config(), "digest": d.hex(),
+                 "bytes": path.stat().st_size})
+    path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    return d
+
+
+def model_arch(model) -> str:
+    from neuralcodec.models import ARCHITECTURES
+
+    for name, target in ARCHITECTURES.items():
+        if target.endswith(":" + type(model).__name__):
+            return name
+    raise ValueError(f"{type(model).__name__} is not a registered architecture")
+
+
+def _z_tables(eb) -> dict[str, np.ndarray]:
+    """Per-channel count tables of the factorized prior over v = round(z - median)."""
+    import torch
+
+    from neuralcodec.entropy import pmf_tables
+
+    with torch.no_grad():
+        q = eb.quantiles[:, 0, :]
+        medians = q[:, 1]
+        minima = torch.ceil(medians - q[:, 0]).clamp_min(0).long()
+        maxima = torch.ceil(q[:, 2] - medians).clamp_min(0).long()
+        lengths = minima + maxima + 1
+        samples = torch.arange(int(lengths.max()))[None, :] - minima[:, None]
+        pmf, _, _ = eb._likelihood((samples + medians[:, None])[:, None, :].float(), stop_gradient=True)
+        pmf = pmf[:, 0, :].double().numpy()
+    t = pmf_tables(pmf, lengths.numpy(), -minima.numpy())
+    return {"tables.z_counts": t.counts, "tables.z_lengths": t.lengths, "tables.z_offsets": t.offsets}

@@ -10,12 +10,16 @@ the whole lambda range. The model knows nothing of files or entropy coders: it m
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import GDN
-from compressai.ops import quantize_ste
+
+# compressai calls the deprecated torch.jit.script at import; the warning means nothing to our users
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional  # noqa: E402
+from compressai.layers import GDN  # noqa: E402
+from compressai.ops import quantize_ste  # noqa: E402
 
 SCALE_BOUND = 0.11
 

@@ -1,0 +1,125 @@
+"""The Python API: ``compress(image, quality) -> bytes``, ``decompress(bytes) -> image``, ``info(bytes)``.
+
+The CLI is a thin layer over these functions.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from neuralcodec import bitstream, imaging
+from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, Container, FormatError, Header
+
+DEFAULT_QUALITY = 50.0
+
+
+class DecodeError(ValueError):
+    """A `.nic` file cannot be decoded; the message says why in one line."""
+
+
+@functools.lru_cache(maxsize=4)
+def load_codec(weights: str | None = None, device: str = "auto"):
+    """The loaded codec for ``weights`` (a shipped name or a path) on ``device``, cached per process."""
+    from neuralcodec import weights_io
+    from neuralcodec.pipeline import Codec
+
+    return Codec(weights_io.load(weights), device)
+
+
+def _as_image(image) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise imaging.ImageError(f"arrays must be uint8, got {image.dtype}")
+        return Image.fromarray(image)
+    return imaging.open_image(image)
+
+
+def compress(image, quality: float = DEFAULT_QUALITY, *, weights: str | None = None, device: str = "auto") -> bytes:
+    """Compress a Pillow image, a uint8 array (HxW or HxWx3/4) or an image path; quality 0..100."""
+    from neuralcodec.pipeline import rate_of_quality
+
+    img = _as_image(image)
+    planes = imaging.split(img)
+    h, w = planes.rgb.shape[:2]
+    if h * w > DEFAULT_MAX_PIXELS or max(h, w) > 65535 * 64:
+        raise imaging.ImageError(f"image of {w}x{h} exceeds the {DEFAULT_MAX_PIXELS}-pixel limit")
+    codec = load_codec(weights, device)
+    rate = rate_of_quality(quality)
+    chunks, shapes = codec.encode(planes.rgb, rate)
+    flags = 0
+    if planes.alpha is not None:
+        chunks[b"ALPH"] = imaging.pack_alpha(planes.alpha)
+        flags |= bitstream.FLAG_ALPHA
+    header = Header(codec.model_id, codec.weights.digest, rate, w, h, planes.channels, 8, planes.mode, flags,
+                    shapes["y_shape"], shapes["z_shape"])
+    return bitstream.pack(Container(header, chunks))
+
+
+def read_container(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
+    try:
+        return bitstream.unpack(data, max_pixels)
+    except FormatError as e:
+        raise DecodeError(str(e)) from None
+
+
+def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode a `.nic` file's bytes to a Pillow image in the original mode; DecodeError if it is not valid."""
+    from neuralcodec.entropy import EntropyError
+
+    c = read_container(data, max_pixels)
+    h = c.header
+    codec = load_codec(weights, device)
+    try:
+        rgb = codec.decode(h, c.chunks)
+        alpha = imaging.unpack_alpha(c.chunks[b"ALPH"], h.height, h.width) if h.has_alpha else None
+    except (FormatError, EntropyError, ValueError) as e:
+        raise DecodeError(str(e)) from None
+    return imaging.merge(rgb, h.mode, alpha)
+
+
+def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
+    """The header and chunk sizes of a `.nic` file, as plain JSON-able values (no model is loaded)."""
+    c = read_container(data, max_pixels)
+    h = c.header
+    return {
+        "format_version": bitstream.VERSION, "model": h.model_id, "weights_digest": h.weights_digest.hex(),
+        "quality": round(h.rate / 65535 * 100, 2), "rate_selector": h.rate, "width": h.width, "height": h.height,
+        "channels": h.channels, "bit_depth": h.bit_depth, "mode": h.mode, "alpha": h.has_alpha,
+        "y_shape": list(h.y_shape), "z_shape": list(h.z_shape),
+        "chunks": {t.decode(): len(p) for t, p in c.chunks.items()}, "bytes": len(data),
+        "bpp": round(8 * len(data) / (h.width * h.height), 5),
+    }
+
+
+def compress_file(src: Path, dst: Path, quality: float = DEFAULT_QUALITY, **kw) -> tuple[int, int]:
+    """Compress one image file to ``dst`` atomically; returns (bytes written, pixels)."""
+    from neuralcodec.fileio import write_atomic
+
+    img = imaging.open_image(src)
+    data = compress(img, quality, **kw)
+    write_atomic(dst, data)
+    return len(data), img.width * img.height
+
+
+def decompress_file(src: Path, dst: Path, **kw) -> tuple[int, int]:
+    """Decode one `.nic` file to an image file (format from ``dst``'s extension) atomically;
+    returns (bytes written, pixels)."""
+    import io
+
+    from neuralcodec.fileio import write_atomic
+
+    img = decompress(Path(src).read_bytes(), **kw)
+    buf = io.BytesIO()
+    fmt = Image.registered_extensions().get(Path(dst).suffix.lower(), "PNG")
+    if fmt == "JPEG" and img.mode not in ("RGB", "L", "CMYK"):
+        img = img.convert("RGB")
+    img.save(buf, format=fmt)
+    write_atomic(dst, buf.getvalue())
+    return buf.tell(), img.width * img.height

@@ -1,0 +1,122 @@
+"""Planning and running conversions of single files and directory trees.
+
+A plan maps each input to one output; nothing is overwritten unless forced, outputs are written atomically,
+one bad input never stops the others, and results come back as plain records for the CLI's summary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neuralcodec.imaging import READ_EXTENSIONS
+
+NIC = ".nic"
+
+
+@dataclass
+class Job:
+    src: Path
+    dst: Path
+
+
+@dataclass
+class Result:
+    job: Job
+    ok: bool
+    in_bytes: int = 0
+    out_bytes: int = 0
+    pixels: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    skipped: bool = False
+
+
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)
+    problems: list[Result] = field(default_factory=list)  # inputs refused before any work (name clashes)
+
+
+def _walk(root: Path, recursive: bool, extensions: tuple[str, ...]) -> list[Path]:
+    if not recursive:
+        files = [p for p in root.iterdir() if p.is_file()]
+    else:
+        files = [Path(d) / f for d, _, names in os.walk(root) for f in names]  # never follows symlinked dirs
+    return sorted(p for p in files if p.suffix.lower() in extensions and not p.name.startswith("."))
+
+
+def plan(src: Path, out: str | Path | None, direction: str, recursive: bool, out_ext: str = ".png") -> Plan:
+    """``direction`` is 'compress' or 'decompress'. A file maps to a file (or into ``out`` if it is a
+    directory); a directory maps to a mirrored tree under ``out`` (default: beside the inputs)."""
+    new_ext = NIC if direction == "compress" else out_ext
+    exts = READ_EXTENSIONS if direction == "compress" else (NIC,)
+    p = Plan()
+    into_dir = out is not None and (str(out).endswith(("/", os.sep)) or Path(out).is_dir())
+    out = Path(out) if out is not None else None
+    if src.is_file():
+        if out is None:
+            dst = src.with_suffix(new_ext)
+        elif into_dir:
+            dst = out / (src.stem + new_ext)
+        else:
+            dst = out
+        p.jobs.append(Job(src, dst))
+        return p
+    root_out = out if out is not None else src
+    seen: dict[Path, Path] = {}
+    for f in _walk(src, recursive, exts):
+        rel = f.relative_to(src)
+        dst = (root_out / rel).with_suffix(new_ext)
+        if dst in seen:
+            p.problems.append(Result(Job(f, dst), False, error=f"output {dst} would also come from {seen[dst]}"))
+            continue
+        seen[dst] = f
+        p.jobs.append(Job(f, dst))
+    return p
+
+
+def _run_one(job: Job, direction: str, options: dict) -> Result:
+    from neuralcodec import api
+
+    t0 = time.perf_counter()
+    try:
+        in_bytes = job.src.stat().st_size
+        convert = api.compress_file if direction == "compress" else api.decompress_file
+        out_bytes, pixels = convert(job.src, job.dst, **options)
+        return Result(job, True, in_bytes, out_bytes, pixels, time.perf_counter() - t0)
+    except (ValueError, OSError) as e:  # ImageError, DecodeError, WeightsError, FormatError are ValueErrors
+        return Result(job, False, error=str(e), seconds=time.perf_counter() - t0)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run(jobs: list[Job], direction: str, options: dict, workers: int = 1, on_result=None) -> list[Result]:
+    """Run ``jobs`` with ``workers`` processes; ``on_result`` is called as each finishes."""
+    results = []
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            r = _run_one(job, direction, options)
+            results.append(r)
+            if on_result:
+                on_result(r)
+        return results
+    import multiprocessing as mp
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(_run_one, job, direction, options) for job in jobs]
+        for fut in as_completed(futures):
+            r = fut.result()
+            results.append(r)
+            if on_result:
+                on_result(r)
+    return results

@@ -1,0 +1,125 @@
+"""The `.nic` container (docs/bitstream.md): header and CRC-checked chunks. Pure Python: no torch here."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+MAGIC = b"\x89NIC\r\n\x1a\n"
+VERSION = 1
+DEFAULT_MAX_PIXELS = 268_435_456
+MODES = ("RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr")
+CHUNK_TAGS = (b"ZHYP", b"YLAT", b"ALPH")
+FLAG_ALPHA = 1
+_MAX_CHUNKS = 8
+_FIXED = struct.Struct("<32sHIIBBBB3H3HB")  # digest .. chunk count
+
+
+class FormatError(ValueError):
+    """The data is not a valid `.nic` file; the message says why in one line."""
+
+
+@dataclass
+class Header:
+    model_id: str
+    weights_digest: bytes
+    rate: int  # u16 rate selector q; t = q / 65535
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    mode: str
+    flags: int
+    y_shape: tuple[int, int, int]
+    z_shape: tuple[int, int, int]
+
+    @property
+    def has_alpha(self) -> bool:
+        return bool(self.flags & FLAG_ALPHA)
+
+
+@dataclass
+class Container:
+    header: Header
+    chunks: dict[bytes, bytes] = field(default_factory=dict)
+
+
+def pack(c: Container) -> bytes:
+    h = c.header
+    mid = h.model_id.encode("ascii")
+    if not 1 <= len(mid) <= 32:
+        raise ValueError("model id must be 1..32 ASCII characters")
+    if len(h.weights_digest) != 32:
+        raise ValueError("weights digest must be 32 bytes")
+    head = MAGIC + bytes([VERSION, len(mid)]) + mid + _FIXED.pack(
+        h.weights_digest, h.rate, h.width, h.height, h.channels, h.bit_depth, MODES.index(h.mode), h.flags,
+        *h.y_shape, *h.z_shape, len(c.chunks))
+    out = [head, struct.pack("<I", zlib.crc32(head))]
+    for tag, payload in c.chunks.items():
+        body = tag + struct.pack("<I", len(payload)) + payload
+        out += [body, struct.pack("<I", zlib.crc32(body))]
+    return b"".join(out)
+
+
+def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, int, int]:
+    """Parse and check the header; returns (header, chunk count, offset of the first chunk)."""
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise FormatError("not a .nic file (bad magic)" if data else "empty file")
+    if len(data) < 10:
+        raise FormatError("truncated header")
+    version, n = data[8], data[9]
+    if version != VERSION:
+        raise FormatError(f"unsupported format version {version} (this decoder reads version {VERSION})")
+    if not 1 <= n <= 32:
+        raise FormatError(f"bad model id length {n}")
+    end = 10 + n + _FIXED.size
+    if len(data) < end + 4:
+        raise FormatError("truncated header")
+    (crc,) = struct.unpack_from("<I", data, end)
+    if zlib.crc32(data[:end]) != crc:
+        raise FormatError("header checksum mismatch (file is corrupt)")
+    try:
+        model_id = data[10:10 + n].decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("model id is not ASCII") from None
+    (digest, rate, w, h, ch, depth, mode, flags, yc, yh, yw, zc, zh, zw, count) = _FIXED.unpack_from(data, 10 + n)
+    if w < 1 or h < 1:
+        raise FormatError(f"bad image size {w}x{h}")
+    if w * h > max_pixels:
+        raise FormatError(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (--max-pixels)")
+    if ch not in (1, 2, 3, 4) or depth != 8 or mode >= len(MODES):
+        raise FormatError(f"unsupported pixel format (channels {ch}, depth {depth}, mode {mode})")
+    if flags & ~FLAG_ALPHA:
+        raise FormatError(f"unknown flags {flags:#x}")
+    if not 1 <= count <= _MAX_CHUNKS:
+        raise FormatError(f"bad chunk count {count}")
+    header = Header(model_id, digest, rate, w, h, ch, depth, MODES[mode], flags, (yc, yh, yw), (zc, zh, zw))
+    return header, count, end + 4
+
+
+def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
+    """Parse a whole file, checking every CRC and length; raises FormatError on any defect."""
+    header, count, pos = parse_header(data, max_pixels)
+    chunks: dict[bytes, bytes] = {}
+    for _ in range(count):
+        if len(data) < pos + 8:
+            raise FormatError("truncated file (chunk header missing)")
+        tag = data[pos:pos + 4]
+        (length,) = struct.unpack_from("<I", data, pos + 4)
+        if tag not in CHUNK_TAGS or tag in chunks:
+            raise FormatError(f"unexpected chunk {tag!r}")
+        if len(data) < pos + 8 + length + 4:
+            raise FormatError(f"truncated file (chunk {tag.decode()} runs past the end)")
+        body = data[pos:pos + 8 + length]
+        (crc,) = struct.unpack_from("<I", data, pos + 8 + length)
+        if zlib.crc32(body) != crc:
+            raise FormatError(f"chunk {tag.decode()} checksum mismatch (file is corrupt)")
+        chunks[tag] = body[8:]
+        pos += 12 + length
+    if pos != len(data):
+        raise FormatError(f"{len(data) - pos} unexpected bytes after the last chunk")
+    expected = [b"ZHYP", b"YLAT"] + ([b"ALPH"] if header.has_alpha else [])
+    if list(chunks) != expected:
+        raise FormatError(f"chunks {[t.decode() for t in chunks]} do not match the header")
+    return Container(header, chunks)

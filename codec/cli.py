@@ -1,0 +1,213 @@
+"""The `neuralcodec` command: a thin layer over neuralcodec.api and neuralcodec.batch.
+
+Exit status: 0 all good, 1 some inputs failed (each reported, the rest converted), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from neuralcodec.bitstream import DEFAULT_MAX_PIXELS
+
+EXAMPLES = """
+\b
+Examples:
+  neuralcodec compress img.png -o img.nic -q 50
+  neuralcodec decompress img.nic                 # -> img.png beside it
+  neuralcodec compress photos/ -r -o out/ -j 2   # mirrored tree of .nic files
+  neuralcodec decompress out/ -o restored/
+  neuralcodec info img.nic --json
+"""
+
+
+@click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="neuralcodec")
+def main():
+    """neuralcodec: a learned image codec. Files smaller than JPEG and WebP at the same quality.
+
+    Images go in as PNG, JPEG, WebP, TIFF, BMP or PPM; `.nic` files come out, and back.
+    """
+
+
+def _common(f):
+    opts = [
+        click.option("-o", "--output", type=click.Path(),
+                     help="Output file, or directory (for a directory input, or with a trailing /)."),
+        click.option("-r", "--recursive", is_flag=True, help="Descend into subdirectories of a directory input."),
+        click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+                     help="Parallel worker processes for directories."),
+        click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs."),
+        click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone (resume a batch)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where the transforms run; auto = cuda when present. Files are the same either way."),
+        click.option("--weights", default=None, metavar="NAME|PATH",
+                     help="Shipped weights name or a .safetensors path (default: flagship)."),
+        click.option("--quiet", is_flag=True, help="Print errors only."),
+        click.option("-v", "--verbose", is_flag=True, help="One line per file."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+@main.command(epilog=EXAMPLES)
+@click.argument("input", type=click.Path(exists=True, path_type=Path))
+@click.option("-q", "--quality", type=click.FloatRange(0, 100), default=50, show_default=True,
+              help="0 (smallest) .. 100 (best); continuous. About 0.1 bpp at 0 and 1.5 bpp at 100 on photos.")
+@_common
+def compress(input, quality, **kw):
+    """Compress an image, or every image in a directory, to .nic files."""
+    _convert("compress", input, {"quality": quality}, **kw)
+
+
+@main.command(epilog=EXAMPLES)
+@click.argument("input", type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["png", "webp", "tif", "bmp", "ppm"]), default="png",
+              show_default=True, help="Output image format for directories and default names.")
+@click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse files whose image has more pixels than this.")
+@_common
+def decompress(input, fmt, max_pixels, **kw):
+    """Decode a .nic file, or every .nic file in a directory, to images (PNG by default)."""
+    _convert("decompress", input, {"max_pixels": max_pixels}, out_ext="." + fmt, **kw)
+
+
+def _convert(direction, input, options, output, recursive, jobs, force, skip_existing, device, weights, quiet,
+             verbose, out_ext=".png"):
+    from neuralcodec import batch
+
+    if force and skip_existing:
+        raise click.UsageError("--force and --skip-existing exclude each other")
+    if input.is_dir() and output is not None and Path(output).is_file():
+        raise click.UsageError(f"input is a directory but output {output} is a file")
+    options = dict(options, device=device, weights=weights)
+    plan = batch.plan(input, output, direction, recursive, out_ext)
+    todo, skipped = [], 0
+    results = list(plan.problems)
+    for job in plan.jobs:
+        if job.dst.resolve() == job.src.resolve():
+            results.append(batch.Result(job, False, error="output would overwrite the input"))
+        elif job.dst.exists() and not force:
+            if skip_existing:
+                skipped += 1
+            else:
+                results.append(batch.Result(job, False, error=f"{job.dst} exists (use -f to overwrite, "
+                                                               "--skip-existing to keep it)"))
+        else:
+            todo.append(job)
+    if not plan.jobs and not plan.problems:
+        click.echo(f"no {'images' if direction == 'compress' else '.nic files'} found in {input}"
+                   + ("" if recursive else " (use -r to descend into subdirectories)"), err=True)
+        sys.exit(1)
+
+    for r in results:
+        _report(r, direction, quiet, verbose)
+    show_bar = input.is_dir() and not quiet and not verbose and len(todo) > 1
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="file", disable=not show_bar, file=sys.stderr)
+    t0 = time.perf_counter()
+
+    def on_result(r):
+        bar.update(1)
+        if not r.ok or verbose:
+            bar.clear()
+            _report(r, direction, quiet, verbose)
+            bar.refresh()
+
+    try:
+        results += batch.run(todo, direction, options, jobs, on_result)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo("interrupted: outputs written so far are complete; rerun with --skip-existing to resume",
+                   err=True)
+        sys.exit(130)
+    bar.close()
+    done = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    if not quiet and (input.is_dir() or verbose):
+        secs = time.perf_counter() - t0
+        ins, outs = sum(r.in_bytes for r in done), sum(r.out_bytes for r in done)
+        nic_bytes = outs if direction == "compress" else ins
+        px = sum(r.pixels for r in done)
+        bpp = f", {8 * nic_bytes / px:.3f} bpp" if px else ""
+        click.echo(f"{len(done)} converted, {len(failed)} failed, {skipped} skipped; {ins:,} -> {outs:,} bytes"
+                   f"{bpp}; {secs:.1f} s", err=True)
+    sys.exit(1 if failed else 0)
+
+
+def _report(r, direction, quiet, verbose):
+    if not r.ok:
+        click.echo(f"error: {r.job.src}: {r.error}", err=True)
+    elif verbose and not quiet:
+        nic = r.out_bytes if direction == "compress" else r.in_bytes
+        click.echo(f"{r.job.src} -> {r.job.dst}: {r.in_bytes:,} -> {r.out_bytes:,} bytes, "
+                   f"{8 * nic / max(1, r.pixels):.3f} bpp, {r.seconds:.2f} s", err=True)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output, one JSON object per file.")
+def info(files, as_json):
+    """Show the header of .nic files (no model is loaded)."""
+    from neuralcodec.api import DecodeError, info as read_info
+
+    status = 0
+    for f in files:
+        try:
+            h = read_info(f.read_bytes())
+        except DecodeError as e:
+            click.echo(f"error: {f}: {e}", err=True)
+            status = 1
+            continue
+        if as_json:
+            click.echo(json.dumps({"file": str(f), **h}))
+        else:
+            click.echo(f"{f}: neuralcodec v{h['format_version']}, model {h['model']} "
+                       f"(weights {h['weights_digest'][:16]}), quality {h['quality']:g}\n"
+                       f"  {h['width']}x{h['height']} {h['mode']} ({h['channels']} ch, {h['bit_depth']}-bit)"
+                       f"{', alpha' if h['alpha'] else ''}; y {tuple(h['y_shape'])}, z {tuple(h['z_shape'])}\n"
+                       f"  {h['bytes']:,} bytes, {h['bpp']:.4f} bpp; chunks "
+                       + ", ".join(f"{k} {v:,}" for k, v in h["chunks"].items()))
+    sys.exit(status)
+
+
+@main.command()
+@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Training recipe JSON (default: the flagship's, shipped in the package).")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/flagship"), show_default=True,
+              help="Where checkpoints and the log live (outside git). An existing checkpoint is resumed.")
+@click.option("--init-weights", default=None, metavar="NAME|PATH",
+              help="Start from shipped weights when the run dir has no checkpoint (fresh optimizer).")
+@click.option("--minutes", type=float, default=None, help="Stop (and checkpoint) after this many minutes.")
+@click.option("--steps", type=int, default=None, help="Override the recipe's total steps.")
+def train(recipe, run_dir, init_weights, minutes, steps):
+    """Train (or resume training) a model; checkpoints every few minutes and on Ctrl-C/SIGTERM."""
+    from neuralcodec.train import Recipe, default_recipe, train as run_training
+
+    r = Recipe.load(recipe or default_recipe())
+    if steps:
+        r.steps = steps
+    run_training(r, run_dir, init_weights=init_weights, max_minutes=minutes, progress=sys.stderr.isatty())
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(), required=True,
+              help="Destination .safetensors (a JSON card is written beside it).")
+@click.option("--note", default="", help="Free text stored in the card.")
+def export_weights(run_dir, output, note):
+    """Export a training run's checkpoint as shipped fp16 safetensors weights with their card."""
+    from neuralcodec.train import export_run
+
+    d = export_run(run_dir, output, note)
+    click.echo(f"wrote {output} (digest {d.hex()[:16]})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Pillow images <-> the RGB planes the model codes, keeping the original mode and a lossless alpha plane."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pbm", ".pnm")
+_CHANNELS = {"RGB": 3, "L": 1, "RGBA": 4, "LA": 2, "P": 1, "PA": 2, "1": 1, "CMYK": 4, "YCbCr": 3}
+
+
+class ImageError(ValueError):
+    """The input image cannot be coded (unsupported mode or depth); the message says why."""
+
+
+@dataclass
+class Planes:
+    rgb: np.ndarray  # HxWx3 uint8
+    mode: str  # the original Pillow mode, restored on decode
+    channels: int
+    alpha: np.ndarray | None  # HxW uint8, carried losslessly
+
+
+def split(img: Image.Image) -> Planes:
+    """The colour planes to code, the original mode, and the alpha plane if the image has transparency."""
+    mode = img.mode
+    if mode == "P" and "transparency" in img.info:
+        mode = "PA"
+    if mode not in _CHANNELS:
+        raise ImageError(f"unsupported image mode {img.mode!r} (16-bit and float images are not supported; "
+                         "convert to 8-bit RGB first)")
+    alpha = None
+    if mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        rgb = np.asarray(rgba.convert("RGB"))
+    else:
+        rgb = np.asarray(img.convert("RGB"))
+    return Planes(np.ascontiguousarray(rgb), mode, _CHANNELS[mode], alpha)
+
+
+def merge(rgb: np.ndarray, mode: str, alpha: np.ndarray | None) -> Image.Image:
+    """Inverse of :func:`split`: an image in the original mode (palette images get an adaptive palette)."""
+    img = Image.fromarray(rgb, "RGB")
+    if alpha is not None:
+        img.putalpha(Image.fromarray(alpha, "L"))
+    if mode in ("RGB", "RGBA"):
+        return img
+    if mode == "L":
+        return img.convert("L")
+    if mode == "LA":
+        return img.convert("LA")
+    if mode == "1":
+        return img.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1", dither=Image.Dither.NONE)
+    if mode == "P":
+        return img.quantize(256, dither=Image.Dither.NONE)
+    if mode == "PA":
+        return img.convert("RGBA")  # a palette cannot hold lossy colours with exact alpha: decode as RGBA
+    return img.convert(mode)  # CMYK, YCbCr
+
+
+def pack_alpha(alpha: np.ndarray) -> bytes:
+    return zlib.compress(np.ascontiguousarray(alpha, np.uint8).tobytes(), 9)
+
+
+def unpack_alpha(data: bytes, height: int, width: int) -> np.ndarray:
+    size = height * width
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(data, size + 1)  # bounded: a zlib bomb cannot inflate past the image size
+    except zlib.error as e:
+        raise ValueError(f"corrupt alpha chunk ({e})") from None
+    if len(raw) != size or d.unconsumed_tail:
+        raise ValueError("alpha chunk does not match the image size")
+    return np.frombuffer(raw, np.uint8).reshape(height, width)
+
+
+def open_image(path) -> Image.Image:
+    """Open and fully decode an image file; errors become ImageError with a one-line reason."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot read image: {e}") from None

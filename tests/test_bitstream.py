@@ -1,0 +1,74 @@
+import zlib
+
+import pytest
+
+from neuralcodec import bitstream as bs
+
+
+def make(alpha=False):
+    h = bs.Header("modhp", bytes(range(32)), 12345, 768, 512, 4 if alpha else 3, 8, "RGBA" if alpha else "RGB",
+                  bs.FLAG_ALPHA if alpha else 0, (192, 32, 48), (128, 8, 12))
+    chunks = {b"ZHYP": b"z" * 10, b"YLAT": b"y" * 100}
+    if alpha:
+        chunks[b"ALPH"] = zlib.compress(b"\xff" * 100)
+    return bs.Container(h, chunks)
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_every_header_field_round_trips(alpha):
+    c = make(alpha)
+    d = bs.unpack(bs.pack(c))
+    assert d.header == c.header
+    assert d.chunks == c.chunks
+
+
+def test_magic_and_version():
+    data = bs.pack(make())
+    assert data.startswith(b"\x89NIC\r\n\x1a\n") and data[8] == 1
+    with pytest.raises(bs.FormatError, match="bad magic"):
+        bs.unpack(b"GIF89a" + data[6:])
+    bad = bytearray(data)
+    bad[8] = 2
+    with pytest.raises(bs.FormatError, match="version 2"):
+        bs.unpack(bytes(bad))
+    with pytest.raises(bs.FormatError, match="empty"):
+        bs.unpack(b"")
+
+
+def test_every_truncation_is_refused():
+    data = bs.pack(make(True))
+    for n in range(len(data)):
+        with pytest.raises(bs.FormatError):
+            bs.unpack(data[:n])
+
+
+def test_every_single_bit_flip_is_refused():
+    data = bs.pack(make(True))
+    for i in range(len(data)):
+        for bit in (0, 3, 7):
+            bad = bytearray(data)
+            bad[i] ^= 1 << bit
+            with pytest.raises(bs.FormatError):
+                bs.unpack(bytes(bad))
+
+
+def test_trailing_bytes_refused():
+    with pytest.raises(bs.FormatError, match="unexpected bytes"):
+        bs.unpack(bs.pack(make()) + b"\0")
+
+
+def test_absurd_dimensions_refused_before_decoding():
+    c = make()
+    c.header.width = c.header.height = 60000
+    data = bs.pack(c)
+    with pytest.raises(bs.FormatError, match="exceeds the limit"):
+        bs.unpack(data)
+    assert bs.unpack(data, max_pixels=60000**2).header.width == 60000
+
+
+def test_chunk_length_past_end_refused():
+    data = bytearray(bs.pack(make()))
+    _, _, pos = bs.parse_header(bytes(data))
+    data[pos + 4:pos + 8] = (2**32 - 1).to_bytes(4, "little")
+    with pytest.raises(bs.FormatError, match="past the end"):
+        bs.unpack(bytes(data))

@@ -1,0 +1,83 @@
+"""The command line, through click's CliRunner."""
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from neuralcodec.cli import main
+
+from conftest import photo
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_single_file_round_trip(tmp_path):
+    src = tmp_path / "img.png"
+    Image.fromarray(photo(48, 72)).save(src)
+    r = run("compress", src, "-o", tmp_path / "img.nic", "-q", 70)
+    assert r.exit_code == 0, r.output
+    r = run("decompress", tmp_path / "img.nic", "-o", tmp_path / "back.png")
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "back.png").size == (72, 48)
+    r = run("decompress", tmp_path / "img.nic")  # default: img.png beside it, which exists
+    assert r.exit_code == 1 and "exists" in r.output
+    assert run("decompress", tmp_path / "img.nic", "-f").exit_code == 0
+    r = run("info", tmp_path / "img.nic", "--json")
+    h = json.loads(r.output)
+    assert r.exit_code == 0 and h["width"] == 72 and h["quality"] == 70
+
+
+def test_directory_batch_with_broken_input(tmp_path, photo_dir):
+    out, back = tmp_path / "out", tmp_path / "back"
+    r = run("compress", photo_dir, "-o", out, "-r")
+    assert r.exit_code == 1
+    assert "broken.png" in r.output and "3 converted, 1 failed" in r.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["a.nic", "b.nic", "sub", "sub/c.nic"]
+    assert not list(out.rglob("*.part")) and not (out / "broken.nic").exists()
+    r = run("decompress", out, "-o", back, "-r")
+    assert r.exit_code == 0, r.output
+    for name, size in [("a.png", (56, 40)), ("b.png", (47, 33)), ("sub/c.png", (30, 30))]:
+        assert Image.open(back / name).size == size
+    # rerun: existing outputs are kept unless forced; --skip-existing resumes quietly
+    r = run("compress", photo_dir, "-o", out, "-r", "--skip-existing")
+    assert r.exit_code == 1 and "3 skipped" in r.output  # the broken file still fails
+    before = (out / "a.nic").stat().st_mtime_ns
+    assert run("compress", photo_dir, "-o", out, "-r").exit_code == 1
+    assert (out / "a.nic").stat().st_mtime_ns == before
+
+
+def test_parallel_workers(tmp_path, photo_dir):
+    (photo_dir / "broken.png").unlink()
+    r = run("compress", photo_dir, "-o", tmp_path / "out", "-j", 2)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nic", "b.nic"]
+
+
+def test_corrupt_nic_gives_one_line_error_and_no_output(tmp_path):
+    src = tmp_path / "img.png"
+    Image.fromarray(photo(32, 32)).save(src)
+    assert run("compress", src).exit_code == 0
+    data = bytearray((tmp_path / "img.nic").read_bytes())
+    data[len(data) // 2] ^= 0x10
+    (tmp_path / "bad.nic").write_bytes(bytes(data))
+    r = run("decompress", tmp_path / "bad.nic")
+    assert r.exit_code == 1
+    assert r.output.count("\n") == 1 and "bad.nic" in r.output and "checksum" in r.output
+    assert not (tmp_path / "bad.png").exists()
+    assert run("info", tmp_path / "bad.nic").exit_code == 1
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run("compress", tmp_path / "missing.png").exit_code == 2
+    assert run("compress", tmp_path, "-q", 101).exit_code == 2
+    assert run("compress", tmp_path, "-f", "--skip-existing").exit_code == 2
+
+
+def test_help_teaches():
+    r = run("--help")
+    assert r.exit_code == 0 and "neuralcodec compress img.png" in r.output
+    assert "quality" in run("compress", "--help").output

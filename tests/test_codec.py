@@ -1,0 +1,116 @@
+"""End-to-end through the real model and the real range coder, with the shipped weights."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import neuralcodec
+from neuralcodec import api, bitstream
+from neuralcodec.api import DecodeError, load_codec
+from neuralcodec.pipeline import rate_of_quality
+
+from conftest import photo, psnr
+
+
+def test_round_trip_matches_model_forward(rgb64):
+    codec = load_codec()
+    for q in (0, 50, 100):
+        data = neuralcodec.compress(rgb64, q)
+        out = np.asarray(neuralcodec.decompress(data))
+        ref = codec.reconstruct(rgb64, rate_of_quality(q))
+        assert out.shape == rgb64.shape and out.dtype == np.uint8
+        assert abs(psnr(out, rgb64) - psnr(ref, rgb64)) <= 0.01
+        assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_quality_orders_size_and_fidelity():
+    img = photo(128, 128, 5)
+    sizes, quals = [], []
+    for q in (0, 50, 100):
+        data = neuralcodec.compress(img, q)
+        sizes.append(len(data))
+        quals.append(psnr(np.asarray(neuralcodec.decompress(data)), img))
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert quals[0] < quals[1] < quals[2]
+
+
+def test_header_fields(rgb64):
+    data = neuralcodec.compress(rgb64, 37.5)
+    h = neuralcodec.info(data)
+    codec = load_codec()
+    assert h["model"] == "modhp" and h["weights_digest"] == codec.weights.digest.hex()
+    assert (h["width"], h["height"], h["channels"], h["bit_depth"], h["mode"]) == (96, 64, 3, 8, "RGB")
+    assert h["rate_selector"] == round(0.375 * 65535) and h["quality"] == pytest.approx(37.5, abs=0.01)
+    assert h["y_shape"] == [codec.model.M, 4, 8] and h["z_shape"] == [codec.model.N, 1, 2]
+    assert set(h["chunks"]) == {"ZHYP", "YLAT"} and h["bytes"] == len(data)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (5, 3), (63, 65), (64, 64), (130, 67)])
+def test_odd_and_tiny_sizes(shape):
+    img = photo(*shape, seed=3)
+    out = np.asarray(neuralcodec.decompress(neuralcodec.compress(img, 80)))
+    assert out.shape == img.shape
+
+
+def test_grayscale_and_palette_keep_their_mode():
+    g = Image.fromarray(photo(40, 40)[..., 1], "L")
+    out = neuralcodec.decompress(neuralcodec.compress(g, 90))
+    assert out.mode == "L" and out.size == g.size
+    p = Image.fromarray(photo(40, 40)).quantize(64)
+    out = neuralcodec.decompress(neuralcodec.compress(p, 90))
+    assert out.mode == "P" and out.size == p.size
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_is_carried_losslessly(mode):
+    rgba = np.dstack([photo(40, 50), np.random.default_rng(0).integers(0, 256, (40, 50), dtype=np.uint8)])
+    img = Image.fromarray(rgba, "RGBA").convert(mode)
+    data = neuralcodec.compress(img, 60)
+    assert neuralcodec.info(data)["alpha"]
+    out = neuralcodec.decompress(data)
+    assert out.mode == mode
+    assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(img.getchannel("A")))
+
+
+def test_unsupported_mode_is_refused_clearly():
+    with pytest.raises(ValueError, match="unsupported image mode"):
+        neuralcodec.compress(Image.new("I;16", (8, 8)), 50)
+
+
+def test_foreign_weights_digest_is_refused(rgb64):
+    data = bytearray(neuralcodec.compress(rgb64, 50))
+    c = bitstream.unpack(bytes(data))
+    c.header.weights_digest = bytes(32)
+    with pytest.raises(DecodeError, match="made with weights 0000000000000000"):
+        neuralcodec.decompress(bitstream.pack(c))
+    c.header.model_id = "other"
+    with pytest.raises(DecodeError, match="model 'other'"):
+        neuralcodec.decompress(bitstream.pack(c))
+
+
+def test_inconsistent_latent_shapes_are_refused(rgb64):
+    c = bitstream.unpack(neuralcodec.compress(rgb64, 50))
+    c.header.y_shape = (192, 400, 400)
+    with pytest.raises(DecodeError, match="latent shapes"):
+        neuralcodec.decompress(bitstream.pack(c))
+
+
+def test_corrupt_payload_with_valid_crc_never_crashes(rgb64):
+    """A forged file (payload garbage, CRCs recomputed) decodes to something or fails cleanly."""
+    c = bitstream.unpack(neuralcodec.compress(rgb64, 50))
+    rng = np.random.default_rng(0)
+    for n in (0, 4, 40, 400):
+        c.chunks[b"YLAT"] = rng.bytes(n)
+        try:
+            out = neuralcodec.decompress(bitstream.pack(c))
+            assert out.size == (96, 64)
+        except DecodeError:
+            pass
+
+
+def test_truncated_files_are_refused(rgb64):
+    data = neuralcodec.compress(rgb64, 50)
+    for n in range(0, len(data), max(1, len(data) // 40)):
+        with pytest.raises(DecodeError):
+            neuralcodec.decompress(data[:n])
+    assert api.info(data)["bytes"] == len(data)
