@@ -101,13 +101,32 @@ def rd_loss(model, x, t):
 
 def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_minutes: float | None = None,
           progress: bool = True) -> None:
+    """Train until ``recipe.steps`` or ``max_minutes``; SIGINT/SIGTERM stop it cleanly with a checkpoint."""
+    import torch
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.threads)
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _train(recipe, Path(run_dir), init_weights, max_minutes, progress, stop)
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        torch.set_num_threads(old_threads)
+
+
+def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, stop) -> None:
     import torch
     from tqdm import tqdm
 
     from neuralcodec import weights_io
     from neuralcodec.models import build
 
-    torch.set_num_threads(recipe.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -135,14 +154,6 @@ def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_mi
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
                     "step": step, "rng": rng.bit_generator.state}, tmp)
         os.replace(tmp, ckpt)
-
-    stop = {"flag": False}
-
-    def on_signal(signum, frame):
-        stop["flag"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
 
     images = load_corpus(recipe.data, recipe.crop)
     print(f"{len(images)} training images, device {device}, {sum(p.numel() for p in main_params)} parameters")
