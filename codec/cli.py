@@ -196,6 +196,32 @@ def train(recipe, run_dir, init_weights, minutes, steps):
     run_training(r, run_dir, init_weights=init_weights, max_minutes=minutes, progress=sys.stderr.isatty())
 
 
+@main.command("eval")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--qualities", default="0,20,40,60,80,100", show_default=True, help="Comma-separated qualities.")
+@click.option("--against", default="", metavar="jpeg,webp,avif",
+              help="Classic codecs to run through Pillow beside ours (those Pillow supports here).")
+@click.option("--anchors", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Anchor RD curves (JSON, e.g. ../shared/data/anchors/kodak/*.json) for BD-rates; repeatable.")
+@click.option("--weights", default=None, metavar="NAME|PATH", help="Weights to evaluate (default: flagship).")
+@click.option("--limit", type=int, default=None, help="Only the first N images (quick looks).")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("report"),
+              show_default=True, help="Directory for report.json, per-codec JSON and rd.png.")
+def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
+    """Rate-distortion of real files on a directory of lossless images, with BD-rates and an RD plot."""
+    from neuralcodec.evaluate import evaluate
+
+    qs = [float(q) for q in qualities.split(",") if q]
+    codecs = [c for c in against.split(",") if c]
+    s = evaluate(dataset, output, qs, codecs, list(anchors), weights, limit, progress=sys.stderr.isatty())
+    r = s["curves"]["neuralcodec"]
+    for i, q in enumerate(r["quality"]):
+        click.echo(f"q={q:5.1f}  bpp {r['bpp'][i]:.4f}  PSNR {r['psnr-rgb'][i]:.3f}  MS-SSIM {r['ms-ssim'][i]:.5f}")
+    for name, row in s["bd_rate"].items():
+        click.echo(f"BD-rate vs {name}: " + ", ".join(f"{k} {v:+.2f} %" for k, v in row.items()))
+    click.echo(f"report in {output}/")
+
+
 @main.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(), required=True,

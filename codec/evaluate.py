@@ -1,0 +1,167 @@
+"""Rate-distortion evaluation with real files: neuralcodec at a sweep of qualities, classic codecs through
+Pillow, BD-rates against anchor curves, an RD plot. Reports use the anchors' JSON schema
+(``{"name", "description", "results": {"bpp": [...], "psnr-rgb": [...], "ms-ssim": [...], ...}}``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, features
+
+from neuralcodec.rd import bd_rate, load_anchor, msssim_db
+
+DEFAULT_QUALITIES = (0, 20, 40, 60, 80, 100)
+CLASSIC_QUALITIES = {"jpeg": (10, 20, 30, 40, 50, 60, 70, 80, 90, 95), "webp": (5, 15, 30, 50, 70, 85, 95),
+                     "avif": (20, 35, 50, 60, 70, 80, 90)}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    import torch
+    from pytorch_msssim import ms_ssim as f
+
+    ta, tb = (torch.from_numpy(np.array(x)).permute(2, 0, 1)[None].float() for x in (a, b))
+    return float(f(ta, tb, data_range=255))
+
+
+def _neuralcodec_coder(quality: float, weights: str | None):
+    import neuralcodec
+
+    def code(img: np.ndarray):
+        t0 = time.perf_counter()
+        data = neuralcodec.compress(img, quality, weights=weights)
+        t1 = time.perf_counter()
+        out = np.asarray(neuralcodec.decompress(data, weights=weights))
+        return len(data), out, t1 - t0, time.perf_counter() - t1
+    return code
+
+
+def _pillow_coder(fmt: str, quality: int):
+    def code(img: np.ndarray):
+        buf = io.BytesIO()
+        t0 = time.perf_counter()
+        kw = {"subsampling": "4:4:4", "speed": 6} if fmt == "avif" else ({"method": 6} if fmt == "webp" else {})
+        Image.fromarray(img).save(buf, format=fmt.upper(), quality=quality, **kw)
+        t1 = time.perf_counter()
+        out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        return buf.tell(), out, t1 - t0, time.perf_counter() - t1
+    return code
+
+
+def available_classic() -> list[str]:
+    have = {"jpeg": True, "webp": features.check("webp"), "avif": features.check("avif") or False}
+    return [k for k, v in have.items() if v]
+
+
+def curve(name: str, coders: list[tuple[float, callable]], images: list[Path], bar=None,
+          with_msssim: bool = True) -> dict:
+    """One RD curve: for each (quality, coder), mean bpp/PSNR/MS-SSIM and median seconds over ``images``."""
+    res = {k: [] for k in ("quality", "bpp", "psnr-rgb", "ms-ssim", "enc_s", "dec_s")}
+    per_image = []
+    for q, code in coders:
+        rows = []
+        for f in images:
+            img = np.asarray(Image.open(f).convert("RGB"))
+            nbytes, out, enc, dec = code(img)
+            row = {"image": f.name, "quality": q, "bpp": 8 * nbytes / (img.shape[0] * img.shape[1]),
+                   "psnr-rgb": psnr(out, img), "enc_s": enc, "dec_s": dec}
+            if with_msssim:
+                row["ms-ssim"] = ms_ssim(out, img)
+            rows.append(row)
+            if bar:
+                bar.update(1)
+        per_image += rows
+        res["quality"].append(q)
+        for k in ("bpp", "psnr-rgb", "ms-ssim"):
+            if k in rows[0]:
+                res[k].append(float(np.mean([r[k] for r in rows])))
+        for k in ("enc_s", "dec_s"):
+            res[k].append(statistics.median(r[k] for r in rows))
+    if not res["ms-ssim"]:
+        del res["ms-ssim"]
+    return {"name": name, "results": res, "per_image": per_image}
+
+
+def bd_table(report: dict, anchors: dict[str, dict]) -> dict:
+    """BD-rate (%) of ``report``'s curve against each anchor's, in PSNR and (where both have it) MS-SSIM dB."""
+    r = report["results"]
+    out = {}
+    for name, a in anchors.items():
+        row = {"psnr": round(bd_rate(a["bpp"], a["psnr-rgb"], r["bpp"], r["psnr-rgb"]), 2)}
+        a_ms = a.get("ms-ssim", a.get("ms-ssim-rgb"))
+        if a_ms and "ms-ssim" in r:
+            row["ms-ssim"] = round(bd_rate(a["bpp"], msssim_db(a_ms), r["bpp"], msssim_db(r["ms-ssim"])), 2)
+        out[name] = row
+    return out
+
+
+def plot(curves: dict[str, dict], path: Path, title: str = "Kodak") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for name, r in curves.items():
+        style = "-o" if name.startswith("neuralcodec") else "--."
+        ax.plot(r["bpp"], r["psnr-rgb"], style, label=name, ms=4)
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR RGB (dB)")
+    ax.set_xlim(0, 1.6)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against: list[str] = (),
+             anchor_files: list[Path] = (), weights: str | None = None, limit: int | None = None,
+             progress: bool = True) -> dict:
+    """Run the whole evaluation and write ``report.json``, per-codec JSONs and ``rd.png`` into ``out_dir``."""
+    from tqdm import tqdm
+
+    from neuralcodec.api import load_codec
+
+    images = sorted(p for p in Path(dataset).iterdir() if p.suffix.lower() in (".png", ".ppm", ".bmp", ".tif"))
+    images = images[:limit] if limit else images
+    if not images:
+        raise SystemExit(f"no lossless images (png, ppm, bmp, tif) in {dataset}")
+    classic = [c for c in against if c in available_classic()]
+    total = len(images) * (len(qualities) + sum(len(CLASSIC_QUALITIES[c]) for c in classic))
+    bar = tqdm(total=total, unit="img", disable=not progress)
+    codec = load_codec(weights)
+    name = f"neuralcodec {codec.weights.path.stem}"
+    ours = curve(name, [(q, _neuralcodec_coder(q, weights)) for q in qualities], images, bar)
+    ours.update(weights_digest=codec.weights.digest.hex(), description="real .nic files, neuralcodec eval")
+    curves = {name: ours["results"]}
+    reports = {"neuralcodec": ours}
+    for c in classic:
+        rep = curve(f"pillow-{c}", [(q, _pillow_coder(c, q)) for q in CLASSIC_QUALITIES[c]], images, bar)
+        reports[c] = rep
+        curves[rep["name"]] = rep["results"]
+    bar.close()
+    anchors = {Path(f).stem: load_anchor(f) for f in anchor_files}
+    anchors.update({f"pillow-{c}": reports[c]["results"] for c in classic})
+    ours["bd_rate"] = bd_table(ours, anchors)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for key, rep in reports.items():
+        (out_dir / f"{key}.json").write_text(json.dumps(rep, indent=1) + "\n")
+    plot({**curves, **{k: v for k, v in anchors.items() if not k.startswith("pillow-")}}, out_dir / "rd.png",
+         f"{Path(dataset).name}: {len(images)} images")
+    summary = {"images": len(images), "curves": {k: reports[k]["results"] for k in reports},
+               "bd_rate": ours["bd_rate"]}
+    (out_dir / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
