@@ -135,7 +135,7 @@ def decode(data: bytes, indexes: np.ndarray, tables: CountTables) -> np.ndarray:
         if esc_pos.size:
             halves = dec.decode(_HALF, 2 * esc_pos.size).astype(np.uint64).reshape(-1, 2)
             values[esc_pos] = _unzigzag((halves[:, 0] << np.uint64(16)) | halves[:, 1])
-    except (ValueError, RuntimeError, OverflowError) as e:  # constriction reports corrupt input this way
+    except (ValueError, RuntimeError, OverflowError, AssertionError) as e:  # how constriction reports corrupt data
         raise EntropyError(f"corrupt coded stream: {e}") from None
     if values.size and np.abs(values).max() >= 1 << 31:
         raise EntropyError("decoded latent out of int32 range")
