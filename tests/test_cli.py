@@ -81,3 +81,44 @@ def test_help_teaches():
     r = run("--help")
     assert r.exit_code == 0 and "neuralcodec compress img.png" in r.output
     assert "quality" in run("compress", "--help").output
+
+
+def test_interrupted_batch_leaves_only_complete_files_and_resumes(tmp_path, photo_dir, monkeypatch):
+    from neuralcodec import fileio
+
+    (photo_dir / "broken.png").unlink()
+    out = tmp_path / "out"
+    real_write = fileio.write_atomic
+    calls = {"n": 0}
+
+    def interrupted_write(dst, data):
+        calls["n"] += 1
+        if calls["n"] == 2:  # Ctrl-C in the middle of writing the second output
+            raise KeyboardInterrupt
+        real_write(dst, data)
+
+    monkeypatch.setattr(fileio, "write_atomic", interrupted_write)
+    r = run("compress", photo_dir, "-o", out, "-r")
+    assert r.exit_code == 130 and "interrupted" in r.output
+    done = sorted(p.name for p in out.rglob("*.nic"))
+    assert len(done) == 1 and not list(out.rglob("*.part"))
+    monkeypatch.setattr(fileio, "write_atomic", real_write)
+    r = run("compress", photo_dir, "-o", out, "-r", "--skip-existing")
+    assert r.exit_code == 0 and "2 converted" in r.output and "1 skipped" in r.output
+    assert sorted(p.name for p in out.rglob("*.nic")) == ["a.nic", "b.nic", "c.nic"]
+
+
+def test_atomic_write_failure_leaves_nothing(tmp_path, monkeypatch):
+    import os
+
+    from neuralcodec.fileio import write_atomic
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    try:
+        write_atomic(tmp_path / "x.nic", b"data")
+    except OSError:
+        pass
+    assert list(tmp_path.iterdir()) == []
