@@ -16,6 +16,7 @@ import numpy as np
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = "flagship"
+Z_MARGIN = 1.5
 SCALE_TABLE = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64)).astype(np.float32)
 
 
@@ -163,8 +164,9 @@ def _z_tables(eb) -> dict[str, np.ndarray]:
     with torch.no_grad():
         q = eb.quantiles[:, 0, :]
         medians = q[:, 1]
-        minima = torch.ceil(medians - q[:, 0]).clamp_min(0).long()
-        maxima = torch.ceil(q[:, 2] - medians).clamp_min(0).long()
+        # the learned quantiles bound ~1e-9 of the mass; widen them so that escapes (32+ bits) stay rare
+        minima = torch.ceil(Z_MARGIN * (medians - q[:, 0])).clamp_min(0).long() + 2
+        maxima = torch.ceil(Z_MARGIN * (q[:, 2] - medians)).clamp_min(0).long() + 2
         lengths = minima + maxima + 1
         samples = torch.arange(int(lengths.max()))[None, :] - minima[:, None]
         pmf, _, _ = eb._likelihood((samples + medians[:, None])[:, None, :].float(), stop_gradient=True)
