@@ -63,8 +63,8 @@ class Codec:
     def _t(self, rate: int) -> torch.Tensor:
         return torch.tensor([rate / RATE_MAX], device=self.device)
 
-    def _y_indexes(self, z_hat: torch.Tensor):
-        scales, means = self.model.hyper_synthesis(z_hat)
+    def _y_indexes(self, z_hat: torch.Tensor, t: torch.Tensor):
+        scales, means = self.model.hyper_synthesis(z_hat, t)
         idx = torch.bucketize(scales, self.scale_bounds)
         return idx[0].cpu().numpy(), means
 
@@ -72,11 +72,12 @@ class Codec:
     def encode(self, rgb: np.ndarray, rate: int) -> tuple[dict[bytes, bytes], dict]:
         """Code an HxWx3 uint8 image; returns the chunks and the latent shapes."""
         x = self._padded(rgb)
-        y = self.model.analysis(x, self._t(rate))
-        z = self.model.hyper_analysis(y)
+        t = self._t(rate)
+        y = self.model.analysis(x, t)
+        z = self.model.hyper_analysis(y, t)
         z_sym = torch.round(z - self.z_medians)
         z_hat = z_sym + self.z_medians
-        idx, means = self._y_indexes(z_hat)
+        idx, means = self._y_indexes(z_hat, t)
         y_sym = torch.round(y - means)
         z_np = z_sym[0].cpu().numpy().astype(np.int64)
         z_idx = np.broadcast_to(np.arange(z_np.shape[0])[:, None, None], z_np.shape)
@@ -103,7 +104,7 @@ class Codec:
         z_idx = np.broadcast_to(np.arange(header.z_shape[0])[:, None, None], header.z_shape)
         z_sym = entropy.decode(chunks[b"ZHYP"], z_idx, self.z_tables)
         z_hat = torch.from_numpy(z_sym).to(self.device)[None].float() + self.z_medians
-        idx, means = self._y_indexes(z_hat)
+        idx, means = self._y_indexes(z_hat, self._t(header.rate))
         y_sym = entropy.decode(chunks[b"YLAT"], idx, self.y_tables)
         y_hat = torch.from_numpy(y_sym).to(self.device)[None].float() + means
         return y_hat, y_sym
@@ -122,7 +123,7 @@ class Codec:
         x = self._padded(rgb)
         t = self._t(rate)
         y = self.model.analysis(x, t)
-        z_hat = torch.round(self.model.hyper_analysis(y) - self.z_medians) + self.z_medians
-        _, means = self.model.hyper_synthesis(z_hat)
+        z_hat = torch.round(self.model.hyper_analysis(y, t) - self.z_medians) + self.z_medians
+        _, means = self.model.hyper_synthesis(z_hat, t)
         x_hat = self.model.synthesis(torch.round(y - means) + means, t)
         return x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -31,6 +31,7 @@ class Recipe:
     steps: int = 300_000
     warmup: int = 500
     aux_lr: float = 1e-3
+    fast_lr_mult: float = 5.0  # modulation networks and the rate gain learn this much faster
     clip: float = 1.0
     threads: int = 2
     seed: int = 0
@@ -131,20 +132,30 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build(recipe.arch, **recipe.model).to(device).to(memory_format=torch.channels_last)
-    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
-    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    opt = torch.optim.Adam(main_params, lr=recipe.lr)
+    named = dict(model.named_parameters())
+    fast = set(model.fast_parameters()) if hasattr(model, "fast_parameters") else set()
+    aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]
+    main_params = [p for n, p in named.items() if not n.endswith(".quantiles")]
+    groups = [{"params": [p for n, p in named.items() if not n.endswith(".quantiles") and n not in fast], "mult": 1.0}]
+    if fast:
+        groups.append({"params": [named[n] for n in sorted(fast)], "mult": recipe.fast_lr_mult})
+    opt = torch.optim.Adam(groups, lr=recipe.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=recipe.aux_lr)
     ckpt = run_dir / "last.pt"
     step, start, rng = 0, 0, np.random.default_rng(recipe.seed)
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)  # our own run state, never shipped
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        aux_opt.load_state_dict(state["aux_opt"])
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
         step = start = state["step"]
         rng.bit_generator.state = state["rng"]
-        print(f"resumed {ckpt} at step {step}")
+        try:
+            if missing or unexpected:
+                raise ValueError(f"architecture changed (new {missing}, dropped {unexpected})")
+            opt.load_state_dict(state["opt"])
+            aux_opt.load_state_dict(state["aux_opt"])
+            print(f"resumed {ckpt} at step {step}")
+        except ValueError as e:
+            print(f"resumed weights of {ckpt} at step {step} with a fresh optimizer: {e}")
     elif init_weights:
         model.load_state_dict(weights_io.load_state_dict(init_weights), strict=False)
         print(f"initialized from shipped weights {init_weights} (fresh optimizer, warm-up {recipe.warmup})")
@@ -166,7 +177,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         if max_minutes and time.time() - t0 > 60 * max_minutes:
             break
         for g in opt.param_groups:
-            g["lr"] = learning_rate(recipe, step, start)
+            g["lr"] = learning_rate(recipe, step, start) * g["mult"]
         batch = sample_batch(images, recipe.crop, recipe.batch, rng)
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -190,6 +201,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         if step % recipe.log_every == 0:
             rec = {"step": step, "time": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"],
                    "loss": float(np.mean(acc["loss"])), "aux": aux.item(),
+                   "rate_gain": round(float(getattr(model, "rate_gain", torch.zeros(())).detach()), 4),
                    "bpp_by_t_quarter": [round(float(np.mean(v)), 4) if v else None for v in acc["bpp"]],
                    "psnr_by_t_quarter": [round(float(np.mean(v)), 2) if v else None for v in acc["psnr"]]}
             log.write(json.dumps(rec) + "\n")

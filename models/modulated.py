@@ -51,6 +51,10 @@ class ModulatedHyperprior(nn.Module):
     """Mean-scale hyperprior codec whose transforms are modulated by lambda.
 
     ``t`` everywhere is the normalized rate selector: lambda = lmbda_min * (lmbda_max/lmbda_min) ** t.
+    Besides the per-channel modulation, y is coded at a quantization step 1/gain(t) with
+    gain(t) = exp(rate_gain * (t - 1/2)); the hyperprior works on the unscaled latent, its means and scales
+    are scaled by the same gain. ``rate_gain`` starts at the high-rate optimum 0.5 * ln(lmbda_max/lmbda_min)
+    (step proportional to lambda^-1/2) and is learned.
     """
 
     stride = 64  # total down-sampling of the hyper-latent: inputs are padded to a multiple of this
@@ -75,6 +79,7 @@ class ModulatedHyperprior(nn.Module):
         self.mod_s = Modulation([M, N, N, N])
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None, scale_bound=SCALE_BOUND)
+        self.rate_gain = nn.Parameter(torch.tensor(0.5 * math.log(lmbda_max / lmbda_min)))
 
     # -- rate selector ---------------------------------------------------------------------------------
     def lmbda(self, t: torch.Tensor) -> torch.Tensor:
@@ -83,6 +88,10 @@ class ModulatedHyperprior(nn.Module):
     def t_of_lmbda(self, lmbda: float) -> float:
         return math.log(lmbda / self.lmbda_min) / math.log(self.lmbda_max / self.lmbda_min)
 
+    def gain(self, t: torch.Tensor) -> torch.Tensor:
+        """Inverse quantization step of y at rate ``t``, shape (B, 1, 1, 1)."""
+        return torch.exp(self.rate_gain * (t.reshape(-1, 1, 1, 1) - 0.5))
+
     # -- the four transforms ---------------------------------------------------------------------------
     def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         scales = iter(self.mod_a(t))
@@ -90,36 +99,41 @@ class ModulatedHyperprior(nn.Module):
             x = layer(x)
             if isinstance(layer, GDN) or layer is self.g_a[-1]:
                 x = x * next(scales)
-        return x
+        return x * self.gain(t)
 
     def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         scales = iter(self.mod_s(t))
-        x = y_hat
+        x = y_hat / self.gain(t)
         for layer in self.g_s:
             if isinstance(layer, nn.ConvTranspose2d):
                 x = x * next(scales)
             x = layer(x)
         return x
 
-    def hyper_analysis(self, y: torch.Tensor) -> torch.Tensor:
-        return self.h_a(y)
+    def hyper_analysis(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.h_a(y / self.gain(t))
 
-    def hyper_synthesis(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (scales, means) of the conditional Gaussian of y; scales are lower-bounded."""
+    def hyper_synthesis(self, z_hat: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (scales, means) of the conditional Gaussian of y at rate ``t``; scales are lower-bounded."""
         scales, means = self.h_s(z_hat).chunk(2, 1)
-        return scales.clamp_min(SCALE_BOUND), means
+        g = self.gain(t)
+        return (scales * g).clamp_min(SCALE_BOUND), means * g
 
     # -- training --------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
         """Training pass: noisy likelihoods for the rate, straight-through rounding for the decoder input."""
         y = self.analysis(x, t)
-        z = self.hyper_analysis(y)
+        z = self.hyper_analysis(y, t)
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        scales, means = self.hyper_synthesis(z_hat)
+        scales, means = self.hyper_synthesis(z_hat, t)
         _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
         y_hat = quantize_ste(y - means) + means
         x_hat = self.synthesis(y_hat, t)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def fast_parameters(self) -> list[str]:
+        """Names of the few rate-control parameters that train at a higher learning rate."""
+        return [n for n, _ in self.named_parameters() if n.startswith(("mod_a.", "mod_s.", "rate_gain"))]
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
