@@ -10,6 +10,7 @@ RGB (5 scales); BD-rate pchip in log rate. Prints the curve and the BD-rate tabl
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -29,12 +30,21 @@ def main():
     ap.add_argument("--qualities", default="0,20,40,60,80,100")
     ap.add_argument("--images", type=int, default=None, help="first N Kodak images (all 24 for reported numbers)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--card", action="store_true", help="also record the curve and BD-rates in the weights' card")
     ap.add_argument("-o", "--output", type=Path, default=ROOT / "bench" / "results" / "kodak")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     s = evaluate(SHARED / "kodak", args.output, [float(q) for q in args.qualities.split(",")], [], ANCHORS,
                  args.weights, args.images, progress=False)
     r = s["curves"]["neuralcodec"]
+    if args.card:
+        from neuralcodec import weights_io
+
+        card_path = weights_io.resolve(args.weights).with_suffix(".json")
+        card = json.loads(card_path.read_text())
+        card["kodak"] = {"measured_by": "python bench/kodak_rd.py --card", "threads": args.threads,
+                         "images": s["images"], "curve": r, "bd_rate_percent": s["bd_rate"]}
+        card_path.write_text(json.dumps(card, indent=1) + "\n")
     for i, q in enumerate(r["quality"]):
         print(f"q={q:5.1f}  bpp {r['bpp'][i]:.4f}  PSNR {r['psnr-rgb'][i]:.3f}  MS-SSIM {r['ms-ssim'][i]:.5f}  "
               f"enc {r['enc_s'][i]:.2f}s  dec {r['dec_s'][i]:.2f}s")

@@ -233,8 +233,13 @@ def export_run(run_dir: Path, output: Path, note: str = "") -> bytes:
     model.load_state_dict(state["model"])
     card = {"recipe": asdict(recipe), "steps": state["step"], "note": note}
     log = run_dir / "log.jsonl"
-    if log.exists():
-        lines = log.read_text().splitlines()
-        if lines:
-            card["train_seconds_this_run"] = json.loads(lines[-1]).get("time")
+    if log.exists():  # each resumed segment restarts its clock: add up the segments' last times
+        total, last = 0.0, 0.0
+        for line in log.read_text().splitlines():
+            t = json.loads(line)["time"]
+            if t < last:
+                total += last
+            last = t
+        card["train_wall_seconds"] = round(total + last)
+        card["train_log_tail"] = json.loads(line)
     return weights_io.export(model, Path(output), card)
