@@ -92,21 +92,22 @@ def load(name_or_path: str | Path | None = None) -> Weights:
 
 def load_state_dict(name_or_path) -> dict:
     """Network parameters of a weights file as float32 torch tensors (for training initialization)."""
+    return network_state(load(name_or_path))
+
+
+def network_state(w: Weights) -> dict:
+    """The network's parameters and buffers of ``w`` as float32 torch tensors (entropy tables left out)."""
     import torch
 
-    w = load(name_or_path)
     return {k: torch.from_numpy(v.astype(np.float32)) for k, v in w.tensors.items() if not k.startswith("tables.")}
 
 
 def build_model(w: Weights):
     """The torch model of ``w`` in eval mode, parameters as stored (fp16 widened to fp32)."""
-    import torch
-
     from neuralcodec.models import build
 
     model = build(w.arch, **w.config)
-    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in w.tensors.items() if not k.startswith("tables.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(network_state(w), strict=False)
     missing = [k for k in missing if not _is_derived_buffer(k)]
     if missing or unexpected:
         raise WeightsError(f"{w.path}: weights do not fit {w.arch} (missing {missing[:3]}, unexpected {unexpected[:3]})")
