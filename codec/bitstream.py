@@ -7,7 +7,7 @@ import zlib
 from dataclasses import dataclass, field
 
 MAGIC = b"\x89NIC\r\n\x1a\n"
-VERSION = 1
+VERSION = 2
 DEFAULT_MAX_PIXELS = 268_435_456
 MODES = ("RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr")
 CHUNK_TAGS = (b"ZHYP", b"YLAT", b"ALPH")
@@ -69,6 +69,9 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
     if len(data) < 10:
         raise FormatError("truncated header")
     version, n = data[8], data[9]
+    if version == 1:
+        raise FormatError("format version 1 (neuralcodec 0.1, floating-point entropy parameters) is no longer "
+                          "decodable; decode it with neuralcodec 0.1")
     if version != VERSION:
         raise FormatError(f"unsupported format version {version} (this decoder reads version {VERSION})")
     if not 1 <= n <= 32:

@@ -6,15 +6,21 @@ the bitstream nothing of torch.
 
 from __future__ import annotations
 
+import decimal
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from neuralcodec import entropy
 from neuralcodec.bitstream import FormatError, Header
-from neuralcodec.weights_io import Weights, build_model
+from neuralcodec.models.integer import ACT_BITS, IntegerStack
+from neuralcodec.weights_io import Weights, WeightsError, build_model
 
 RATE_MAX = 65535
+GAIN_BITS = 16
+Z_LIMIT = 1 << 9  # hyper-latent symbols are clamped to +-512 before the hyper-synthesis (docs/bitstream.md)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -23,6 +29,16 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for, but no CUDA device is available")
     return torch.device(device)
+
+
+def gain_fixed(rate_gain: float, rate: int) -> int:
+    """round(2^16 * exp(rate_gain * (rate/65535 - 1/2))), exactly: decimal arithmetic is correctly rounded.
+
+    The model's gain(t) in fixed point; the same integer on every machine (libm's exp may differ by an ulp).
+    """
+    with decimal.localcontext(decimal.Context(prec=34)):
+        x = decimal.Decimal(rate_gain) * (decimal.Decimal(rate) / RATE_MAX - decimal.Decimal("0.5"))
+        return int((x.exp() * (1 << GAIN_BITS)).to_integral_value(decimal.ROUND_HALF_EVEN))
 
 
 def rate_of_quality(quality: float) -> int:
@@ -42,8 +58,17 @@ class Codec:
         self.stride = self.model.stride
         self.z_tables = weights.tables("z")
         self.y_tables = weights.tables("y")
-        self.scale_bounds = torch.from_numpy(weights.tensors["tables.scale_table"][:-1].astype(np.float32)).to(self.device)
         self.z_medians = self.model.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
+        try:
+            self.h_s = IntegerStack.from_tensors(self.model.h_s, weights.tensors, "int.h_s")
+        except ValueError as e:
+            raise WeightsError(f"{weights.path}: {e}; re-export the weights") from None
+        # y's table index: the number of scale-table boundaries below scale * gain, in fixed point
+        unit = 2.0 ** (ACT_BITS + GAIN_BITS)
+        self.scale_thresholds = np.array([math.floor(float(b) * unit) for b in weights.tensors["tables.scale_table"][:-1]],
+                                         np.int64)
+        self.z_offsets = np.round(self.z_medians.view(-1).cpu().double().numpy() * 2**ACT_BITS).astype(np.int64)
+        self.rate_gain = float(weights.tensors["rate_gain"])
 
     @property
     def model_id(self) -> str:
@@ -63,10 +88,19 @@ class Codec:
     def _t(self, rate: int) -> torch.Tensor:
         return torch.tensor([rate / RATE_MAX], device=self.device)
 
-    def _y_indexes(self, z_hat: torch.Tensor, t: torch.Tensor):
-        scales, means = self.model.hyper_synthesis(z_hat, t)
-        idx = torch.bucketize(scales, self.scale_bounds)
-        return idx[0].cpu().numpy(), means
+    def y_parameters(self, z_sym: np.ndarray, rate: int) -> tuple[np.ndarray, torch.Tensor]:
+        """Table indexes (int64 C,H,W) and means (float32 1,C,H,W on the device) of y, bit-exact everywhere.
+
+        The hyper-synthesis runs as an integer network on the CPU (models/integer.py); only integers and
+        exactly rounded dyadic fractions leave it, so encoder and decoder agree on any device.
+        """
+        z = np.clip(z_sym.astype(np.int64), -Z_LIMIT, Z_LIMIT) << ACT_BITS
+        out = self.h_s(z + self.z_offsets[:, None, None])
+        g = gain_fixed(self.rate_gain, rate)
+        scales, means = np.split(out, 2, axis=0)
+        idx = np.searchsorted(self.scale_thresholds, scales * g, side="left")
+        mu = (means * g).astype(np.float64) * 2.0 ** -(ACT_BITS + GAIN_BITS)  # exact: |means * g| < 2^53
+        return idx, torch.from_numpy(mu.astype(np.float32)).to(self.device)[None]
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, rate: int) -> tuple[dict[bytes, bytes], dict]:
@@ -75,11 +109,9 @@ class Codec:
         t = self._t(rate)
         y = self.model.analysis(x, t)
         z = self.model.hyper_analysis(y, t)
-        z_sym = torch.round(z - self.z_medians)
-        z_hat = z_sym + self.z_medians
-        idx, means = self._y_indexes(z_hat, t)
+        z_np = torch.round(z - self.z_medians)[0].cpu().numpy().astype(np.int64)
+        idx, means = self.y_parameters(z_np, rate)
         y_sym = torch.round(y - means)
-        z_np = z_sym[0].cpu().numpy().astype(np.int64)
         z_idx = np.broadcast_to(np.arange(z_np.shape[0])[:, None, None], z_np.shape)
         chunks = {b"ZHYP": entropy.encode(z_np, z_idx, self.z_tables),
                   b"YLAT": entropy.encode(y_sym[0].cpu().numpy().astype(np.int64), idx, self.y_tables)}
@@ -103,8 +135,7 @@ class Codec:
         self.check(header)
         z_idx = np.broadcast_to(np.arange(header.z_shape[0])[:, None, None], header.z_shape)
         z_sym = entropy.decode(chunks[b"ZHYP"], z_idx, self.z_tables)
-        z_hat = torch.from_numpy(z_sym).to(self.device)[None].float() + self.z_medians
-        idx, means = self._y_indexes(z_hat, self._t(header.rate))
+        idx, means = self.y_parameters(z_sym, header.rate)
         y_sym = entropy.decode(chunks[b"YLAT"], idx, self.y_tables)
         y_hat = torch.from_numpy(y_sym).to(self.device)[None].float() + means
         return y_hat, y_sym
@@ -123,7 +154,7 @@ class Codec:
         x = self._padded(rgb)
         t = self._t(rate)
         y = self.model.analysis(x, t)
-        z_hat = torch.round(self.model.hyper_analysis(y, t) - self.z_medians) + self.z_medians
-        _, means = self.model.hyper_synthesis(z_hat, t)
+        z_sym = torch.round(self.model.hyper_analysis(y, t) - self.z_medians)[0].cpu().numpy().astype(np.int64)
+        _, means = self.y_parameters(z_sym, rate)
         x_hat = self.model.synthesis(torch.round(y - means) + means, t)
         return x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -33,6 +33,7 @@ class Recipe:
     aux_lr: float = 1e-3
     fast_lr_mult: float = 5.0  # modulation networks and the rate gain learn this much faster
     clip: float = 1.0
+    weight_exponent: float = 0.5  # a sample's loss is weighted by (lambda/lambda_max)^-weight_exponent
     threads: int = 2
     seed: int = 0
     checkpoint_minutes: float = 10.0
@@ -83,7 +84,7 @@ def learning_rate(r: Recipe, step: int, start: int) -> float:
     return warm * (r.lr_final + 0.5 * (r.lr - r.lr_final) * (1 + math.cos(math.pi * p)))
 
 
-def rd_loss(model, x, t):
+def rd_loss(model, x, t, weight_exponent: float = 0.5):
     """Per-sample R + lambda*255^2*MSE, weighted so every lambda gets a similar share of the gradient."""
     import torch
 
@@ -94,7 +95,7 @@ def rd_loss(model, x, t):
     mse = (out["x_hat"].clamp(0, 1) - x).pow(2).flatten(1).mean(1)
     mse_train = (out["x_hat"] - x).pow(2).flatten(1).mean(1)
     lmbda = model.lmbda(t)
-    weight = (lmbda / model.lmbda_max) ** -0.5
+    weight = (lmbda / model.lmbda_max) ** -weight_exponent
     weight = weight / weight.mean()
     loss = (weight * (bpp + lmbda * 255**2 * mse_train)).mean()
     return loss, bpp.detach(), mse.detach()
@@ -182,7 +183,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy(rng.random(recipe.batch).astype(np.float32)).to(device)
-        loss, bpp, mse = rd_loss(model, x, t)
+        loss, bpp, mse = rd_loss(model, x, t, recipe.weight_exponent)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)

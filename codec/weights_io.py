@@ -17,6 +17,7 @@ import numpy as np
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = "flagship"
 Z_MARGIN = 1.5
+DERIVED_PREFIXES = ("tables.", "int.")  # entropy tables and integer networks, derived at export
 SCALE_TABLE = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64)).astype(np.float32)
 
 
@@ -56,7 +57,7 @@ class Weights:
     path: Path
     arch: str
     config: dict
-    tensors: dict[str, np.ndarray]  # network parameters (fp16) and `tables.*` (int32/float32)
+    tensors: dict[str, np.ndarray]  # network parameters (fp16), `tables.*` and `int.*` (integer h_s)
     digest: bytes
 
     def tables(self, prefix: str):
@@ -99,7 +100,11 @@ def network_state(w: Weights) -> dict:
     """The network's parameters and buffers of ``w`` as float32 torch tensors (entropy tables left out)."""
     import torch
 
-    return {k: torch.from_numpy(v.astype(np.float32)) for k, v in w.tensors.items() if not k.startswith("tables.")}
+    from neuralcodec.models.integer import float_parameters
+
+    state = {k: v.astype(np.float32) for k, v in w.tensors.items() if not k.startswith(DERIVED_PREFIXES)}
+    state.update(float_parameters(w.tensors, "int.h_s"))  # h_s ships in integer form only
+    return {k: torch.from_numpy(v) for k, v in state.items()}
 
 
 def build_model(w: Weights):
@@ -121,18 +126,23 @@ def _is_derived_buffer(name: str) -> bool:
 
 
 def export(model, path: Path, card: dict | None = None) -> bytes:
-    """Write ``model`` as fp16 safetensors with its entropy tables; returns the digest. Writes a card too."""
+    """Write ``model`` as fp16 safetensors with its entropy tables and integer hyper-synthesis; returns the
+    digest. Writes a card too."""
     import torch
     from safetensors.numpy import save_file
 
     from neuralcodec.entropy import gaussian_tables
+    from neuralcodec.models.integer import IntegerStack
 
     model = model.cpu().eval()
+    # the hyper-synthesis ships as an integer network only (its float form is derived from it on load)
+    int_hs = IntegerStack.quantize(model.h_s).tensors("int.h_s")
     tensors = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in model.state_dict().items()
-               if not _is_derived_buffer(k)}
+               if not _is_derived_buffer(k) and not k.startswith("h_s.")}
     # entropy tables from the fp16 parameters exactly as a decoder will load them
     model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items()}, strict=False)
     tensors.update(_z_tables(model.entropy_bottleneck))
+    tensors.update(int_hs)
     y = gaussian_tables(SCALE_TABLE.astype(np.float64))
     tensors.update({"tables.y_counts": y.counts, "tables.y_lengths": y.lengths, "tables.y_offsets": y.offsets,
                     "tables.scale_table": SCALE_TABLE})

@@ -24,12 +24,15 @@ def test_every_header_field_round_trips(alpha):
 
 def test_magic_and_version():
     data = bs.pack(make())
-    assert data.startswith(b"\x89NIC\r\n\x1a\n") and data[8] == 1
+    assert data.startswith(b"\x89NIC\r\n\x1a\n") and data[8] == 2
     with pytest.raises(bs.FormatError, match="bad magic"):
         bs.unpack(b"GIF89a" + data[6:])
     bad = bytearray(data)
-    bad[8] = 2
-    with pytest.raises(bs.FormatError, match="version 2"):
+    bad[8] = 3
+    with pytest.raises(bs.FormatError, match="version 3"):
+        bs.unpack(bytes(bad))
+    bad[8] = 1  # the float-hyperprior format of neuralcodec 0.1: refused by name
+    with pytest.raises(bs.FormatError, match="version 1 .*neuralcodec 0.1"):
         bs.unpack(bytes(bad))
     with pytest.raises(bs.FormatError, match="empty"):
         bs.unpack(b"")

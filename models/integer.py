@@ -1,0 +1,188 @@
+"""Integer networks: a conv stack evaluated exactly, so every device computes the same integers.
+
+After Ballé, Johnston and Minnen, "Integer networks for data compression with latent-variable models"
+(ICLR 2019). Anything that selects a probability table for the range coder must be identical in encoder and
+decoder; floating-point convolutions are not (other CPU, GPU, thread count or library version sum in another
+order). Here weights, biases and activations are integers with fixed binary points, every rounding is
+defined, and the only arithmetic is integer multiply-add. It runs on float64 tensors holding integers whose
+every partial sum stays below 2^53, so any summation order gives the exact result: BLAS, threads and
+banding cannot change a bit.
+
+Fixed-point layout (docs/bitstream.md, "Integer hyper-synthesis"):
+- activations: integers a with value a / 2^ACT_BITS, saturated to [-ACT_LIMIT, ACT_LIMIT];
+- weights of output channel c: integers w with value w / 2^shift[c], |w| < 2^WEIGHT_BITS;
+- a layer: acc = conv(a, w) + bias (bias at scale 2^(shift[c] + ACT_BITS)),
+  a' = floor((acc + 2^(shift[c]-1)) / 2^shift[c]), saturated; then, where the float net has a leaky ReLU,
+  a'' = a' if a' >= 0 else floor(a' * LEAK_NUM / 2^LEAK_SHIFT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACT_BITS = 16
+ACT_LIMIT = 2**23
+WEIGHT_BITS = 15  # |weight| < 2^15: shipped as int16
+MAX_SHIFT = 24
+LEAK_NUM, LEAK_SHIFT = 5243, 19  # leaky ReLU slope 5243/2^19 = 0.0100002 (torch: 0.01)
+EXACT = 2**53  # float64 represents every integer below this exactly
+BAND_POSITIONS = 1 << 14
+HALO = 3  # input rows each band borrows from its neighbours; covers the receptive field of h_s
+
+
+def float_parameters(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The float weights and biases an integer stack stands for (``<name>.weight`` = weight / 2^shift).
+
+    Shipped weights hold the hyper-synthesis only in integer form; training resumes from these values.
+    """
+    out = {}
+    for name in tensors:
+        if name.startswith(prefix + ".") and name.endswith(".shift"):
+            base = name[: -len(".shift")]
+            scale = 2.0 ** tensors[name].astype(np.float64)
+            float_name = base.removeprefix("int.")  # integer tensors are named "int." + the float name
+            out[float_name + ".weight"] = (tensors[base + ".weight"] / scale).astype(np.float32)
+            out[float_name + ".bias"] = (tensors[base + ".bias"] / (scale.reshape(-1) * 2**ACT_BITS)).astype(np.float32)
+    return out
+
+
+@dataclass
+class IntLayer:
+    index: int  # position in the float Sequential: tensors are named after it
+    transposed: bool
+    stride: int
+    padding: int
+    output_padding: int
+    leaky: bool  # a leaky ReLU follows
+    weight: np.ndarray  # int32, torch layout
+    bias: np.ndarray  # int64, one per output channel
+    shift: np.ndarray  # int32, one per output channel
+
+    def out_channels(self) -> int:
+        return self.weight.shape[1] if self.transposed else self.weight.shape[0]
+
+    def fan_in(self) -> int:
+        w = self.weight
+        return w.shape[0] * w.shape[2] * w.shape[3] if self.transposed else w[0].size
+
+
+class IntegerStack:
+    """A chain of (transposed) convolutions with optional leaky ReLUs, evaluated in exact integers."""
+
+    def __init__(self, layers: list[IntLayer]):
+        self.layers = layers
+        for i, layer in enumerate(layers):
+            bound = layer.fan_in() * 2**WEIGHT_BITS * ACT_LIMIT + int(np.abs(layer.bias).max(initial=0))
+            if bound >= EXACT or np.abs(layer.weight).max(initial=0) >= 2**WEIGHT_BITS:
+                raise ValueError(f"integer layer {i}: sums may reach {bound:.3g}, beyond exact float64")
+            if not (0 <= layer.shift.min() and layer.shift.max() <= MAX_SHIFT):
+                raise ValueError(f"integer layer {i}: shift outside 0..{MAX_SHIFT}")
+
+    # -- building -----------------------------------------------------------------------------------------
+    @staticmethod
+    def geometry(module: nn.Sequential) -> list[dict]:
+        """Layer geometry of a float Sequential of Conv2d/ConvTranspose2d/LeakyReLU."""
+        geo = []
+        for i, m in enumerate(module):
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                geo.append({"index": i, "transposed": isinstance(m, nn.ConvTranspose2d), "stride": m.stride[0],
+                            "padding": m.padding[0],
+                            "output_padding": m.output_padding[0] if isinstance(m, nn.ConvTranspose2d) else 0,
+                            "leaky": False, "module": m})
+            elif isinstance(m, nn.LeakyReLU):
+                geo[-1]["leaky"] = True
+            else:
+                raise TypeError(f"{type(m).__name__} has no integer form")
+        return geo
+
+    @classmethod
+    def quantize(cls, module: nn.Sequential) -> "IntegerStack":
+        """Round a trained float stack to integers (per-output-channel binary points)."""
+        layers = []
+        for g in cls.geometry(module):
+            m = g.pop("module")
+            w = m.weight.detach().double().cpu().numpy()
+            b = m.bias.detach().double().cpu().numpy()
+            per_out = np.abs(w).max(axis=(0, 2, 3) if g["transposed"] else (1, 2, 3))
+            with np.errstate(divide="ignore"):
+                shift = np.floor(np.log2((2**WEIGHT_BITS - 1) / per_out))
+            shift = np.clip(np.nan_to_num(shift, posinf=MAX_SHIFT), 0, MAX_SHIFT).astype(np.int32)
+            scale = 2.0 ** shift.astype(np.float64)
+            wscale = scale[None, :, None, None] if g["transposed"] else scale[:, None, None, None]
+            layers.append(IntLayer(**g, weight=np.round(w * wscale).astype(np.int16),
+                                   bias=np.round(b * scale * 2**ACT_BITS).astype(np.int64), shift=shift))
+        return cls(layers)
+
+    def tensors(self, prefix: str) -> dict[str, np.ndarray]:
+        """The integers as named arrays; ``shift`` is shaped to broadcast against ``weight``."""
+        out = {}
+        for layer in self.layers:
+            shape = (1, -1, 1, 1) if layer.transposed else (-1, 1, 1, 1)
+            out.update({f"{prefix}.{layer.index}.weight": layer.weight, f"{prefix}.{layer.index}.bias": layer.bias,
+                        f"{prefix}.{layer.index}.shift": layer.shift.reshape(shape)})
+        return out
+
+    @classmethod
+    def from_tensors(cls, module: nn.Sequential, tensors: dict[str, np.ndarray], prefix: str) -> "IntegerStack":
+        """Integers from shipped ``tensors``; geometry (strides, activations) from the float ``module``."""
+        layers = []
+        for g in cls.geometry(module):
+            m, i = g.pop("module"), g["index"]
+            try:
+                w, b, s = (tensors[f"{prefix}.{i}.{k}"] for k in ("weight", "bias", "shift"))
+            except KeyError as e:
+                raise ValueError(f"integer weights {e.args[0]} missing") from None
+            if w.shape != tuple(m.weight.shape) or b.shape != (m.bias.numel(),) or s.size != b.size:
+                raise ValueError(f"integer weights {prefix}.{i} do not fit the network")
+            layers.append(IntLayer(**g, weight=w.astype(np.int32), bias=b.astype(np.int64),
+                                   shift=s.reshape(-1).astype(np.int32)))
+        return cls(layers)
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+    def __call__(self, x: np.ndarray, band_rows: int | None = None) -> np.ndarray:
+        """(C, H, W) int64 activations -> output int64 activations; exact, on the CPU.
+
+        Large inputs are evaluated in bands of ``band_rows`` input rows (with a halo), which bounds memory
+        and cannot change the result.
+        """
+        x = np.clip(np.asarray(x, np.int64), -ACT_LIMIT, ACT_LIMIT)
+        h = x.shape[1]
+        up = self.upsampling()
+        if band_rows is None:  # ~16k output positions per band: the im2col buffers stay ~0.3 GB
+            band_rows = max(2, BAND_POSITIONS // max(1, x.shape[2] * up * up))
+        bands = []
+        for r0 in range(0, h, band_rows):
+            r1 = min(h, r0 + band_rows)
+            a0, a1 = max(0, r0 - HALO), min(h, r1 + HALO)
+            out = self._run(x[:, a0:a1])
+            bands.append(out[:, (r0 - a0) * up:(r1 - a0) * up])
+        return np.concatenate(bands, axis=1) if bands else np.zeros((self.layers[-1].out_channels(), 0, x.shape[2] * up), np.int64)
+
+    def upsampling(self) -> int:
+        f = 1.0
+        for layer in self.layers:
+            f = f * layer.stride if layer.transposed else f / layer.stride
+        return int(f)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        a = torch.from_numpy(np.ascontiguousarray(x, np.float64))[None]
+        with torch.no_grad():
+            for layer in self.layers:
+                w = torch.from_numpy(layer.weight.astype(np.float64))
+                b = torch.from_numpy(layer.bias.astype(np.float64))
+                if layer.transposed:
+                    acc = F.conv_transpose2d(a, w, b, stride=layer.stride, padding=layer.padding,
+                                             output_padding=layer.output_padding)
+                else:
+                    acc = F.conv2d(a, w, b, stride=layer.stride, padding=layer.padding)
+                s = torch.from_numpy(layer.shift.astype(np.float64))[None, :, None, None]
+                half = torch.where(s > 0, 2.0 ** (s - 1), torch.zeros_like(s))
+                a = torch.floor((acc + half) * 2.0 ** -s).clamp_(-ACT_LIMIT, ACT_LIMIT)
+                if layer.leaky:
+                    a = torch.where(a < 0, torch.floor(a * (LEAK_NUM * 2.0**-LEAK_SHIFT)), a)
+        return a[0].numpy().astype(np.int64)
