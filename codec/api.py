@@ -70,11 +70,17 @@ def read_container(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Contain
 
 def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
                max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode a `.nic` file's bytes to a Pillow image in the original mode; DecodeError if it is not valid."""
+    """Decode a `.nic` file's bytes to a Pillow image in the original mode; DecodeError if it is not valid.
+
+    Without ``weights``, the shipped weights whose digest the file names are used."""
     from neuralcodec.entropy import EntropyError
 
     c = read_container(data, max_pixels)
     h = c.header
+    if weights is None:  # the shipped weights that made the file, else the default (which refuses it clearly)
+        from neuralcodec import weights_io
+
+        weights = weights_io.shipped().get(h.weights_digest)
     codec = load_codec(weights, device)
     try:
         rgb = codec.decode(h, c.chunks)

@@ -43,6 +43,22 @@ def resolve(name_or_path: str | Path | None) -> Path:
     return _weights_dir() / f"{name_or_path}.safetensors"
 
 
+def shipped() -> dict[bytes, str]:
+    """Digest -> name of every weights file shipped in the package (read from the cards, cheap).
+
+    Weights that made files of an earlier release stay shipped, so those files keep decoding.
+    """
+    out = {}
+    for card in sorted(_weights_dir().glob("*.json")):
+        try:
+            d = bytes.fromhex(json.loads(card.read_text())["digest"])
+        except (ValueError, KeyError, TypeError, OSError):
+            continue
+        if card.with_suffix(".safetensors").is_file():
+            out[d] = card.stem
+    return out
+
+
 def digest(tensors: dict[str, np.ndarray]) -> bytes:
     h = hashlib.sha256()
     for name in sorted(tensors):

@@ -1,0 +1,93 @@
+"""The integer hyper-synthesis: exact, order-independent, close to its float form, and fixed-point gain."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from neuralcodec.models.integer import ACT_BITS, IntegerStack, float_parameters
+from neuralcodec.pipeline import gain_fixed
+
+
+def small_hs(seed=0, n=6, m=8):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.ConvTranspose2d(n, m, 5, 2, 2, 1), nn.LeakyReLU(), nn.ConvTranspose2d(m, m, 5, 2, 2, 1), nn.LeakyReLU(),
+        nn.Conv2d(m, 2 * m, 3, 1, 1),
+    ).eval()
+
+
+def z_symbols(shape, seed=1):
+    return np.random.default_rng(seed).integers(-6, 7, shape).astype(np.int64)
+
+
+def test_bands_do_not_change_a_single_bit():
+    stack = IntegerStack.quantize(small_hs())
+    z = z_symbols((6, 11, 9)) << ACT_BITS
+    whole = stack(z, band_rows=100)
+    assert whole.shape == (16, 44, 36) and whole.dtype == np.int64
+    for rows in (1, 2, 3, 5):
+        assert np.array_equal(stack(z, band_rows=rows), whole)
+
+
+def test_threads_do_not_change_a_single_bit():
+    stack = IntegerStack.quantize(small_hs(3, n=32, m=48))
+    z = z_symbols((32, 9, 13)) << ACT_BITS
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = stack(z)
+        torch.set_num_threads(2)
+        two = stack(z)
+    finally:
+        torch.set_num_threads(old)
+    assert np.array_equal(one, two)
+
+
+def test_integer_stack_tracks_its_float_network():
+    hs = small_hs()
+    stack = IntegerStack.quantize(hs)
+    z = z_symbols((6, 5, 7))
+    with torch.no_grad():
+        ref = hs(torch.from_numpy(z).double()[None].float())[0].double().numpy()
+    got = stack(z << ACT_BITS) / 2.0**ACT_BITS
+    assert np.abs(got - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
+
+
+def test_shipped_form_round_trips_exactly():
+    stack = IntegerStack.quantize(small_hs())
+    tensors = stack.tensors("int.h_s")
+    assert all(tensors[k].dtype == np.int16 for k in tensors if k.endswith(".weight"))
+    hs = small_hs(seed=7)  # other values, same geometry
+    hs.load_state_dict({k.removeprefix("h_s."): torch.from_numpy(v) for k, v in float_parameters(tensors, "int.h_s").items()})
+    again = IntegerStack.quantize(hs).tensors("int.h_s")
+    for k in ("int.h_s.0.weight", "int.h_s.2.weight", "int.h_s.4.weight", "int.h_s.4.shift"):
+        assert np.array_equal(again[k], tensors[k]), k
+    loaded = IntegerStack.from_tensors(hs, tensors, "int.h_s")
+    z = z_symbols((6, 4, 4)) << ACT_BITS
+    assert np.array_equal(loaded(z), stack(z))
+
+
+def test_bounds_that_could_break_exactness_are_refused():
+    wide = nn.Sequential(nn.Conv2d(4096, 2, 3, 1, 1))  # fan-in 36864: sums could pass 2^53
+    with pytest.raises(ValueError, match="exact"):
+        IntegerStack.quantize(wide)
+
+
+def test_missing_or_misshaped_integer_weights_are_refused():
+    hs = small_hs()
+    tensors = IntegerStack.quantize(hs).tensors("int.h_s")
+    with pytest.raises(ValueError, match="missing"):
+        IntegerStack.from_tensors(hs, {k: v for k, v in tensors.items() if "4.bias" not in k}, "int.h_s")
+    tensors["int.h_s.0.weight"] = tensors["int.h_s.0.weight"][:, :3]
+    with pytest.raises(ValueError, match="do not fit"):
+        IntegerStack.from_tensors(hs, tensors, "int.h_s")
+
+
+def test_fixed_point_gain_is_exact_and_monotonic():
+    # round(2^16 * e^1) and round(2^16 * e^-1), correctly rounded
+    assert gain_fixed(2.0, 65535) == 178145
+    assert gain_fixed(2.0, 0) == 24109
+    assert gain_fixed(2.0, 32767) == 65535  # 2^16 * exp(-2/65535) = 65534.99999
+    g = [gain_fixed(2.015625, r) for r in range(0, 65536, 4099)]
+    assert g == sorted(g) and len(set(g)) == len(g)
