@@ -49,6 +49,12 @@ def _walk(root: Path, recursive: bool, extensions: tuple[str, ...]) -> list[Path
     return sorted(p for p in files if p.suffix.lower() in extensions and not p.name.startswith("."))
 
 
+def _inside(dst: Path, real_root: Path) -> bool:
+    """True if ``dst`` (resolved through any symlinked directories, or a symlink itself) stays under the root."""
+    target = dst.resolve() if dst.is_symlink() else dst.parent.resolve() / dst.name
+    return target.is_relative_to(real_root)
+
+
 def plan(src: Path, out: str | Path | None, direction: str, recursive: bool, out_ext: str = ".png") -> Plan:
     """``direction`` is 'compress' or 'decompress'. A file maps to a file (or into ``out`` if it is a
     directory); a directory maps to a mirrored tree under ``out`` (default: beside the inputs)."""
@@ -67,10 +73,15 @@ def plan(src: Path, out: str | Path | None, direction: str, recursive: bool, out
         p.jobs.append(Job(src, dst))
         return p
     root_out = out if out is not None else src
+    real_root = root_out.resolve()
     seen: dict[Path, Path] = {}
     for f in _walk(src, recursive, exts):
         rel = f.relative_to(src)
         dst = (root_out / rel).with_suffix(new_ext)
+        if not _inside(dst, real_root):
+            p.problems.append(Result(Job(f, dst), False, error=f"output {dst} would land outside {root_out} "
+                                                                "(a symlink in the output tree); not written"))
+            continue
         if dst in seen:
             p.problems.append(Result(Job(f, dst), False, error=f"output {dst} would also come from {seen[dst]}"))
             continue

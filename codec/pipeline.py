@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from neuralcodec import entropy
 from neuralcodec.bitstream import FormatError, Header
@@ -20,6 +19,8 @@ from neuralcodec.weights_io import Weights, WeightsError, build_model
 
 RATE_MAX = 65535
 GAIN_BITS = 16
+TILE = 64  # latent rows/columns of y per tile of the transforms (1024 px): bounds memory on big images
+HALO = 4  # latent rows/columns each tile borrows from its neighbours: covers g_a's and g_s's receptive fields
 Z_LIMIT = 1 << 9  # hyper-latent symbols are clamped to +-512 before the hyper-synthesis (docs/bitstream.md)
 
 
@@ -78,12 +79,52 @@ class Codec:
         ph, pw = -(-height // self.stride), -(-width // self.stride)
         return (self.model.M, ph * 4, pw * 4), (self.model.N, ph, pw)
 
-    def _padded(self, rgb: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 -> 1x3xH'xW' float in [0, 1], edge-replicated up to a multiple of the stride."""
+    def _padded(self, rgb: np.ndarray, rows: slice | None = None, cols: slice | None = None) -> torch.Tensor:
+        """HxWx3 uint8 -> 1x3xH'xW' float in [0, 1], edge-replicated up to a multiple of the stride; or only
+        the window ``rows`` x ``cols`` of that padded image (so big images are never converted whole)."""
         h, w = rgb.shape[:2]
-        x = torch.from_numpy(np.require(rgb, np.uint8, ['C', 'W'])).to(self.device).permute(2, 0, 1)[None].float().div_(255)
         ph, pw = -(-h // self.stride) * self.stride, -(-w // self.stride) * self.stride
-        return x if (ph, pw) == (h, w) else F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
+        rows, cols = rows or slice(0, ph), cols or slice(0, pw)
+        ri = np.minimum(np.arange(rows.start, rows.stop), h - 1)
+        ci = np.minimum(np.arange(cols.start, cols.stop), w - 1)
+        window = np.ascontiguousarray(rgb[ri[:, None], ci[None, :]])
+        return torch.from_numpy(window).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+
+    @staticmethod
+    def _tiles(h: int, w: int):
+        """Latent tiles (rows, cols, halo-extended rows, halo-extended cols) covering an h x w latent."""
+        for r0 in range(0, h, TILE):
+            for c0 in range(0, w, TILE):
+                r1, c1 = min(h, r0 + TILE), min(w, c0 + TILE)
+                yield (slice(r0, r1), slice(c0, c1),
+                       slice(max(0, r0 - HALO), min(h, r1 + HALO)), slice(max(0, c0 - HALO), min(w, c1 + HALO)))
+
+    def analysis(self, rgb: np.ndarray, t: torch.Tensor) -> torch.Tensor:
+        """g_a of the padded image, tile by tile with overlap: the same y as one pass, in bounded memory."""
+        (m, yh, yw), _ = self.latent_shapes(*rgb.shape[:2])
+        up = self.stride // 4  # pixels per latent element of y
+        y = torch.empty((1, m, yh, yw), device=self.device)
+        for rows, cols, hr, hc in self._tiles(yh, yw):
+            x = self._padded(rgb, slice(hr.start * up, hr.stop * up), slice(hc.start * up, hc.stop * up))
+            yt = self.model.analysis(x, t)
+            y[:, :, rows, cols] = yt[:, :, rows.start - hr.start:rows.stop - hr.start,
+                                     cols.start - hc.start:cols.stop - hc.start]
+        return y
+
+    def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """g_s tile by tile with overlap, straight into an HxWx3 uint8 image (cropped to height x width)."""
+        up = self.stride // 4
+        out = np.empty((height, width, 3), np.uint8)
+        for rows, cols, hr, hc in self._tiles(*y_hat.shape[2:]):
+            x = self.model.synthesis(y_hat[:, :, hr, hc], t)
+            x = x[0, :, (rows.start - hr.start) * up:(rows.stop - hr.start) * up,
+                  (cols.start - hc.start) * up:(cols.stop - hc.start) * up]
+            r0, c0 = rows.start * up, cols.start * up
+            r1, c1 = min(height, rows.stop * up), min(width, cols.stop * up)
+            if r1 > r0 and c1 > c0:
+                x = x[:, : r1 - r0, : c1 - c0].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+                out[r0:r1, c0:c1] = x.permute(1, 2, 0).cpu().numpy()
+        return out
 
     def _t(self, rate: int) -> torch.Tensor:
         return torch.tensor([rate / RATE_MAX], device=self.device)
@@ -105,9 +146,8 @@ class Codec:
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, rate: int) -> tuple[dict[bytes, bytes], dict]:
         """Code an HxWx3 uint8 image; returns the chunks and the latent shapes."""
-        x = self._padded(rgb)
         t = self._t(rate)
-        y = self.model.analysis(x, t)
+        y = self.analysis(rgb, t)
         z = self.model.hyper_analysis(y, t)
         z_np = torch.round(z - self.z_medians)[0].cpu().numpy().astype(np.int64)
         idx, means = self.y_parameters(z_np, rate)
@@ -143,9 +183,7 @@ class Codec:
     @torch.inference_mode()
     def decode(self, header: Header, chunks: dict[bytes, bytes]) -> np.ndarray:
         y_hat, _ = self.decode_latents(header, chunks)
-        x_hat = self.model.synthesis(y_hat, self._t(header.rate))
-        x_hat = x_hat[0, :, : header.height, : header.width].clamp_(0, 1).mul_(255).round_()
-        return x_hat.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        return self.synthesis(y_hat, self._t(header.rate), header.height, header.width)
 
     @torch.inference_mode()
     def reconstruct(self, rgb: np.ndarray, rate: int) -> np.ndarray:
@@ -156,5 +194,5 @@ class Codec:
         y = self.model.analysis(x, t)
         z_sym = torch.round(self.model.hyper_analysis(y, t) - self.z_medians)[0].cpu().numpy().astype(np.int64)
         _, means = self.y_parameters(z_sym, rate)
-        x_hat = self.model.synthesis(torch.round(y - means) + means, t)
+        x_hat = self.model.synthesis(torch.round(y - means) + means, t)  # one pass, untiled: the reference
         return x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
