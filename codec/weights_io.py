@@ -118,7 +118,8 @@ def network_state(w: Weights) -> dict:
 
     from neuralcodec.models.integer import float_parameters
 
-    state = {k: v.astype(np.float32) for k, v in w.tensors.items() if not k.startswith(DERIVED_PREFIXES)}
+    state = {k: v.astype(np.float32) for k, v in w.tensors.items()
+             if not k.startswith(DERIVED_PREFIXES) and not _is_derived_buffer(k)}
     state.update(float_parameters(w.tensors, "int.h_s"))  # h_s ships in integer form only
     return {k: torch.from_numpy(v) for k, v in state.items()}
 
@@ -136,9 +137,11 @@ def build_model(w: Weights):
 
 
 def _is_derived_buffer(name: str) -> bool:
-    """compressai's CDF buffers and scale table: recomputed, never shipped (we ship our own tables)."""
+    """compressai's CDF buffers and scale table (recomputed: we ship our own tables) and its constant bounds
+    (set by the architecture). Neither is a learned value: never loaded from a file, never shipped. fp16
+    would flush the tiny ones to zero (GDN's 2^-36 pedestal, the 1e-9 likelihood floor -> infinite rates)."""
     leaf = name.rsplit(".", 1)[-1]
-    return leaf in {"_quantized_cdf", "_offset", "_cdf_length", "scale_table"}
+    return leaf in {"_quantized_cdf", "_offset", "_cdf_length", "scale_table", "bound", "pedestal", "scale_bound"}
 
 
 def export(model, path: Path, card: dict | None = None) -> bytes:

@@ -60,3 +60,24 @@ def test_corrupt_weights_are_refused(tmp_path):
     bad.write_bytes(b"not safetensors")
     with pytest.raises(weights_io.WeightsError, match="not a valid"):
         weights_io.load(bad)
+
+
+def test_training_from_shipped_weights_has_finite_loss():
+    """fp16 files flush compressai's tiny constants (1e-9 likelihood floor) to zero: they must not be loaded."""
+    import torch
+
+    from neuralcodec.models import build
+    from neuralcodec.train import rd_loss
+
+    w = weights_io.load("flagship")
+    state = weights_io.network_state(w)
+    assert not any(k.endswith((".bound", ".pedestal")) for k in state)
+    model = build(w.arch, **w.config)
+    model.load_state_dict(state, strict=False)
+    model.train()
+    x = torch.from_numpy(np.stack([photo(64, 64, 1), np.zeros((64, 64, 3), np.uint8)])).permute(0, 3, 1, 2) / 255
+    for t in (0.0, 1.0):
+        x_noisy = x.clone()
+        x_noisy[1] = torch.rand(3, 64, 64)  # noise: far-out latents, likelihoods near the floor
+        loss, bpp, _ = rd_loss(model, x_noisy, torch.full((2,), t))
+        assert torch.isfinite(loss) and torch.isfinite(bpp).all()
