@@ -42,10 +42,12 @@ def _as_image(image) -> Image.Image:
 
 def compress(image, quality: float = DEFAULT_QUALITY, *, weights: str | None = None, device: str = "auto") -> bytes:
     """Compress a Pillow image, a uint8 array (HxW or HxWx3/4) or an image path; quality 0..100."""
+    return _compress_planes(imaging.split(_as_image(image)), quality, weights, device)
+
+
+def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None, device: str) -> bytes:
     from neuralcodec.pipeline import rate_of_quality
 
-    img = _as_image(image)
-    planes = imaging.split(img)
     h, w = planes.rgb.shape[:2]
     if h * w > DEFAULT_MAX_PIXELS or max(h, w) > 65535 * 64:
         raise imaging.ImageError(f"image of {w}x{h} exceeds the {DEFAULT_MAX_PIXELS}-pixel limit")
@@ -104,14 +106,18 @@ def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     }
 
 
-def compress_file(src: Path, dst: Path, quality: float = DEFAULT_QUALITY, **kw) -> tuple[int, int]:
+def compress_file(src: Path, dst: Path, quality: float = DEFAULT_QUALITY, *, weights: str | None = None,
+                  device: str = "auto") -> tuple[int, int]:
     """Compress one image file to ``dst`` atomically; returns (bytes written, pixels)."""
     from neuralcodec.fileio import write_atomic
 
     img = imaging.open_image(src)
-    data = compress(img, quality, **kw)
+    pixels = img.width * img.height
+    planes = imaging.split(img)
+    del img  # a big photo is held once, as the planes
+    data = _compress_planes(planes, quality, weights, device)
     write_atomic(dst, data)
-    return len(data), img.width * img.height
+    return len(data), pixels
 
 
 def decompress_file(src: Path, dst: Path, **kw) -> tuple[int, int]:
@@ -127,5 +133,5 @@ def decompress_file(src: Path, dst: Path, **kw) -> tuple[int, int]:
     if fmt == "JPEG" and img.mode not in ("RGB", "L", "CMYK"):
         img = img.convert("RGB")
     img.save(buf, format=fmt)
-    write_atomic(dst, buf.getvalue())
+    write_atomic(dst, buf.getbuffer())
     return buf.tell(), img.width * img.height

@@ -85,25 +85,49 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
     return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
 
 
+_CHUNK = 1 << 20
+
+
+def _table_counts(indexes: np.ndarray, n_tables: int) -> np.ndarray:
+    """How many symbols use each table; in chunks, so a huge uint8 index array is never widened whole."""
+    counts = np.zeros(n_tables, np.int64)
+    for i in range(0, indexes.size, _CHUNK):
+        counts += np.bincount(indexes[i:i + _CHUNK], minlength=n_tables)[:n_tables]
+    return counts
+
+
+def _flat_indexes(indexes: np.ndarray, n_tables: int, error) -> np.ndarray:
+    flat = np.asarray(indexes).ravel()
+    if flat.dtype.kind not in "iu":
+        raise error("table indexes must be integers")
+    if flat.size and (flat.min() < 0 or flat.max() >= n_tables):
+        raise error("table index out of range")
+    return flat
+
+
 def encode(values: np.ndarray, indexes: np.ndarray, tables: CountTables) -> bytes:
-    """Range-code int ``values`` where ``indexes`` (same shape) picks each value's table."""
-    values = np.asarray(values, np.int64).ravel()
-    indexes = np.asarray(indexes, np.int64).ravel()
-    if values.shape != indexes.shape:
+    """Range-code int ``values`` where ``indexes`` (same shape) picks each value's table.
+
+    Order in the stream: the values of table 0 in raster order, then table 1, ...; then the escaped values.
+    Memory stays near the inputs' own size (int32 values, uint8 indexes: a 50 M-symbol latent is fine).
+    """
+    values = np.asarray(values).ravel()
+    if values.dtype.kind not in "iu":
+        raise ValueError("latent values must be integers")
+    flat = _flat_indexes(indexes, len(tables), ValueError)
+    if values.shape != flat.shape:
         raise ValueError("values and indexes differ in shape")
-    if indexes.size and (indexes.min() < 0 or indexes.max() >= len(tables)):
-        raise ValueError("table index out of range")
-    if values.size and np.abs(values).max() >= 1 << 31:
+    if values.size and (int(values.min()) <= -(1 << 31) or int(values.max()) >= 1 << 31):
         raise ValueError("latent value out of int32 range")
     enc = constriction.stream.queue.RangeEncoder()
     escaped = []
-    for k in np.unique(indexes):
-        sel = values[indexes == k]
-        sym = sel - tables.offsets[k]
-        n = int(tables.lengths[k])
+    for k in np.flatnonzero(_table_counts(flat, len(tables))):
+        sel = values[flat == k]
+        lo, n = int(tables.offsets[k]), int(tables.lengths[k])
+        sym = (np.clip(sel, lo - 1, lo + n) - lo).astype(np.int32)  # clip first: no overflow near 2^31
         out = (sym < 0) | (sym >= n)
         sym[out] = n
-        enc.encode(sym.astype(np.int32), tables.model(int(k)))
+        enc.encode(sym, tables.model(int(k)))
         escaped.append(sel[out])
     esc = _zigzag(np.concatenate(escaped)) if escaped else np.zeros(0, np.uint64)
     if esc.size:
@@ -116,27 +140,31 @@ def decode(data: bytes, indexes: np.ndarray, tables: CountTables) -> np.ndarray:
     """Inverse of :func:`encode`: int32 values of the shape of ``indexes``."""
     if len(data) % 4:
         raise EntropyError("coded stream length is not a multiple of 4")
-    indexes = np.asarray(indexes, np.int64)
-    flat = indexes.ravel()
-    if flat.size and (flat.min() < 0 or flat.max() >= len(tables)):
-        raise EntropyError("table index out of range")
+    flat = _flat_indexes(indexes, len(tables), EntropyError)
     words = np.frombuffer(data, "<u4").astype(np.uint32)
+    values = np.empty(flat.size, np.int32)
     try:
         dec = constriction.stream.queue.RangeDecoder(words)
-        values = np.empty(flat.size, np.int64)
         escapes = []
-        for k in np.unique(flat):
-            pos = np.flatnonzero(flat == k)
-            sym = dec.decode(tables.model(int(k)), pos.size).astype(np.int64)
+        for k, count in enumerate(_table_counts(flat, len(tables))):
+            if not count:
+                continue
+            mask = flat == k
+            sym = dec.decode(tables.model(int(k)), int(count)).astype(np.int32)
             n = int(tables.lengths[k])
-            values[pos] = sym + tables.offsets[k]
-            escapes.append(pos[sym == n])
+            is_escape = sym == n
+            if is_escape.any():
+                escapes.append(np.flatnonzero(mask)[is_escape])
+            values[mask] = sym + np.int32(tables.offsets[k])
         esc_pos = np.concatenate(escapes) if escapes else np.zeros(0, np.int64)
         if esc_pos.size:
             halves = dec.decode(_HALF, 2 * esc_pos.size).astype(np.uint64).reshape(-1, 2)
-            values[esc_pos] = _unzigzag((halves[:, 0] << np.uint64(16)) | halves[:, 1])
+            esc = _unzigzag((halves[:, 0] << np.uint64(16)) | halves[:, 1])
+            if np.abs(esc).max() >= 1 << 31:
+                raise EntropyError("decoded latent out of int32 range")
+            values[esc_pos] = esc
     except (ValueError, RuntimeError, OverflowError, AssertionError) as e:  # how constriction reports corrupt data
+        if isinstance(e, EntropyError):
+            raise
         raise EntropyError(f"corrupt coded stream: {e}") from None
-    if values.size and np.abs(values).max() >= 1 << 31:
-        raise EntropyError("decoded latent out of int32 range")
-    return values.reshape(indexes.shape).astype(np.int32)
+    return values.reshape(np.shape(indexes))

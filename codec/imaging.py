@@ -37,8 +37,8 @@ def split(img: Image.Image) -> Planes:
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba.getchannel("A"))
         rgb = np.asarray(rgba.convert("RGB"))
-    else:
-        rgb = np.asarray(img.convert("RGB"))
+    else:  # an RGB image is read directly: no converted copy (big images)
+        rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     return Planes(np.ascontiguousarray(rgb), mode, _CHANNELS[mode], alpha)
 
 

@@ -19,7 +19,7 @@ from neuralcodec.weights_io import Weights, WeightsError, build_model
 
 RATE_MAX = 65535
 GAIN_BITS = 16
-TILE = 64  # latent rows/columns of y per tile of the transforms (1024 px): bounds memory on big images
+TILE = 48  # latent rows/columns of y per tile of the transforms (768 px): ~0.4 GB of activations at most
 HALO = 4  # latent rows/columns each tile borrows from its neighbours: covers g_a's and g_s's receptive fields
 Z_LIMIT = 1 << 9  # hyper-latent symbols are clamped to +-512 before the hyper-synthesis (docs/bitstream.md)
 
@@ -130,18 +130,22 @@ class Codec:
         return torch.tensor([rate / RATE_MAX], device=self.device)
 
     def y_parameters(self, z_sym: np.ndarray, rate: int) -> tuple[np.ndarray, torch.Tensor]:
-        """Table indexes (int64 C,H,W) and means (float32 1,C,H,W on the device) of y, bit-exact everywhere.
+        """Table indexes (uint8 C,H,W) and means (float32 1,C,H,W on the device) of y, bit-exact everywhere.
 
-        The hyper-synthesis runs as an integer network on the CPU (models/integer.py); only integers and
-        exactly rounded dyadic fractions leave it, so encoder and decoder agree on any device.
+        The hyper-synthesis runs as an integer network on the CPU (models/integer.py), band by band; only
+        integers and exactly rounded dyadic fractions leave it, so encoder and decoder agree on any device.
         """
         z = np.clip(z_sym.astype(np.int64), -Z_LIMIT, Z_LIMIT) << ACT_BITS
-        out = self.h_s(z + self.z_offsets[:, None, None])
+        z += self.z_offsets[:, None, None]
         g = gain_fixed(self.rate_gain, rate)
-        scales, means = np.split(out, 2, axis=0)
-        idx = np.searchsorted(self.scale_thresholds, scales * g, side="left")
-        mu = (means * g).astype(np.float64) * 2.0 ** -(ACT_BITS + GAIN_BITS)  # exact: |means * g| < 2^53
-        return idx, torch.from_numpy(mu.astype(np.float32)).to(self.device)[None]
+        m, up = self.model.M, self.h_s.upsampling()
+        idx = np.empty((m, z.shape[1] * up, z.shape[2] * up), np.uint8)
+        mu = np.empty(idx.shape, np.float32)
+        for r0, r1, out in self.h_s.bands(z):
+            scales, means = out[:m], out[m:]
+            idx[:, r0:r1] = np.searchsorted(self.scale_thresholds, scales * g, side="left")
+            mu[:, r0:r1] = (means * g).astype(np.float64) * 2.0 ** -(ACT_BITS + GAIN_BITS)  # exact: < 2^53
+        return idx, torch.from_numpy(mu).to(self.device)[None]
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, rate: int) -> tuple[dict[bytes, bytes], dict]:
@@ -151,10 +155,15 @@ class Codec:
         z = self.model.hyper_analysis(y, t)
         z_np = torch.round(z - self.z_medians)[0].cpu().numpy().astype(np.int64)
         idx, means = self.y_parameters(z_np, rate)
-        y_sym = torch.round(y - means)
+        y = y.sub_(means).round_()  # in place: a big image holds one y
+        del means
+        if y.numel() and max(-y.min().item(), y.max().item()) >= 1 << 31:
+            raise ValueError("latent value out of int32 range")
+        y_sym = y[0].cpu().numpy().astype(np.int32)
+        del y
         z_idx = np.broadcast_to(np.arange(z_np.shape[0])[:, None, None], z_np.shape)
         chunks = {b"ZHYP": entropy.encode(z_np, z_idx, self.z_tables),
-                  b"YLAT": entropy.encode(y_sym[0].cpu().numpy().astype(np.int64), idx, self.y_tables)}
+                  b"YLAT": entropy.encode(y_sym, idx, self.y_tables)}
         y_shape, z_shape = self.latent_shapes(*rgb.shape[:2])
         return chunks, {"y_shape": y_shape, "z_shape": z_shape}
 
@@ -177,7 +186,7 @@ class Codec:
         z_sym = entropy.decode(chunks[b"ZHYP"], z_idx, self.z_tables)
         idx, means = self.y_parameters(z_sym, header.rate)
         y_sym = entropy.decode(chunks[b"YLAT"], idx, self.y_tables)
-        y_hat = torch.from_numpy(y_sym).to(self.device)[None].float() + means
+        y_hat = means.add_(torch.from_numpy(y_sym).to(self.device)[None])  # in place: y_sym + means
         return y_hat, y_sym
 
     @torch.inference_mode()

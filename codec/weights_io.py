@@ -125,12 +125,13 @@ def network_state(w: Weights) -> dict:
 
 
 def build_model(w: Weights):
-    """The torch model of ``w`` in eval mode, parameters as stored (fp16 widened to fp32)."""
+    """The coding model of ``w`` (no compressai), eval mode, parameters as stored (fp16 widened to fp32)."""
     from neuralcodec.models import build
 
-    model = build(w.arch, **w.config)
+    model = build(w.arch, **w.config, inference=True)
     missing, unexpected = model.load_state_dict(network_state(w), strict=False)
     missing = [k for k in missing if not _is_derived_buffer(k)]
+    unexpected = [k for k in unexpected if not k.startswith(getattr(model, "training_only", ()))]
     if missing or unexpected:
         raise WeightsError(f"{w.path}: weights do not fit {w.arch} (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.eval()

@@ -6,7 +6,7 @@ ARCHITECTURES = {"modhp": "neuralcodec.models.modulated:ModulatedHyperprior"}
 
 
 def build(arch: str, **config):
-    """Instantiate the registered architecture ``arch`` with its config (imports torch/compressai lazily)."""
+    """Instantiate the registered architecture ``arch`` with its config (imports torch lazily)."""
     if arch not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     module_name, cls_name = ARCHITECTURES[arch].split(":")

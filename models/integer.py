@@ -145,23 +145,23 @@ class IntegerStack:
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def __call__(self, x: np.ndarray, band_rows: int | None = None) -> np.ndarray:
-        """(C, H, W) int64 activations -> output int64 activations; exact, on the CPU.
+        """(C, H, W) int64 activations -> output int64 activations; exact, on the CPU."""
+        bands = [out for _, _, out in self.bands(x, band_rows)]
+        return np.concatenate(bands, axis=1) if bands else np.zeros((self.layers[-1].out_channels(), 0, x.shape[2] * self.upsampling()), np.int64)
 
-        Large inputs are evaluated in bands of ``band_rows`` input rows (with a halo), which bounds memory
-        and cannot change the result.
-        """
+    def bands(self, x: np.ndarray, band_rows: int | None = None):
+        """Yield (first output row, end output row, output band): the output in bands of ``band_rows`` input
+        rows (each evaluated with a halo), which bounds memory and cannot change the result."""
         x = np.clip(np.asarray(x, np.int64), -ACT_LIMIT, ACT_LIMIT)
         h = x.shape[1]
         up = self.upsampling()
         if band_rows is None:  # ~16k output positions per band: the im2col buffers stay ~0.3 GB
             band_rows = max(2, BAND_POSITIONS // max(1, x.shape[2] * up * up))
-        bands = []
         for r0 in range(0, h, band_rows):
             r1 = min(h, r0 + band_rows)
             a0, a1 = max(0, r0 - HALO), min(h, r1 + HALO)
             out = self._run(x[:, a0:a1])
-            bands.append(out[:, (r0 - a0) * up:(r1 - a0) * up])
-        return np.concatenate(bands, axis=1) if bands else np.zeros((self.layers[-1].out_channels(), 0, x.shape[2] * up), np.int64)
+            yield r0 * up, r1 * up, out[:, (r0 - a0) * up:(r1 - a0) * up]
 
     def upsampling(self) -> int:
         f = 1.0

@@ -15,13 +15,20 @@ import warnings
 import torch
 from torch import nn
 
-# compressai calls the deprecated torch.jit.script at import; the warning means nothing to our users
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional  # noqa: E402
-from compressai.layers import GDN  # noqa: E402
-from compressai.ops import quantize_ste  # noqa: E402
+from neuralcodec.models import layers
 
 SCALE_BOUND = 0.11
+
+
+def _compressai():
+    """compressai, imported only to train (seconds and ~0.3 GB: coding uses models/layers.py instead)."""
+    # compressai calls the deprecated torch.jit.script at import; the warning means nothing to our users
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    import compressai.entropy_models
+    import compressai.layers
+    import compressai.ops
+
+    return compressai
 
 
 def conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -58,11 +65,16 @@ class ModulatedHyperprior(nn.Module):
     """
 
     stride = 64  # total down-sampling of the hyper-latent: inputs are padded to a multiple of this
+    training_only = ("entropy_bottleneck.", "gaussian_conditional.")  # the entropy models' training state
 
-    def __init__(self, N: int = 128, M: int = 192, lmbda_min: float = 0.0015, lmbda_max: float = 0.2):
+    def __init__(self, N: int = 128, M: int = 192, lmbda_min: float = 0.0015, lmbda_max: float = 0.2,
+                 inference: bool = False):
+        """``inference=True`` builds the coding model without compressai: the same transforms and parameter
+        names (models/layers.py), and of the entropy models only the hyper-latent's medians."""
         super().__init__()
         self.N, self.M = N, M
         self.lmbda_min, self.lmbda_max = lmbda_min, lmbda_max
+        GDN = layers.GDN if inference else _compressai().layers.GDN  # noqa: N806
         self.g_a = nn.ModuleList([conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)])
         self.g_s = nn.ModuleList([
             deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
@@ -77,8 +89,11 @@ class ModulatedHyperprior(nn.Module):
         )
         self.mod_a = Modulation([N, N, N, M])
         self.mod_s = Modulation([M, N, N, N])
-        self.entropy_bottleneck = EntropyBottleneck(N)
-        self.gaussian_conditional = GaussianConditional(None, scale_bound=SCALE_BOUND)
+        if inference:
+            self.entropy_bottleneck = layers.Quantiles(N)
+        else:
+            self.entropy_bottleneck = _compressai().entropy_models.EntropyBottleneck(N)
+            self.gaussian_conditional = _compressai().entropy_models.GaussianConditional(None, scale_bound=SCALE_BOUND)
         self.rate_gain = nn.Parameter(torch.tensor(0.5 * math.log(lmbda_max / lmbda_min)))
 
     # -- rate selector ---------------------------------------------------------------------------------
@@ -97,7 +112,7 @@ class ModulatedHyperprior(nn.Module):
         scales = iter(self.mod_a(t))
         for layer in self.g_a:
             x = layer(x)
-            if isinstance(layer, GDN) or layer is self.g_a[-1]:
+            if not isinstance(layer, nn.Conv2d) or layer is self.g_a[-1]:  # after each GDN and the last conv
                 x = x * next(scales)
         return x * self.gain(t)
 
@@ -127,7 +142,7 @@ class ModulatedHyperprior(nn.Module):
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         scales, means = self.hyper_synthesis(z_hat, t)
         _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
-        y_hat = quantize_ste(y - means) + means
+        y_hat = _compressai().ops.quantize_ste(y - means) + means
         x_hat = self.synthesis(y_hat, t)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 

@@ -30,7 +30,7 @@ def latents(data: bytes, device: str = "cpu"):
     z_sym = entropy.decode(c.chunks[b"ZHYP"], z_idx, codec.z_tables)
     idx, means = codec.y_parameters(z_sym, h.rate)
     y_hat, y_sym = codec.decode_latents(h, c.chunks)
-    return z_sym, idx, y_sym, y_hat.cpu().numpy()
+    return z_sym, idx.astype(np.int64), y_sym, y_hat.cpu().numpy()  # digests are defined over int64 indexes
 
 
 def latent_digest(data: bytes) -> str:

@@ -1,0 +1,51 @@
+"""Inference twins of the compressai layers the flagship trains with, so coding never imports compressai.
+
+Importing compressai costs seconds and ~0.3 GB (it pulls torchvision and torch_geometric); a one-image
+`neuralcodec compress` needs none of it. These modules hold the same parameters under the same names as
+compressai's and compute the same values (bit for bit on the CPU: tests/test_layers.py); training keeps using
+compressai's own layers, whose reparametrization gradients matter there.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPARAM_OFFSET = 2.0**-18  # compressai.ops.parametrizers.NonNegativeParametrizer's default
+BETA_MIN = 1e-6  # compressai.layers.GDN's default
+
+
+def _non_negative(x: torch.Tensor, minimum: float) -> torch.Tensor:
+    """compressai's NonNegativeParametrizer.forward: lower_bound(x)^2 - pedestal, in float32 like it."""
+    pedestal = torch.tensor([REPARAM_OFFSET**2], dtype=torch.float32, device=x.device)
+    bound = torch.tensor([(minimum + REPARAM_OFFSET**2) ** 0.5], dtype=torch.float32, device=x.device)
+    return torch.max(x, bound) ** 2 - pedestal
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Ballé et al. 2016) with compressai's stored parameters ``beta`` and
+    ``gamma``; ``inverse`` gives IGDN. Evaluated with fewer temporaries than compressai's (big tiles)."""
+
+    def __init__(self, channels: int, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        self.beta = nn.Parameter(torch.ones(channels))
+        self.gamma = nn.Parameter(torch.eye(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        beta = _non_negative(self.beta, BETA_MIN)
+        gamma = _non_negative(self.gamma, 0.0).reshape(c, c, 1, 1)
+        norm = F.conv2d(x * x, gamma, beta)
+        norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
+        return norm.mul_(x)
+
+
+class Quantiles(nn.Module):
+    """What coding needs of compressai's EntropyBottleneck: its learned ``quantiles`` (the medians of z).
+    Its probability tables ship with the weights as integer counts."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.quantiles = nn.Parameter(torch.zeros(channels, 1, 3))

@@ -1,0 +1,47 @@
+"""The compressai-free inference layers compute what compressai's do, and coding never imports compressai."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from neuralcodec.models import build, layers
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_twin_is_bit_identical(inverse):
+    from compressai.layers import GDN
+
+    torch.manual_seed(0)
+    ref = GDN(16, inverse=inverse)
+    with torch.no_grad():  # trained-looking parameters, some below the reparametrization bounds
+        ref.beta.copy_(torch.rand(16) * 2 - 0.1)
+        ref.gamma.copy_(torch.rand(16, 16) * 0.3 - 0.02)
+    twin = layers.GDN(16, inverse=inverse)
+    twin.load_state_dict({k: v for k, v in ref.state_dict().items() if k in ("beta", "gamma")})
+    x = torch.randn(2, 16, 9, 11) * 3
+    with torch.no_grad():
+        assert torch.equal(twin(x), ref(x))
+
+
+def test_inference_model_matches_training_model():
+    torch.manual_seed(1)
+    train = build("modhp", N=8, M=12).eval()
+    coder = build("modhp", N=8, M=12, inference=True).eval()
+    missing, unexpected = coder.load_state_dict(train.state_dict(), strict=False)
+    assert not [k for k in missing if not k.endswith((".bound", ".pedestal"))]
+    assert all(k.startswith(coder.training_only) or k.endswith((".bound", ".pedestal")) for k in unexpected)
+    x, t = torch.rand(1, 3, 64, 64), torch.tensor([0.3])
+    with torch.no_grad():
+        y = train.analysis(x, t)
+        assert torch.equal(coder.analysis(x, t), y)
+        assert torch.equal(coder.synthesis(y.round(), t), train.synthesis(y.round(), t))
+
+
+def test_coding_does_not_import_compressai(tmp_path):
+    code = ("import sys, numpy as np, neuralcodec;"
+            "d = neuralcodec.compress(np.full((40, 50, 3), 90, np.uint8), 40); neuralcodec.decompress(d);"
+            "print('compressai' in sys.modules, 'torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
