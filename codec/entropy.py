@@ -114,6 +114,8 @@ def encode(values: np.ndarray, indexes: np.ndarray, tables: CountTables) -> byte
     values = np.asarray(values).ravel()
     if values.dtype.kind not in "iu":
         raise ValueError("latent values must be integers")
+    if values.dtype.kind == "u":
+        values = values.astype(np.int64)
     flat = _flat_indexes(indexes, len(tables), ValueError)
     if values.shape != flat.shape:
         raise ValueError("values and indexes differ in shape")
@@ -122,13 +124,13 @@ def encode(values: np.ndarray, indexes: np.ndarray, tables: CountTables) -> byte
     enc = constriction.stream.queue.RangeEncoder()
     escaped = []
     for k in np.flatnonzero(_table_counts(flat, len(tables))):
-        sel = values[flat == k]
+        sym = values[flat == k]  # a copy: turned into this table's symbols in place
         lo, n = int(tables.offsets[k]), int(tables.lengths[k])
-        sym = (np.clip(sel, lo - 1, lo + n) - lo).astype(np.int32)  # clip first: no overflow near 2^31
-        out = (sym < 0) | (sym >= n)
-        sym[out] = n
-        enc.encode(sym, tables.model(int(k)))
-        escaped.append(sel[out])
+        out = (sym < lo) | (sym >= lo + n)
+        escaped.append(sym[out])
+        sym[out] = lo + n  # the escape; set before subtracting, so values near 2^31 cannot overflow
+        sym -= lo
+        enc.encode(sym.astype(np.int32, copy=False), tables.model(int(k)))
     esc = _zigzag(np.concatenate(escaped)) if escaped else np.zeros(0, np.uint64)
     if esc.size:
         halves = np.stack([esc >> np.uint64(16), esc & np.uint64(0xFFFF)], 1).ravel().astype(np.int32)
@@ -150,12 +152,12 @@ def decode(data: bytes, indexes: np.ndarray, tables: CountTables) -> np.ndarray:
             if not count:
                 continue
             mask = flat == k
-            sym = dec.decode(tables.model(int(k)), int(count)).astype(np.int32)
-            n = int(tables.lengths[k])
-            is_escape = sym == n
+            sym = dec.decode(tables.model(int(k)), int(count)).astype(np.int32, copy=False)
+            is_escape = sym == int(tables.lengths[k])
             if is_escape.any():
                 escapes.append(np.flatnonzero(mask)[is_escape])
-            values[mask] = sym + np.int32(tables.offsets[k])
+            sym += np.int32(tables.offsets[k])
+            values[mask] = sym
         esc_pos = np.concatenate(escapes) if escapes else np.zeros(0, np.int64)
         if esc_pos.size:
             halves = dec.decode(_HALF, 2 * esc_pos.size).astype(np.uint64).reshape(-1, 2)

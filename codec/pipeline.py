@@ -129,34 +129,45 @@ class Codec:
     def _t(self, rate: int) -> torch.Tensor:
         return torch.tensor([rate / RATE_MAX], device=self.device)
 
-    def y_parameters(self, z_sym: np.ndarray, rate: int) -> tuple[np.ndarray, torch.Tensor]:
-        """Table indexes (uint8 C,H,W) and means (float32 1,C,H,W on the device) of y, bit-exact everywhere.
+    def y_parameter_bands(self, z_sym: np.ndarray, rate: int):
+        """Yield (first row, end row, table indexes uint8 (C,rows,W), means float32 (C,rows,W)) of y, band by
+        band, bit-exact everywhere.
 
-        The hyper-synthesis runs as an integer network on the CPU (models/integer.py), band by band; only
-        integers and exactly rounded dyadic fractions leave it, so encoder and decoder agree on any device.
+        The hyper-synthesis runs as an integer network on the CPU (models/integer.py); only integers and
+        exactly rounded dyadic fractions leave it, so encoder and decoder agree on any device.
         """
         z = np.clip(z_sym.astype(np.int64), -Z_LIMIT, Z_LIMIT) << ACT_BITS
         z += self.z_offsets[:, None, None]
         g = gain_fixed(self.rate_gain, rate)
-        m, up = self.model.M, self.h_s.upsampling()
-        idx = np.empty((m, z.shape[1] * up, z.shape[2] * up), np.uint8)
-        mu = np.empty(idx.shape, np.float32)
+        m = self.model.M
         for r0, r1, out in self.h_s.bands(z):
             scales, means = out[:m], out[m:]
-            idx[:, r0:r1] = np.searchsorted(self.scale_thresholds, scales * g, side="left")
-            mu[:, r0:r1] = (means * g).astype(np.float64) * 2.0 ** -(ACT_BITS + GAIN_BITS)  # exact: < 2^53
+            idx = np.searchsorted(self.scale_thresholds, scales * g, side="left").astype(np.uint8)
+            mu = ((means * g).astype(np.float64) * 2.0 ** -(ACT_BITS + GAIN_BITS)).astype(np.float32)  # exact: < 2^53
+            yield r0, r1, idx, mu
+
+    def y_parameters(self, z_sym: np.ndarray, rate: int) -> tuple[np.ndarray, torch.Tensor]:
+        """Table indexes (uint8 C,H,W) and means (float32 1,C,H,W on the device) of y, whole."""
+        up = self.h_s.upsampling()
+        idx = np.empty((self.model.M, z_sym.shape[1] * up, z_sym.shape[2] * up), np.uint8)
+        mu = np.empty(idx.shape, np.float32)
+        for r0, r1, idx_band, mu_band in self.y_parameter_bands(z_sym, rate):
+            idx[:, r0:r1], mu[:, r0:r1] = idx_band, mu_band
         return idx, torch.from_numpy(mu).to(self.device)[None]
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, rate: int) -> tuple[dict[bytes, bytes], dict]:
         """Code an HxWx3 uint8 image; returns the chunks and the latent shapes."""
         t = self._t(rate)
+        y_shape, z_shape = self.latent_shapes(*rgb.shape[:2])
         y = self.analysis(rgb, t)
         z = self.model.hyper_analysis(y, t)
         z_np = torch.round(z - self.z_medians)[0].cpu().numpy().astype(np.int64)
-        idx, means = self.y_parameters(z_np, rate)
-        y = y.sub_(means).round_()  # in place: a big image holds one y
-        del means
+        idx = np.empty(y_shape, np.uint8)
+        for r0, r1, idx_band, mu_band in self.y_parameter_bands(z_np, rate):  # y becomes round(y - mu) in place
+            idx[:, r0:r1] = idx_band
+            band = y[:, :, r0:r1]
+            band.sub_(torch.from_numpy(mu_band).to(self.device)).round_()
         if y.numel() and max(-y.min().item(), y.max().item()) >= 1 << 31:
             raise ValueError("latent value out of int32 range")
         y_sym = y[0].cpu().numpy().astype(np.int32)
@@ -164,7 +175,6 @@ class Codec:
         z_idx = np.broadcast_to(np.arange(z_np.shape[0])[:, None, None], z_np.shape)
         chunks = {b"ZHYP": entropy.encode(z_np, z_idx, self.z_tables),
                   b"YLAT": entropy.encode(y_sym, idx, self.y_tables)}
-        y_shape, z_shape = self.latent_shapes(*rgb.shape[:2])
         return chunks, {"y_shape": y_shape, "z_shape": z_shape}
 
     def check(self, header: Header) -> None:

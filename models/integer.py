@@ -31,7 +31,7 @@ WEIGHT_BITS = 15  # |weight| < 2^15: shipped as int16
 MAX_SHIFT = 24
 LEAK_NUM, LEAK_SHIFT = 5243, 19  # leaky ReLU slope 5243/2^19 = 0.0100002 (torch: 0.01)
 EXACT = 2**53  # float64 represents every integer below this exactly
-BAND_POSITIONS = 1 << 14
+BAND_POSITIONS = 1 << 13
 HALO = 3  # input rows each band borrows from its neighbours; covers the receptive field of h_s
 
 
@@ -155,7 +155,7 @@ class IntegerStack:
         x = np.clip(np.asarray(x, np.int64), -ACT_LIMIT, ACT_LIMIT)
         h = x.shape[1]
         up = self.upsampling()
-        if band_rows is None:  # ~16k output positions per band: the im2col buffers stay ~0.3 GB
+        if band_rows is None:  # ~8k output positions per band: float64 conv buffers stay ~0.2 GB
             band_rows = max(2, BAND_POSITIONS // max(1, x.shape[2] * up * up))
         for r0 in range(0, h, band_rows):
             r1 = min(h, r0 + band_rows)
