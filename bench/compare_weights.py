@@ -1,0 +1,46 @@
+"""Do new weights beat the shipped ones at every rate? Compares two `bench/kodak_rd.py` results.
+
+    python bench/compare_weights.py bench/results/kodak/neuralcodec.json NEW/neuralcodec.json
+
+For each point of the new curve: its PSNR minus the old curve's PSNR at the same bpp (pchip in log bpp,
+inside the old curve's range only); then BD-rate new vs old (PSNR and MS-SSIM). Exit status 0 when the new
+curve is better at every comparable point and in BD-rate, else 1: the rule for shipping new weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+from scipy.interpolate import PchipInterpolator
+
+from neuralcodec.rd import bd_rate, msssim_db
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("old")
+    ap.add_argument("new")
+    a = ap.parse_args()
+    old, new = (json.load(open(p))["results"] for p in (a.old, a.new))
+    f = PchipInterpolator(np.log(old["bpp"]), old["psnr-rgb"])
+    better = True
+    for q, b, p in zip(new["quality"], new["bpp"], new["psnr-rgb"]):
+        if old["bpp"][0] <= b <= old["bpp"][-1]:
+            gain = p - float(f(np.log(b)))
+            better &= gain > 0
+            print(f"q{q:5.1f}  {b:.4f} bpp  {p:.3f} dB  ({gain:+.3f} dB vs old at equal bpp)")
+        else:
+            print(f"q{q:5.1f}  {b:.4f} bpp  {p:.3f} dB  (outside the old curve's range)")
+    bd_p = bd_rate(old["bpp"], old["psnr-rgb"], new["bpp"], new["psnr-rgb"])
+    bd_m = bd_rate(old["bpp"], msssim_db(old["ms-ssim"]), new["bpp"], msssim_db(new["ms-ssim"]))
+    print(f"BD-rate new vs old: PSNR {bd_p:+.2f} %, MS-SSIM {bd_m:+.2f} %")
+    better &= bd_p < 0
+    print("new weights are better at every rate" if better else "new weights are NOT better at every rate")
+    sys.exit(0 if better else 1)
+
+
+if __name__ == "__main__":
+    main()
