@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from PIL import Image
+
 HERE = Path(__file__).resolve().parent
 CLI = [sys.executable, "-m", "neuralcodec.cli"]
 ANCHORS = HERE.parent.parent / "shared" / "data" / "anchors" / "kodak"
@@ -34,15 +36,9 @@ def wall(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def avif_q_near(bpp: float) -> int:
-    """The avifenc quantizer of the AVIF 4:4:4 s6 anchor whose mean Kodak bpp is nearest ``bpp``."""
-    a = json.loads((ANCHORS / "measured-avif-444-s6.json").read_text())
-    qs = [p["q"] for p in next(iter(a["per_image"].values()))]
-    return min(zip(a["results"]["bpp"], qs), key=lambda bq: abs(bq[0] - bpp))[1]
-
-
-def jxl_distance_near(bpp: float) -> float:
-    a = json.loads((ANCHORS / "measured-jxl-e7.json").read_text())
+def anchor_q_near(anchor: str, bpp: float):
+    """The setting (q or distance) of a measured Kodak anchor whose mean bpp is nearest ``bpp``."""
+    a = json.loads((ANCHORS / anchor).read_text())
     qs = [p["q"] for p in next(iter(a["per_image"].values()))]
     return min(zip(a["results"]["bpp"], qs), key=lambda bq: abs(bq[0] - bpp))[1]
 
@@ -87,12 +83,10 @@ def main():
             t["nc_dec"].append(wall([*CLI, "decompress", str(nic), "-o", str(tmp / (p.stem + "-nc.png")), "-f",
                                      "--quiet"]))
             size["nc"] += nic.stat().st_size
-            from PIL import Image
-
             with Image.open(p) as im:
                 pixels += im.width * im.height
         bpp = 8 * size["nc"] / pixels
-        q, d = avif_q_near(bpp), jxl_distance_near(bpp)
+        q, d = anchor_q_near("measured-avif-444-s6.json", bpp), anchor_q_near("measured-jxl-e7.json", bpp)
         for p in images:
             avif, jxl = tmp / (p.stem + ".avif"), tmp / (p.stem + ".jxl")
             t["avif_enc"].append(wall(["avifenc", "-j", "1", "-s", "6", "-y", "444", "--min", str(q), "--max", str(q),

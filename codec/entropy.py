@@ -159,14 +159,12 @@ def decode(data: bytes, indexes: np.ndarray, tables: CountTables) -> np.ndarray:
             sym += np.int32(tables.offsets[k])
             values[mask] = sym
         esc_pos = np.concatenate(escapes) if escapes else np.zeros(0, np.int64)
-        if esc_pos.size:
-            halves = dec.decode(_HALF, 2 * esc_pos.size).astype(np.uint64).reshape(-1, 2)
-            esc = _unzigzag((halves[:, 0] << np.uint64(16)) | halves[:, 1])
-            if np.abs(esc).max() >= 1 << 31:
-                raise EntropyError("decoded latent out of int32 range")
-            values[esc_pos] = esc
+        halves = dec.decode(_HALF, 2 * esc_pos.size).astype(np.uint64).reshape(-1, 2)
     except (ValueError, RuntimeError, OverflowError, AssertionError) as e:  # how constriction reports corrupt data
-        if isinstance(e, EntropyError):
-            raise
         raise EntropyError(f"corrupt coded stream: {e}") from None
+    if esc_pos.size:
+        esc = _unzigzag((halves[:, 0] << np.uint64(16)) | halves[:, 1])
+        if np.abs(esc).max() >= 1 << 31:
+            raise EntropyError("decoded latent out of int32 range")
+        values[esc_pos] = esc
     return values.reshape(np.shape(indexes))
