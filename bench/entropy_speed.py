@@ -40,15 +40,13 @@ def main():
     whole = time.perf_counter() - t0
     with torch.inference_mode():
         t = codec._t(rate)
-        y = codec.analysis(rgb, t)
-        z = torch.round(codec.model.hyper_analysis(y, t) - codec.z_medians)[0].numpy().astype(np.int64)
-        idx, means = codec.y_parameters(z, rate)
-        y_sym = torch.round(y - means)[0].numpy().astype(np.int32)
+        y = codec.quantize(codec.analysis(rgb, t), rate)[-1]
+        y_sym, idx, tables = y.symbols, y.indexes, codec.stages[-1].tables
     t0 = time.perf_counter()
-    data = entropy.encode(y_sym, idx, codec.y_tables)
+    data = entropy.encode(y_sym, idx, tables)
     enc = time.perf_counter() - t0
     t0 = time.perf_counter()
-    back = entropy.decode(data, idx, codec.y_tables)
+    back = entropy.decode(data, idx, tables)
     dec = time.perf_counter() - t0
     assert np.array_equal(back, y_sym)
     n = y_sym.size

@@ -47,8 +47,8 @@ def float_parameters(codec, z_hat, t, bounds):
 def code(codec, y, z_sym, idx, means, rgb, t):
     z_idx = np.broadcast_to(np.arange(z_sym.shape[0])[:, None, None], z_sym.shape)
     y_sym = torch.round(y - means)
-    nbytes = len(entropy.encode(z_sym, z_idx, codec.z_tables)) + len(
-        entropy.encode(y_sym[0].numpy().astype(np.int64), idx, codec.y_tables))
+    nbytes = len(entropy.encode(z_sym, z_idx, codec.stages[0].tables)) + len(
+        entropy.encode(y_sym[0].numpy().astype(np.int64), idx, codec.stages[1].tables))
     x_hat = codec.model.synthesis(y_sym + means, t)[0, :, : rgb.shape[0], : rgb.shape[1]]
     out = x_hat.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     return nbytes, psnr(out, rgb)
@@ -90,10 +90,12 @@ def main():
             with torch.inference_mode():
                 x = codec._padded(rgb)
                 y = codec.model.analysis(x, t)
-                z_sym_t = torch.round(codec.model.hyper_analysis(y, t) - codec.z_medians)
-                z_sym = z_sym_t[0].numpy().astype(np.int64)
-                z_hat = z_sym_t + codec.z_medians
-                idx_i, mu_i = codec.y_parameters(z_sym, rate)
+                z_stage, y_stage = codec.stages
+                z_dec = z_stage.quantize(codec.model.hyper_analysis(y, t), None, rate, context=True)
+                z_sym = z_dec.symbols
+                z_hat = torch.from_numpy(z_sym.astype(np.float32))[None] + z_stage.medians
+                idx_i, mu_i = y_stage.parameters(z_dec, rate)
+                mu_i = torch.from_numpy(mu_i)[None]
                 idx_f, mu_f = float_parameters(codec, z_hat, t, bounds)
                 for k, (idx, mu) in {"int": (idx_i, mu_i), "float": (idx_f, mu_f)}.items():
                     nbytes, p = code(codec, y, z_sym, idx, mu, rgb, t)
@@ -104,9 +106,9 @@ def main():
                 nudged = np.nextafter(z_np, np.where(rng.random(z_np.shape) < 0.5, -np.inf, np.inf)).astype(np.float32)
                 idx_fn, _ = float_parameters(codec, torch.from_numpy(nudged), t, bounds)
                 a = np.round(nudged[0].astype(np.float64) * 2**ACT_BITS).astype(np.int64)
-                out = codec.h_s(a)
-                g = gain_fixed(codec.rate_gain, rate)
-                idx_in = np.searchsorted(codec.scale_thresholds, np.split(out, 2)[0] * g, side="left")
+                out = y_stage.prior(a)
+                g = gain_fixed(y_stage.rate_gain, rate)
+                idx_in = np.searchsorted(y_stage.thresholds, np.split(out, 2)[0] * g, side="left")
                 other = 1 if args.threads > 1 else 2
                 torch.set_num_threads(other)
                 idx_f1, _ = float_parameters(codec, z_hat, t, bounds)

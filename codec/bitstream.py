@@ -10,7 +10,8 @@ MAGIC = b"\x89NIC\r\n\x1a\n"
 VERSION = 2
 DEFAULT_MAX_PIXELS = 268_435_456
 MODES = ("RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr")
-CHUNK_TAGS = (b"ZHYP", b"YLAT", b"ALPH")
+ALPHA_TAG = b"ALPH"
+_TAG_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 FLAG_ALPHA = 1
 _MAX_CHUNKS = 8
 _FIXED = struct.Struct("<32sHIIBBBB3H3HB")  # digest .. chunk count
@@ -110,7 +111,7 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
             raise FormatError("truncated file (chunk header missing)")
         tag = data[pos:pos + 4]
         (length,) = struct.unpack_from("<I", data, pos + 4)
-        if tag not in CHUNK_TAGS or tag in chunks:
+        if not set(tag) <= _TAG_BYTES or tag in chunks:
             raise FormatError(f"unexpected chunk {tag!r}")
         if len(data) < pos + 8 + length + 4:
             raise FormatError(f"truncated file (chunk {tag.decode()} runs past the end)")
@@ -122,7 +123,7 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
         pos += 12 + length
     if pos != len(data):
         raise FormatError(f"{len(data) - pos} unexpected bytes after the last chunk")
-    expected = [b"ZHYP", b"YLAT"] + ([b"ALPH"] if header.has_alpha else [])
-    if list(chunks) != expected:
-        raise FormatError(f"chunks {[t.decode() for t in chunks]} do not match the header")
+    tags = list(chunks)
+    if (tags[-1] == ALPHA_TAG) != header.has_alpha or ALPHA_TAG in tags[:-1] or len(tags) < 1 + header.has_alpha:
+        raise FormatError(f"chunks {[t.decode() for t in tags]} do not match the header")
     return Container(header, chunks)

@@ -120,7 +120,7 @@ def network_state(w: Weights) -> dict:
 
     state = {k: v.astype(np.float32) for k, v in w.tensors.items()
              if not k.startswith(DERIVED_PREFIXES) and not _is_derived_buffer(k)}
-    state.update(float_parameters(w.tensors, "int.h_s"))  # h_s ships in integer form only
+    state.update(float_parameters(w.tensors, "int"))  # prior networks ship in integer form only
     return {k: torch.from_numpy(v) for k, v in state.items()}
 
 
@@ -155,17 +155,24 @@ def export(model, path: Path, card: dict | None = None) -> bytes:
     from neuralcodec.models.integer import IntegerStack
 
     model = model.cpu().eval()
-    # the hyper-synthesis ships as an integer network only (its float form is derived from it on load)
-    int_hs = IntegerStack.quantize(model.h_s).tensors("int.h_s")
+    priors = [lv for lv in model.levels if lv.kind == "gaussian"]
+    # prior networks ship as integer networks only (their float form is derived from them on load)
+    integer = {}
+    for lv in priors:
+        integer.update(IntegerStack.quantize(getattr(model, lv.module)).tensors(f"int.{lv.module}"))
+    skip = tuple(f"{lv.module}." for lv in priors)
     tensors = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in model.state_dict().items()
-               if not _is_derived_buffer(k) and not k.startswith("h_s.")}
+               if not _is_derived_buffer(k) and not k.startswith(skip)}
     # entropy tables from the fp16 parameters exactly as a decoder will load them
     model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items()}, strict=False)
-    tensors.update(_z_tables(model.entropy_bottleneck))
-    tensors.update(int_hs)
-    y = gaussian_tables(SCALE_TABLE.astype(np.float64))
-    tensors.update({"tables.y_counts": y.counts, "tables.y_lengths": y.lengths, "tables.y_offsets": y.offsets,
-                    "tables.scale_table": SCALE_TABLE})
+    for lv in model.levels:
+        if lv.kind == "factorized":
+            tensors.update(_factorized_tables(getattr(model, lv.module), lv.name))
+    tensors.update(integer)
+    if priors:
+        y = gaussian_tables(SCALE_TABLE.astype(np.float64))
+        tensors.update({"tables.y_counts": y.counts, "tables.y_lengths": y.lengths, "tables.y_offsets": y.offsets,
+                        "tables.scale_table": SCALE_TABLE})
     meta = {"arch": model_arch(model), "config": json.dumps(model.config())}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
@@ -186,8 +193,8 @@ def model_arch(model) -> str:
     raise ValueError(f"{type(model).__name__} is not a registered architecture")
 
 
-def _z_tables(eb) -> dict[str, np.ndarray]:
-    """Per-channel count tables of the factorized prior over v = round(z - median)."""
+def _factorized_tables(eb, name: str) -> dict[str, np.ndarray]:
+    """Per-channel count tables of a factorized prior over v = round(x - median), named after the level."""
     import torch
 
     from neuralcodec.entropy import pmf_tables
@@ -203,4 +210,4 @@ def _z_tables(eb) -> dict[str, np.ndarray]:
         pmf, _, _ = eb._likelihood((samples + medians[:, None])[:, None, :].float(), stop_gradient=True)
         pmf = pmf[:, 0, :].double().numpy()
     t = pmf_tables(pmf, lengths.numpy(), -minima.numpy())
-    return {"tables.z_counts": t.counts, "tables.z_lengths": t.lengths, "tables.z_offsets": t.offsets}
+    return {f"tables.{name}_counts": t.counts, f"tables.{name}_lengths": t.lengths, f"tables.{name}_offsets": t.offsets}

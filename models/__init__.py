@@ -1,8 +1,36 @@
-"""Networks of neuralcodec, registered by name. Models map tensors to tensors and know nothing of files."""
+"""Networks of neuralcodec, registered by name. Models map tensors to tensors and know nothing of files.
+
+Every model describes its latents as a chain of :class:`Level` s, top (coarsest, coded first) to bottom (the
+analysis output y). The codec (neuralcodec.pipeline) composes one coding stage per level from that
+description; the model itself only provides the transforms:
+
+- ``analysis(x, t) -> y`` and ``upper_levels(y, t) -> [coarsest, ..., the level above y]``;
+- ``synthesis(*hats, t) -> x_hat`` where ``hats`` are the decoded levels named by ``synthesis_levels``;
+- one module per level: an entropy bottleneck (``factorized``: per-channel tables) or a prior network that
+  maps the decoded level above to (scales, means) of a Gaussian (``gaussian``).
+"""
 
 from __future__ import annotations
 
-ARCHITECTURES = {"modhp": "neuralcodec.models.modulated:ModulatedHyperprior"}
+from dataclasses import dataclass
+
+ARCHITECTURES = {
+    "modhp": "neuralcodec.models.modulated:ModulatedHyperprior",
+    "resgdn": "neuralcodec.models.seeds:ResidualAttentionAutoencoder",
+    "lighthp": "neuralcodec.models.seeds:LightHyperprior",
+}
+
+
+@dataclass(frozen=True)
+class Level:
+    """One coded latent: its name, how it is coded, the module that models it, its channels and its
+    down-sampling factor relative to the (padded) image."""
+
+    name: str
+    kind: str  # "factorized" (per-channel tables over round(v - median)) or "gaussian" (prior network)
+    module: str  # attribute of the model: an entropy bottleneck, or the prior network of a gaussian level
+    channels: int
+    downsampling: int
 
 
 def build(arch: str, **config):

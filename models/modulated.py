@@ -15,7 +15,7 @@ import warnings
 import torch
 from torch import nn
 
-from neuralcodec.models import layers
+from neuralcodec.models import Level, layers
 
 SCALE_BOUND = 0.11
 
@@ -65,6 +65,7 @@ class ModulatedHyperprior(nn.Module):
     """
 
     stride = 64  # total down-sampling of the hyper-latent: inputs are padded to a multiple of this
+    synthesis_levels = ("y",)
     training_only = ("entropy_bottleneck.", "gaussian_conditional.")  # the entropy models' training state
 
     def __init__(self, N: int = 128, M: int = 192, lmbda_min: float = 0.0015, lmbda_max: float = 0.2,
@@ -95,6 +96,7 @@ class ModulatedHyperprior(nn.Module):
             self.entropy_bottleneck = _compressai().entropy_models.EntropyBottleneck(N)
             self.gaussian_conditional = _compressai().entropy_models.GaussianConditional(None, scale_bound=SCALE_BOUND)
         self.rate_gain = nn.Parameter(torch.tensor(0.5 * math.log(lmbda_max / lmbda_min)))
+        self.levels = (Level("z", "factorized", "entropy_bottleneck", N, 64), Level("y", "gaussian", "h_s", M, 16))
 
     # -- rate selector ---------------------------------------------------------------------------------
     def lmbda(self, t: torch.Tensor) -> torch.Tensor:
@@ -127,6 +129,9 @@ class ModulatedHyperprior(nn.Module):
 
     def hyper_analysis(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.h_a(y / self.gain(t))
+
+    def upper_levels(self, y: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
+        return [self.hyper_analysis(y, t)]
 
     def hyper_synthesis(self, z_hat: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (scales, means) of the conditional Gaussian of y at rate ``t``; scales are lower-bounded."""

@@ -21,16 +21,13 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def latents(data: bytes, device: str = "cpu"):
     """(z symbols, y table indexes, y symbols, decoded y) of a file."""
-    from neuralcodec import entropy, weights_io
+    from neuralcodec import weights_io
 
     c = bitstream.unpack(data)
     codec = load_codec(weights_io.shipped().get(c.header.weights_digest), device)
-    h = c.header
-    z_idx = np.broadcast_to(np.arange(h.z_shape[0])[:, None, None], h.z_shape)
-    z_sym = entropy.decode(c.chunks[b"ZHYP"], z_idx, codec.z_tables)
-    idx, means = codec.y_parameters(z_sym, h.rate)
-    y_hat, y_sym = codec.decode_latents(h, c.chunks)
-    return z_sym, idx.astype(np.int64), y_sym, y_hat.cpu().numpy()  # digests are defined over int64 indexes
+    z, y = codec.decode_latents(c.header, c.chunks)
+    # digests are defined over int32 symbols, int64 table indexes and the float32 decoded y
+    return z.symbols.astype(np.int32), y.indexes.astype(np.int64), y.symbols, y.value.cpu().numpy()
 
 
 def latent_digest(data: bytes) -> str:

@@ -36,7 +36,7 @@ def test_tiled_analysis_and_synthesis_match_one_pass(small_tiles):
         y_hat = torch.round(whole)
         one = codec.model.synthesis(y_hat, t)[0, :, :150, :190].clamp(0, 1).mul(255).round()
         one = one.to(torch.uint8).permute(1, 2, 0).numpy()
-        many = codec.synthesis(y_hat, t, 150, 190)
+        many = codec.synthesis([y_hat], t, 150, 190)
     assert many.shape == (150, 190, 3) and many.dtype == np.uint8
     assert np.abs(many.astype(int) - one.astype(int)).max() <= 1
 

@@ -1,0 +1,169 @@
+"""Coding stages, one per latent level, composed top-down into a model's coding chain.
+
+After compressai's ``latent_codecs``: a stage turns one float latent into integer symbols and a coded stream,
+and back, given what the level above decoded. Everything that chooses a probability table, and every mean, is
+exact integer arithmetic (models/integer.py), so a file decodes to the same latents on every device.
+
+- :class:`FactorizedStage`: per-channel count tables over v = round(x - median_c) (compressai's
+  EntropyBottleneck, shipped as tables). A top level.
+- :class:`GaussianStage`: v = round(x - mu) under a zero-mean quantized Gaussian whose table index and mean
+  mu come from an integer prior network of the decoded level above, optionally scaled by a rate gain.
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neuralcodec import entropy
+from neuralcodec.models.integer import ACT_BITS, IntegerStack
+
+RATE_MAX = 65535
+GAIN_BITS = 16
+CONTEXT_LIMIT = 1 << 9  # symbols are clamped to +-512 before they enter a prior network (docs/bitstream.md)
+
+
+def gain_fixed(rate_gain: float | None, rate: int) -> int:
+    """round(2^16 * exp(rate_gain * (rate/65535 - 1/2))), exactly: decimal arithmetic is correctly rounded.
+
+    The model's gain(t) in fixed point; the same integer on every machine (libm's exp may differ by an ulp).
+    A fixed-rate model (``rate_gain`` None) has gain 1.
+    """
+    if rate_gain is None:
+        return 1 << GAIN_BITS
+    with decimal.localcontext(decimal.Context(prec=34)):
+        x = decimal.Decimal(rate_gain) * (decimal.Decimal(rate) / RATE_MAX - decimal.Decimal("0.5"))
+        return int((x.exp() * (1 << GAIN_BITS)).to_integral_value(decimal.ROUND_HALF_EVEN))
+
+
+@dataclass
+class Decoded:
+    """A level as the decoder knows it: integer symbols (C,H,W), and what the levels below and the synthesis
+    need of it. ``fixed`` is the decoded latent in fixed point (2^ACT_BITS), exact, for a prior below."""
+
+    symbols: np.ndarray
+    indexes: np.ndarray | None = None  # table index of each symbol (gaussian levels)
+    value: torch.Tensor | None = None  # the decoded latent (1,C,H,W) float32 on the device
+    fixed: np.ndarray | None = None
+
+
+def _context(symbols: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Fixed-point input of a prior network: clamp(v) * 2^ACT_BITS + offset (offset: median or mean)."""
+    return (np.clip(symbols.astype(np.int64), -CONTEXT_LIMIT, CONTEXT_LIMIT) << ACT_BITS) + offsets
+
+
+class FactorizedStage:
+    """A level coded under one count table per channel, as v = round(x - median)."""
+
+    def __init__(self, tables: entropy.CountTables, medians: torch.Tensor):
+        self.tables = tables
+        self.medians = medians.detach().float().view(1, -1, 1, 1)
+        offsets = np.round(medians.detach().cpu().double().numpy() * 2**ACT_BITS).astype(np.int64)
+        self.offsets = offsets[:, None, None]
+
+    def _channels(self, shape) -> np.ndarray:
+        return np.broadcast_to(np.arange(shape[0], dtype=np.int64)[:, None, None], shape)
+
+    def quantize(self, x: torch.Tensor, above: Decoded | None, rate: int, value: bool = False,
+                 context: bool = False) -> Decoded:
+        """Symbols of ``x`` (1,C,H,W); with ``value`` the decoded latent too, with ``context`` its fixed point."""
+        sym = torch.round(x - self.medians.to(x.device))[0].cpu().numpy().astype(np.int64)
+        return self._decoded(sym, x.device, value, context)
+
+    def encode(self, d: Decoded) -> bytes:
+        return entropy.encode(d.symbols, self._channels(d.symbols.shape), self.tables)
+
+    def decode(self, data: bytes, shape: tuple[int, int, int], above: Decoded | None, rate: int,
+               device: torch.device, value: bool = True, context: bool = False) -> Decoded:
+        sym = entropy.decode(data, self._channels(shape), self.tables).astype(np.int64)
+        return self._decoded(sym, device, value, context)
+
+    def _decoded(self, sym: np.ndarray, device, value: bool, context: bool) -> Decoded:
+        d = Decoded(sym, fixed=_context(sym, self.offsets) if context else None)
+        if value:
+            d.value = torch.from_numpy(sym.astype(np.float32)).to(device)[None] + self.medians.to(device)
+        return d
+
+
+class GaussianStage:
+    """A level coded as v = round(x - mu) under zero-mean Gaussian tables; an integer prior network maps the
+    level above to S (scales) and U (means), both multiplied by the rate gain G (docs/bitstream.md)."""
+
+    def __init__(self, prior: IntegerStack, tables: entropy.CountTables, scale_table: np.ndarray,
+                 rate_gain: float | None):
+        self.prior = prior
+        self.tables = tables
+        self.rate_gain = rate_gain
+        unit = 2.0 ** (ACT_BITS + GAIN_BITS)  # k = number of scale-table boundaries below S*G, in fixed point
+        self.thresholds = np.array([math.floor(float(b) * unit) for b in scale_table[:-1]], np.int64)
+
+    def parameter_bands(self, above: Decoded, rate: int, fixed_means: bool = False):
+        """Yield (first row, end row, table indexes uint8 (C,rows,W), means float32 (C,rows,W)) band by band,
+        bit-exact everywhere; with ``fixed_means``, the means as int64 at 2^ACT_BITS as well."""
+        g = gain_fixed(self.rate_gain, rate)
+        for r0, r1, out in self.prior.bands(above.fixed):
+            m = out.shape[0] // 2
+            scales, means = out[:m], out[m:]
+            idx = np.searchsorted(self.thresholds, scales * g, side="left").astype(np.uint8)
+            mu = ((means * g).astype(np.float64) * 2.0 ** -(ACT_BITS + GAIN_BITS)).astype(np.float32)  # exact: < 2^53
+            if fixed_means:
+                yield r0, r1, idx, mu, (means * g) >> GAIN_BITS
+            else:
+                yield r0, r1, idx, mu
+
+    def parameters(self, above: Decoded, rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """Table indexes (uint8 C,H,W) and means (float32 C,H,W) of the whole level."""
+        bands = list(self.parameter_bands(above, rate))
+        return np.concatenate([b[2] for b in bands], 1), np.concatenate([b[3] for b in bands], 1)
+
+    def _fixed(self, shape, context: bool) -> np.ndarray | None:
+        if context and self.rate_gain is not None:
+            raise ValueError("a rate-modulated level cannot be the context of another level")
+        return np.empty(shape, np.int64) if context else None
+
+    def quantize(self, x: torch.Tensor, above: Decoded, rate: int, value: bool = False,
+                 context: bool = False) -> Decoded:
+        """Symbols round(x - mu); ``x`` (1,C,H,W) is overwritten with them, band by band (big images)."""
+        idx = np.empty(x.shape[1:], np.uint8)
+        means = np.empty(x.shape[1:], np.float32) if value else None
+        fixed = self._fixed(x.shape[1:], context)
+        for r0, r1, idx_band, mu_band, *fixed_band in self.parameter_bands(above, rate, fixed is not None):
+            idx[:, r0:r1] = idx_band
+            x[:, :, r0:r1].sub_(torch.from_numpy(mu_band).to(x.device)).round_()
+            if value:
+                means[:, r0:r1] = mu_band
+            if fixed is not None:
+                fixed[:, r0:r1] = fixed_band[0]
+        if x.numel() and max(-x.min().item(), x.max().item()) >= 1 << 31:
+            raise ValueError("latent value out of int32 range")
+        sym = x[0].cpu().numpy().astype(np.int32)
+        return self._decoded(sym, idx, means, fixed, x.device)
+
+    def encode(self, d: Decoded) -> bytes:
+        return entropy.encode(d.symbols, d.indexes, self.tables)
+
+    def decode(self, data: bytes, shape: tuple[int, int, int], above: Decoded, rate: int,
+               device: torch.device, value: bool = True, context: bool = False) -> Decoded:
+        fixed = self._fixed(shape, context)
+        idx = np.empty(shape, np.uint8)
+        means = np.empty(shape, np.float32) if value else None
+        for r0, r1, idx_band, mu_band, *fixed_band in self.parameter_bands(above, rate, fixed is not None):
+            idx[:, r0:r1] = idx_band
+            if value:
+                means[:, r0:r1] = mu_band
+            if fixed is not None:
+                fixed[:, r0:r1] = fixed_band[0]
+        sym = entropy.decode(data, idx, self.tables)
+        return self._decoded(sym, idx, means, fixed, device)
+
+    def _decoded(self, sym, idx, means, fixed, device) -> Decoded:
+        d = Decoded(sym, idx)
+        if means is not None:  # in place: v + mu
+            d.value = torch.from_numpy(means).to(device)[None].add_(torch.from_numpy(sym).to(device)[None])
+        if fixed is not None:  # a prior below reads this level: v * 2^ACT_BITS + mu, exactly
+            d.fixed = _context(sym, fixed)
+        return d
