@@ -52,7 +52,7 @@ def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None
     if h * w > DEFAULT_MAX_PIXELS or max(h, w) > 65535 * 64:
         raise imaging.ImageError(f"image of {w}x{h} exceeds the {DEFAULT_MAX_PIXELS}-pixel limit")
     codec = load_codec(weights, device)
-    rate = rate_of_quality(quality)
+    rate = rate_of_quality(quality) if codec.variable_rate else 0  # a fixed-rate model has one rate
     chunks, shapes = codec.encode(planes.rgb, rate)
     flags = 0
     if planes.alpha is not None:

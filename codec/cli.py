@@ -178,22 +178,38 @@ def info(files, as_json):
 
 
 @main.command()
+@click.option("--arch", default=None, metavar="NAME",
+              help="Model to train with its shipped recipe: modhp (the flagship, default), resgdn, lighthp.")
 @click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Training recipe JSON (default: the flagship's, shipped in the package).")
-@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/flagship"), show_default=True,
-              help="Where checkpoints and the log live (outside git). An existing checkpoint is resumed.")
+              help="Training recipe JSON (default: the shipped recipe of --arch).")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Where checkpoints and the log live (outside git; default runs/flagship, runs/ARCH for the "
+                   "others). An existing checkpoint "
+                   "is resumed.")
 @click.option("--init-weights", default=None, metavar="NAME|PATH",
               help="Start from shipped weights when the run dir has no checkpoint (fresh optimizer).")
 @click.option("--minutes", type=float, default=None, help="Stop (and checkpoint) after this many minutes.")
 @click.option("--steps", type=int, default=None, help="Override the recipe's total steps.")
-def train(recipe, run_dir, init_weights, minutes, steps):
-    """Train (or resume training) a model; checkpoints every few minutes and on Ctrl-C/SIGTERM."""
+def train(arch, recipe, run_dir, init_weights, minutes, steps):
+    """Train (or resume training) a model; checkpoints every few minutes and on Ctrl-C/SIGTERM.
+
+    \b
+    neuralcodec train                                  # resume the flagship in runs/flagship
+    neuralcodec train --arch lighthp --minutes 30      # a seed design, 30 minutes
+    neuralcodec export runs/lighthp -o lighthp.safetensors
+    """
     from neuralcodec.train import Recipe, default_recipe, train as run_training
 
-    r = Recipe.load(recipe or default_recipe())
+    try:
+        r = Recipe.load(recipe or default_recipe(arch or "modhp"))
+    except FileNotFoundError:
+        raise click.UsageError(f"no shipped recipe for --arch {arch!r}; give --recipe") from None
+    if arch and r.arch != arch:
+        raise click.UsageError(f"the recipe trains {r.arch!r}, not --arch {arch!r}")
     if steps:
         r.steps = steps
-    run_training(r, run_dir, init_weights=init_weights, max_minutes=minutes, progress=sys.stderr.isatty())
+    run_training(r, run_dir or Path("runs") / ("flagship" if r.arch == "modhp" else r.arch), init_weights=init_weights, max_minutes=minutes,
+                 progress=sys.stderr.isatty())
 
 
 @main.command("eval")

@@ -73,6 +73,11 @@ class Codec:
         return GaussianStage(prior, w.tables("y"), w.tensors["tables.scale_table"], rate_gain)
 
     @property
+    def variable_rate(self) -> bool:
+        """Whether the model reads the rate selector (the modulated flagship); others have one rate."""
+        return "rate_gain" in self.weights.tensors
+
+    @property
     def model_id(self) -> str:
         return self.weights.arch
 

@@ -217,8 +217,9 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     print(f"stopped at step {step}; checkpoint {ckpt}")
 
 
-def default_recipe() -> Path:
-    return Path(__file__).resolve().parent / "recipes" / "flagship.json"
+def default_recipe(arch: str = "modhp") -> Path:
+    """The shipped recipe of ``arch`` (the flagship's is ``flagship.json``)."""
+    return Path(__file__).resolve().parent / "recipes" / f"{'flagship' if arch == 'modhp' else arch}.json"
 
 
 def export_run(run_dir: Path, output: Path, note: str = "") -> bytes:

@@ -10,33 +10,14 @@ the whole lambda range. The model knows nothing of files or entropy coders: it m
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import nn
 
 from neuralcodec.models import Level, layers
+from neuralcodec.models.layers import compressai as _compressai, conv, deconv
 
 SCALE_BOUND = 0.11
-
-
-def _compressai():
-    """compressai, imported only to train (seconds and ~0.3 GB: coding uses models/layers.py instead)."""
-    # compressai calls the deprecated torch.jit.script at import; the warning means nothing to our users
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
-    import compressai.entropy_models
-    import compressai.layers
-    import compressai.ops
-
-    return compressai
-
-
-def conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
-
-
-def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(cin, cout, k, stride=stride, output_padding=stride - 1, padding=k // 2)
 
 
 class Modulation(nn.Module):

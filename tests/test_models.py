@@ -1,0 +1,91 @@
+"""Every registered model trains, exports and codes real files through the same format (issue 7)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import neuralcodec
+from neuralcodec import cli
+from neuralcodec.api import load_codec
+from neuralcodec.train import Recipe, export_run, train
+
+from conftest import photo
+
+TINY = {
+    "resgdn": {"N": 8, "M": 12, "lmbda": 0.013},
+    "lighthp": {"N": 8, "M": 12, "lmbda": 0.013},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    for i in range(2):
+        Image.fromarray(photo(70, 80, i)).save(d / f"{i}.png")
+    return d
+
+
+@pytest.fixture(scope="module", params=sorted(TINY))
+def tiny_weights(request, data, tmp_path_factory):
+    """Weights of a tiny model of each seed architecture, after two training steps."""
+    arch = request.param
+    tmp = tmp_path_factory.mktemp(arch)
+    recipe = Recipe(arch=arch, model=TINY[arch], data=str(data), crop=64, batch=2, steps=2, warmup=1, threads=1,
+                    log_every=1, checkpoint_minutes=100)
+    train(recipe, tmp / "run", progress=False)
+    w = tmp / f"{arch}.safetensors"
+    export_run(tmp / "run", w, "test")
+    return arch, w
+
+
+def test_shipped_recipes_name_their_architecture():
+    for arch in ("modhp", *TINY):
+        from neuralcodec.train import default_recipe
+
+        assert Recipe.load(default_recipe(arch)).arch == arch
+
+
+def test_round_trip_equals_the_models_own_output(tiny_weights):
+    arch, w = tiny_weights
+    img = photo(45, 70, 3)
+    data = neuralcodec.compress(img, 50, weights=str(w))
+    info = neuralcodec.info(data)
+    assert info["model"] == arch and info["width"] == 70 and info["height"] == 45
+    out = np.asarray(neuralcodec.decompress(data, weights=str(w)))
+    codec = load_codec(str(w), "cpu")
+    assert np.abs(out.astype(int) - codec.reconstruct(img, 0).astype(int)).max() <= 1
+    levels = codec.decode_latents(neuralcodec.api.read_container(data).header, neuralcodec.api.read_container(data).chunks)
+    assert [d.symbols.shape for d in levels] == codec.latent_shapes(45, 70)
+
+
+def test_fixed_rate_models_ignore_the_quality(tiny_weights):
+    _, w = tiny_weights
+    img = photo(40, 40, 5)
+    assert neuralcodec.compress(img, 10, weights=str(w)) == neuralcodec.compress(img, 90, weights=str(w))
+
+
+def test_a_file_of_one_model_is_refused_by_another(tiny_weights):
+    _, w = tiny_weights
+    data = neuralcodec.compress(photo(40, 40, 6), 50)  # the flagship
+    with pytest.raises(neuralcodec.api.DecodeError, match="model"):
+        neuralcodec.decompress(data, weights=str(w))
+
+
+def test_cli_round_trip_with_a_seed_model(tiny_weights, tmp_path):
+    _, w = tiny_weights
+    Image.fromarray(photo(48, 64, 7)).save(tmp_path / "a.png")
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--weights", str(w), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli.main, ["decompress", str(tmp_path / "a.nic"), "--weights", str(w), "-o",
+                                      str(tmp_path / "b.png"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "b.png").size == (64, 48)
+
+
+def test_train_command_knows_the_seed_architectures(tmp_path):
+    r = CliRunner().invoke(cli.main, ["train", "--arch", "nosuch", "--run-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "no shipped recipe" in r.output
