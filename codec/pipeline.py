@@ -65,6 +65,8 @@ class Codec:
         module = getattr(self.model, level.module)
         if level.kind == "factorized":
             return FactorizedStage(w.tables(level.name), module.quantiles[:, 0, 1])
+        if level.kind == "categorical":  # integer codes, one table: nothing to centre
+            return FactorizedStage(w.tables(level.name), torch.zeros(level.channels))
         try:
             prior = IntegerStack.from_tensors(module, w.tensors, f"int.{level.module}")
         except ValueError as e:

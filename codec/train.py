@@ -38,6 +38,10 @@ class Recipe:
     seed: int = 0
     checkpoint_minutes: float = 10.0
     log_every: int = 50
+    gan_weight: float = 0.0  # weight of the adversarial (hinge) loss of a patch discriminator; 0: none
+    gan_start: int = 0  # step from which the adversarial loss counts (the discriminator trains from the start)
+    disc_lr: float = 1e-4
+    train_only: list = field(default_factory=list)  # parameter-name prefixes to train (e.g. ["g_s."]); []: all
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recipe":
@@ -85,7 +89,13 @@ def learning_rate(r: Recipe, step: int, start: int) -> float:
 
 
 def rd_loss(model, x, t, weight_exponent: float = 0.5):
-    """Per-sample R + lambda*255^2*MSE, weighted so every lambda gets a similar share of the gradient."""
+    """Per-sample R + lambda*255^2*MSE, weighted so every lambda gets a similar share of the gradient
+    (plus any extra term the model adds, e.g. VQ commitment); returns (loss, bpp, mse)."""
+    return rd_terms(model, x, t, weight_exponent)[:3]
+
+
+def rd_terms(model, x, t, weight_exponent: float = 0.5):
+    """:func:`rd_loss` and the model's output."""
     import torch
 
     out = model(x, t)
@@ -97,8 +107,8 @@ def rd_loss(model, x, t, weight_exponent: float = 0.5):
     lmbda = model.lmbda(t)
     weight = (lmbda / model.lmbda_max) ** -weight_exponent
     weight = weight / weight.mean()
-    loss = (weight * (bpp + lmbda * 255**2 * mse_train)).mean()
-    return loss, bpp.detach(), mse.detach()
+    loss = (weight * (bpp + lmbda * 255**2 * mse_train)).mean() + out.get("extra_loss", 0.0)
+    return loss, bpp.detach(), mse.detach(), out
 
 
 def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_minutes: float | None = None,
@@ -134,14 +144,24 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build(recipe.arch, **recipe.model).to(device).to(memory_format=torch.channels_last)
     named = dict(model.named_parameters())
+    if recipe.train_only:  # e.g. a decoder-only fine-tune: everything else (and so every file) stays as it is
+        for n, p in named.items():
+            p.requires_grad_(n.startswith(tuple(recipe.train_only)))
+        named = {n: p for n, p in named.items() if p.requires_grad}
     fast = set(model.fast_parameters()) if hasattr(model, "fast_parameters") else set()
     aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]
     main_params = [p for n, p in named.items() if not n.endswith(".quantiles")]
     groups = [{"params": [p for n, p in named.items() if not n.endswith(".quantiles") and n not in fast], "mult": 1.0}]
-    if fast:
-        groups.append({"params": [named[n] for n in sorted(fast)], "mult": recipe.fast_lr_mult})
+    if fast & set(named):
+        groups.append({"params": [named[n] for n in sorted(fast & set(named))], "mult": recipe.fast_lr_mult})
     opt = torch.optim.Adam(groups, lr=recipe.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=recipe.aux_lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=recipe.aux_lr) if aux_params else None
+    disc = disc_opt = None
+    if recipe.gan_weight:
+        from neuralcodec.models.discriminator import PatchDiscriminator
+
+        disc = PatchDiscriminator().to(device).to(memory_format=torch.channels_last)
+        disc_opt = torch.optim.Adam(disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
     ckpt = run_dir / "last.pt"
     step, start, rng = 0, 0, np.random.default_rng(recipe.seed)
     if ckpt.exists():
@@ -153,7 +173,11 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             if missing or unexpected:
                 raise ValueError(f"architecture changed (new {missing}, dropped {unexpected})")
             opt.load_state_dict(state["opt"])
-            aux_opt.load_state_dict(state["aux_opt"])
+            if aux_opt:
+                aux_opt.load_state_dict(state["aux_opt"])
+            if disc and "disc" in state:
+                disc.load_state_dict(state["disc"])
+                disc_opt.load_state_dict(state["disc_opt"])
             print(f"resumed {ckpt} at step {step}")
         except ValueError as e:
             print(f"resumed weights of {ckpt} at step {step} with a fresh optimizer: {e}")
@@ -163,8 +187,12 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
 
     def save():
         tmp = ckpt.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
-                    "step": step, "rng": rng.bit_generator.state}, tmp)
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state}
+        if aux_opt:
+            state["aux_opt"] = aux_opt.state_dict()
+        if disc:
+            state.update(disc=disc.state_dict(), disc_opt=disc_opt.state_dict())
+        torch.save(state, tmp)
         os.replace(tmp, ckpt)
 
     images = load_corpus(recipe.data, recipe.crop)
@@ -183,15 +211,26 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy(rng.random(recipe.batch).astype(np.float32)).to(device)
-        loss, bpp, mse = rd_loss(model, x, t, recipe.weight_exponent)
+        loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent)
+        if disc and step >= recipe.gan_start:  # hinge generator loss: make the discriminator call x_hat real
+            adv = -disc(out["x_hat"]).mean()
+            loss = loss + recipe.gan_weight * adv
+            acc.setdefault("adv", []).append(adv.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)
         opt.step()
-        aux = model.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
+        if disc:
+            d_loss = (torch.relu(1 - disc(x)).mean() + torch.relu(1 + disc(out["x_hat"].detach())).mean())
+            disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_opt.step()
+            acc.setdefault("disc", []).append(d_loss.item())
+        aux = model.aux_loss() if aux_opt else torch.zeros(())
+        if aux_opt:
+            aux_opt.zero_grad(set_to_none=True)
+            aux.backward()
+            aux_opt.step()
         step += 1
         bar.update(1)
         acc["loss"].append(loss.item())
@@ -205,6 +244,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
                    "rate_gain": round(float(getattr(model, "rate_gain", torch.zeros(())).detach()), 4),
                    "bpp_by_t_quarter": [round(float(np.mean(v)), 4) if v else None for v in acc["bpp"]],
                    "psnr_by_t_quarter": [round(float(np.mean(v)), 2) if v else None for v in acc["psnr"]]}
+            rec.update({k: round(float(np.mean(acc[k])), 4) for k in ("adv", "disc") if acc.get(k)})
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=rec["bpp_by_t_quarter"][2], psnr=rec["psnr_by_t_quarter"][2])

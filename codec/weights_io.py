@@ -168,6 +168,8 @@ def export(model, path: Path, card: dict | None = None) -> bytes:
     for lv in model.levels:
         if lv.kind == "factorized":
             tensors.update(_factorized_tables(getattr(model, lv.module), lv.name))
+        elif lv.kind == "categorical":
+            tensors.update(_categorical_tables(getattr(model, lv.module), lv.name))
     tensors.update(integer)
     if priors:
         y = gaussian_tables(SCALE_TABLE.astype(np.float64))
@@ -210,4 +212,16 @@ def _factorized_tables(eb, name: str) -> dict[str, np.ndarray]:
         pmf, _, _ = eb._likelihood((samples + medians[:, None])[:, None, :].float(), stop_gradient=True)
         pmf = pmf[:, 0, :].double().numpy()
     t = pmf_tables(pmf, lengths.numpy(), -minima.numpy())
+    return {f"tables.{name}_counts": t.counts, f"tables.{name}_lengths": t.lengths, f"tables.{name}_offsets": t.offsets}
+
+
+def _categorical_tables(prior, name: str) -> dict[str, np.ndarray]:
+    """One count table over the codes 0..K-1 from a learned categorical's logits."""
+    import torch
+
+    from neuralcodec.entropy import pmf_tables
+
+    with torch.no_grad():
+        pmf = torch.softmax(prior.logits.double(), 0).numpy()[None]
+    t = pmf_tables(pmf, np.array([pmf.shape[1]]), np.array([0]))
     return {f"tables.{name}_counts": t.counts, f"tables.{name}_lengths": t.lengths, f"tables.{name}_offsets": t.offsets}

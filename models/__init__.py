@@ -18,6 +18,10 @@ ARCHITECTURES = {
     "modhp": "neuralcodec.models.modulated:ModulatedHyperprior",
     "resgdn": "neuralcodec.models.seeds:ResidualAttentionAutoencoder",
     "lighthp": "neuralcodec.models.seeds:LightHyperprior",
+    "dcuvae": "neuralcodec.models.seeds:DilatedUNetVAE",
+    "hvae": "neuralcodec.models.seeds:HierarchicalVAE",
+    "betavae": "neuralcodec.models.seeds:BetaVAE",
+    "vqvae": "neuralcodec.models.seeds:VQVAE",
 }
 
 
@@ -27,7 +31,8 @@ class Level:
     down-sampling factor relative to the (padded) image."""
 
     name: str
-    kind: str  # "factorized" (per-channel tables over round(v - median)) or "gaussian" (prior network)
+    kind: str  # "factorized" (per-channel tables over round(v - median)), "gaussian" (prior network) or
+    # "categorical" (one learned table over integer codes 0..K-1, e.g. codebook indices)
     module: str  # attribute of the model: an entropy bottleneck, or the prior network of a gaussian level
     channels: int
     downsampling: int

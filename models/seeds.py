@@ -161,3 +161,203 @@ class LightHyperprior(FixedRate):
 
     def config(self) -> dict:
         return {"N": self.N, "M": self.M, "lmbda": self.lmbda_value}
+
+
+class Hierarchy(FixedRate):
+    """Three coded levels: y (1/16), z1 (1/32), z2 (1/64). z2 is factorized; z1 and y are Gaussian, their
+    scales and means predicted from the decoded level above (``p1``, ``p0``: integer-coded prior networks)."""
+
+    stride = 64
+
+    def _hierarchy(self, M: int, M1: int, M2: int) -> None:
+        act = lambda: nn.LeakyReLU(inplace=True)  # noqa: E731
+        self.a1 = nn.Sequential(conv(M, M1, 3, 1), act(), conv(M1, M1))
+        self.a2 = nn.Sequential(conv(M1, M2, 3, 1), act(), conv(M2, M2))
+        self.p1 = nn.Sequential(deconv(M2, M1), act(), conv(M1, 2 * M1, 3, 1))
+        self.p0 = nn.Sequential(deconv(M1, M), act(), conv(M, 2 * M, 3, 1))
+        self.entropy_bottleneck = self.factorized(M2)
+        if not self.inference:
+            self.gaussian_conditional = compressai().entropy_models.GaussianConditional(None, scale_bound=SCALE_BOUND)
+        self.levels = (Level("z2", "factorized", "entropy_bottleneck", M2, 64),
+                       Level("z1", "gaussian", "p1", M1, 32), Level("y", "gaussian", "p0", M, 16))
+
+    def upper_levels(self, y: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
+        z1 = self.a1(y)
+        return [self.a2(z1), z1]
+
+    def _gaussian(self, x: torch.Tensor, params: torch.Tensor):
+        scales, means = params.chunk(2, 1)
+        _, likelihoods = self.gaussian_conditional(x, scales.clamp_min(SCALE_BOUND), means=means)
+        return self.ste(x, means), likelihoods
+
+    def code_levels(self, y: torch.Tensor):
+        """Training: (y_hat, z1_hat, z2_hat, likelihoods) with noisy rates and rounded decoder inputs."""
+        z2, z1 = self.upper_levels(y, None)
+        z2_noisy, l2 = self.entropy_bottleneck(z2)
+        z2_hat = self.ste(z2, self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1))
+        z1_hat, l1 = self._gaussian(z1, self.p1(z2_noisy))
+        y_hat, l0 = self._gaussian(y, self.p0(z1_hat))
+        return y_hat, z1_hat, z2_hat, {"y": l0, "z1": l1, "z2": l2}
+
+
+class DilatedBlock(nn.Module):
+    """x + conv(act(conv(x))) with dilated 3x3 convolutions: a wide receptive field at no extra cost."""
+
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation),
+                                  nn.LeakyReLU(inplace=True),
+                                  nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class DilatedUNetVAE(Hierarchy):
+    """DCU-VAE (``dcuvae``): a dilated-convolution encoder; a U-Net decoder whose skip connections carry the
+    three decoded latents (z2 -> z1 -> y scales), each coded under its own hierarchical prior."""
+
+    def __init__(self, N: int = 64, M: int = 128, M1: int = 64, M2: int = 32, lmbda: float = 0.013,
+                 inference: bool = False):
+        super().__init__(lmbda, inference)
+        self.N, self.M, self.M1, self.M2 = N, M, M1, M2
+        g = lambda c, inv=False: layers.gdn(c, inv, inference)  # noqa: E731
+        self.g_a = nn.Sequential(conv(3, N), g(N), DilatedBlock(N, 2), conv(N, N), g(N), DilatedBlock(N, 2),
+                                 conv(N, N), g(N), DilatedBlock(N, 4), conv(N, M))
+        act = lambda: nn.LeakyReLU(inplace=True)  # noqa: E731
+        self.up2 = nn.Sequential(deconv(M2, M1), act())  # z2 -> 1/32
+        self.up1 = nn.Sequential(conv(2 * M1, M1, 3, 1), act(), deconv(M1, M1), act())  # [z2, z1] -> 1/16
+        self.g_s = nn.Sequential(conv(M + M1, N, 3, 1), g(N, True), deconv(N, N), g(N, True), deconv(N, N),
+                                 g(N, True), deconv(N, N), g(N, True), deconv(N, 3))
+        self._hierarchy(M, M1, M2)
+
+    synthesis_levels = ("y", "z1", "z2")
+
+    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.g_a(x)
+
+    def synthesis(self, y_hat: torch.Tensor, z1_hat: torch.Tensor, z2_hat: torch.Tensor, t: torch.Tensor):
+        h = self.up1(torch.cat([self.up2(z2_hat), z1_hat], 1))
+        return self.g_s(torch.cat([h, y_hat], 1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
+        y_hat, z1_hat, z2_hat, likelihoods = self.code_levels(self.g_a(x))
+        return {"x_hat": self.synthesis(y_hat, z1_hat, z2_hat, t), "likelihoods": likelihoods}
+
+    def config(self) -> dict:
+        return {"N": self.N, "M": self.M, "M1": self.M1, "M2": self.M2, "lmbda": self.lmbda_value}
+
+
+class HierarchicalVAE(Hierarchy):
+    """Hierarchical VAE(-GAN) (``hvae``): GDN transforms, three latent levels each coded under a prior
+    conditioned on the level above; the decoder reads y. Its GAN stage is a training recipe (``gan_weight``)."""
+
+    def __init__(self, N: int = 64, M: int = 128, M1: int = 64, M2: int = 32, lmbda: float = 0.013,
+                 inference: bool = False):
+        super().__init__(lmbda, inference)
+        self.N, self.M, self.M1, self.M2 = N, M, M1, M2
+        g = lambda c, inv=False: layers.gdn(c, inv, inference)  # noqa: E731
+        self.g_a = nn.Sequential(conv(3, N), g(N), conv(N, N), g(N), conv(N, N), g(N), conv(N, M))
+        self.g_s = nn.Sequential(deconv(M, N), g(N, True), deconv(N, N), g(N, True), deconv(N, N), g(N, True),
+                                 deconv(N, 3))
+        self._hierarchy(M, M1, M2)
+
+    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.g_a(x)
+
+    def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.g_s(y_hat)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
+        y_hat, _, _, likelihoods = self.code_levels(self.g_a(x))
+        return {"x_hat": self.g_s(y_hat), "likelihoods": likelihoods}
+
+    def config(self) -> dict:
+        return {"N": self.N, "M": self.M, "M1": self.M1, "M2": self.M2, "lmbda": self.lmbda_value}
+
+
+class BetaVAE(FixedRate):
+    """β-VAE(-GAN) (``betavae``): a continuous latent trained with additive uniform noise, so its rate is the
+    KL term, weighted by β (loss D + β·R, i.e. λ = 1/(β·255²)); rounded at inference, factorized prior."""
+
+    stride = 16
+
+    def __init__(self, N: int = 64, M: int = 128, beta: float = 1.2e-3, inference: bool = False):
+        super().__init__(1.0 / (beta * 255**2), inference)
+        self.N, self.M, self.beta = N, M, beta
+        act = lambda: nn.LeakyReLU(inplace=True)  # noqa: E731
+        self.g_a = nn.Sequential(conv(3, N), act(), conv(N, N), act(), conv(N, N), act(), conv(N, M))
+        self.g_s = nn.Sequential(deconv(M, N), act(), deconv(N, N), act(), deconv(N, N), act(), deconv(N, 3))
+        self.entropy_bottleneck = self.factorized(M)
+        self.levels = (Level("y", "factorized", "entropy_bottleneck", M, 16),)
+
+    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.g_a(x)
+
+    def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.g_s(y_hat)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
+        y_noisy, likelihoods = self.entropy_bottleneck(self.g_a(x))  # the decoder sees the noisy latent
+        return {"x_hat": self.g_s(y_noisy), "likelihoods": {"y": likelihoods}}
+
+    def config(self) -> dict:
+        return {"N": self.N, "M": self.M, "beta": self.beta}
+
+
+class CodePrior(nn.Module):
+    """A learned categorical distribution over the codebook indices (its logits)."""
+
+    def __init__(self, codes: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(codes))
+
+
+class VQVAE(FixedRate):
+    """VQ-VAE(-GAN) (``vqvae``): the encoder output at 1/16 snaps to the nearest of ``codes`` learned vectors;
+    the index map is range coded under a learned categorical model. Rate is controlled by the codebook, not λ
+    (λ only weighs the distortion against the commitment terms)."""
+
+    stride = 16
+    synthesis_levels = ("idx",)
+
+    def __init__(self, N: int = 64, D: int = 64, codes: int = 512, commitment: float = 0.25, lmbda: float = 0.013,
+                 inference: bool = False):
+        super().__init__(lmbda, inference)
+        self.N, self.D, self.codes, self.commitment = N, D, codes, commitment
+        act = lambda: nn.LeakyReLU(inplace=True)  # noqa: E731
+        self.g_a = nn.Sequential(conv(3, N), act(), conv(N, N), act(), conv(N, N), act(), conv(N, D))
+        self.g_s = nn.Sequential(deconv(D, N), act(), deconv(N, N), act(), deconv(N, N), act(), deconv(N, 3))
+        self.codebook = nn.Parameter(torch.randn(codes, D) * 0.1)
+        self.prior = CodePrior(codes)
+        self.levels = (Level("idx", "categorical", "prior", 1, 16),)
+
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """Index (B, H, W) of the codebook vector nearest each position of z (B, D, H, W)."""
+        flat = z.permute(0, 2, 3, 1).reshape(-1, self.D)
+        d = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + self.codebook.pow(2).sum(1)[None])
+        return d.argmin(1).view(z.shape[0], z.shape[2], z.shape[3])
+
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.codebook[idx].permute(0, 3, 1, 2)
+
+    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.nearest(self.g_a(x))[:, None].float()
+
+    def synthesis(self, idx_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.g_s(self.embed(idx_hat[:, 0].round().long().clamp(0, self.codes - 1)))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
+        z = self.g_a(x)
+        idx = self.nearest(z.detach())
+        q = self.embed(idx)
+        vq = (q - z.detach()).pow(2).mean() + self.commitment * (z - q.detach()).pow(2).mean()
+        probs = torch.softmax(self.prior.logits, 0)[idx][:, None]
+        return {"x_hat": self.g_s(z + (q - z).detach()), "likelihoods": {"idx": probs}, "extra_loss": vq}
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.prior.logits.sum() * 0
+
+    def config(self) -> dict:
+        return {"N": self.N, "D": self.D, "codes": self.codes, "commitment": self.commitment,
+                "lmbda": self.lmbda_value}

@@ -18,7 +18,12 @@ from conftest import photo
 TINY = {
     "resgdn": {"N": 8, "M": 12, "lmbda": 0.013},
     "lighthp": {"N": 8, "M": 12, "lmbda": 0.013},
+    "dcuvae": {"N": 8, "M": 12, "M1": 8, "M2": 6, "lmbda": 0.013},
+    "hvae": {"N": 8, "M": 12, "M1": 8, "M2": 6, "lmbda": 0.013},
+    "betavae": {"N": 8, "M": 12, "beta": 1e-3},
+    "vqvae": {"N": 8, "D": 6, "codes": 16, "lmbda": 0.013},
 }
+GAN = {"hvae", "betavae", "vqvae"}  # trained here with the adversarial stage on
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,7 @@ def tiny_weights(request, data, tmp_path_factory):
     arch = request.param
     tmp = tmp_path_factory.mktemp(arch)
     recipe = Recipe(arch=arch, model=TINY[arch], data=str(data), crop=64, batch=2, steps=2, warmup=1, threads=1,
-                    log_every=1, checkpoint_minutes=100)
+                    log_every=1, checkpoint_minutes=100, gan_weight=0.1 if arch in GAN else 0.0)
     train(recipe, tmp / "run", progress=False)
     w = tmp / f"{arch}.safetensors"
     export_run(tmp / "run", w, "test")
