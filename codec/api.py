@@ -71,10 +71,11 @@ def read_container(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Contain
 
 
 def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+               max_pixels: int = DEFAULT_MAX_PIXELS, perceptual: bool = False) -> Image.Image:
     """Decode a `.nic` file's bytes to a Pillow image in the original mode; DecodeError if it is not valid.
 
-    Without ``weights``, the shipped weights whose digest the file names are used."""
+    Without ``weights``, the shipped weights whose digest the file names are used; with ``perceptual``, their
+    shipped GAN-fine-tuned decoder (same latents, sharper texture)."""
     from neuralcodec.entropy import EntropyError
 
     c = read_container(data, max_pixels)
@@ -82,7 +83,13 @@ def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
     if weights is None:  # the shipped weights that made the file, else the default (which refuses it clearly)
         from neuralcodec import weights_io
 
-        weights = weights_io.shipped().get(h.weights_digest)
+        if perceptual:
+            weights = weights_io.perceptual_for(h.weights_digest)
+            if weights is None:
+                raise DecodeError(f"no perceptual decoder ships for the weights of this file "
+                                  f"({h.model_id}, {h.weights_digest.hex()[:16]})")
+        else:
+            weights = weights_io.shipped().get(h.weights_digest)
     codec = load_codec(weights, device)
     try:
         rgb = codec.decode(h, c.chunks)

@@ -58,10 +58,23 @@ def _common(f):
 @main.command(epilog=EXAMPLES)
 @click.argument("input", type=click.Path(exists=True, path_type=Path))
 @click.option("-q", "--quality", type=click.FloatRange(0, 100), default=50, show_default=True,
-              help="0 (smallest) .. 100 (best); continuous. About 0.1 bpp at 0 and 1.5 bpp at 100 on photos.")
+              help="0 (smallest) .. 100 (best); continuous. About 0.1 bpp at 0 and 1.5 bpp at 100 on photos. "
+                   "Fixed-rate models (all but the flagship) have one rate and ignore it.")
+@click.option("--model", default=None, metavar="NAME",
+              help="Code with the shipped weights of another model (see docs/models.md); default: the flagship.")
 @_common
-def compress(input, quality, **kw):
+def compress(input, quality, model, **kw):
     """Compress an image, or every image in a directory, to .nic files."""
+    if model:
+        from neuralcodec import weights_io
+
+        if kw["weights"]:
+            raise click.UsageError("--model and --weights exclude each other")
+        if not weights_io.resolve(model).is_file():
+            known = ", ".join(sorted(set(weights_io.shipped().values())))
+            raise click.UsageError(f"no shipped weights for model {model!r} (shipped: {known}); train it with "
+                                   f"`neuralcodec train --arch {model}`, export it and pass --weights FILE")
+        kw["weights"] = model
     _convert("compress", input, {"quality": quality}, **kw)
 
 
@@ -71,10 +84,14 @@ def compress(input, quality, **kw):
               show_default=True, help="Output image format for directories and default names.")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse files whose image has more pixels than this.")
+@click.option("--perceptual", is_flag=True,
+              help="Decode with the GAN-fine-tuned decoder of the file's model where one ships: sharper texture, "
+                   "lower PSNR; the same file.")
 @_common
-def decompress(input, fmt, max_pixels, **kw):
+def decompress(input, fmt, max_pixels, perceptual, **kw):
     """Decode a .nic file, or every .nic file in a directory, to images (PNG by default)."""
-    _convert("decompress", input, {"max_pixels": max_pixels}, out_ext="." + fmt, **kw)
+    options = {"max_pixels": max_pixels, **({"perceptual": True} if perceptual else {})}
+    _convert("decompress", input, options, out_ext="." + fmt, **kw)
 
 
 def _convert(direction, input, options, output, recursive, jobs, force, skip_existing, device, weights, quiet,
@@ -243,11 +260,18 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
 @click.option("-o", "--output", type=click.Path(), required=True,
               help="Destination .safetensors (a JSON card is written beside it).")
 @click.option("--note", default="", help="Free text stored in the card.")
-def export_weights(run_dir, output, note):
+@click.option("--decodes", default=None, metavar="NAME|PATH",
+              help="The run is a decoder-only fine-tune of these weights: the export decodes their files "
+                   "(`decompress --perceptual`); refused if anything but the synthesis changed.")
+def export_weights(run_dir, output, note, decodes):
     """Export a training run's checkpoint as shipped fp16 safetensors weights with their card."""
     from neuralcodec.train import export_run
+    from neuralcodec.weights_io import WeightsError
 
-    d = export_run(run_dir, output, note)
+    try:
+        d = export_run(run_dir, output, note, decodes=decodes)
+    except WeightsError as e:
+        raise click.ClickException(str(e)) from None
     click.echo(f"wrote {output} (digest {d.hex()[:16]})")
 
 

@@ -176,7 +176,7 @@ class Codec:
     def check(self, header: Header, chunks: dict[bytes, bytes] | None = None) -> None:
         if header.model_id != self.model_id:
             raise FormatError(f"file was made by model {header.model_id!r}; loaded model is {self.model_id!r}")
-        if header.weights_digest != self.weights.digest:
+        if header.weights_digest not in (self.weights.digest, self.weights.decodes):
             raise FormatError(f"file was made with weights {header.weights_digest.hex()[:16]}; loaded weights are "
                               f"{self.weights.digest.hex()[:16]} ({self.weights.path.name})")
         y_shape, z_shape = self.header_shapes(header.height, header.width)

@@ -262,8 +262,9 @@ def default_recipe(arch: str = "modhp") -> Path:
     return Path(__file__).resolve().parent / "recipes" / f"{'flagship' if arch == 'modhp' else arch}.json"
 
 
-def export_run(run_dir: Path, output: Path, note: str = "") -> bytes:
-    """Export ``run_dir``'s last checkpoint as fp16 safetensors plus a card with its recipe and progress."""
+def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None = None) -> bytes:
+    """Export ``run_dir``'s last checkpoint as fp16 safetensors plus a card with its recipe and progress;
+    ``decodes``: the weights whose files this decoder-only fine-tune decodes (see weights_io.export)."""
     import torch
 
     from neuralcodec import weights_io
@@ -284,4 +285,4 @@ def export_run(run_dir: Path, output: Path, note: str = "") -> bytes:
             last = t
         card["train_wall_seconds"] = round(total + last)
         card["train_log_tail"] = json.loads(line)
-    return weights_io.export(model, Path(output), card)
+    return weights_io.export(model, Path(output), card, decodes=weights_io.load(decodes) if decodes else None)

@@ -73,8 +73,9 @@ class Weights:
     path: Path
     arch: str
     config: dict
-    tensors: dict[str, np.ndarray]  # network parameters (fp16), `tables.*` and `int.*` (integer h_s)
+    tensors: dict[str, np.ndarray]  # network parameters (fp16), `tables.*` and `int.*` (integer priors)
     digest: bytes
+    decodes: bytes | None = None  # a decoder-only fine-tune: the digest of the weights whose files it decodes
 
     def tables(self, prefix: str):
         from neuralcodec.entropy import CountTables
@@ -95,6 +96,7 @@ def load(name_or_path: str | Path | None = None) -> Weights:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         arch, config = meta["arch"], json.loads(meta["config"])
+        decodes = bytes.fromhex(meta["decodes"]) if "decodes" in meta else None
     except (SafetensorError, KeyError, ValueError, OSError) as e:
         raise WeightsError(f"{path}: not a valid neuralcodec weights file ({e})") from None
     d = digest(tensors)
@@ -104,7 +106,18 @@ def load(name_or_path: str | Path | None = None) -> Weights:
         if expected and expected != d.hex():
             raise WeightsError(f"{path}: digest {d.hex()[:16]} differs from its card's {expected[:16]}: "
                                "the file is corrupt or not the shipped one")
-    return Weights(path, arch, config, tensors, d)
+    return Weights(path, arch, config, tensors, d, decodes)
+
+
+def perceptual_for(digest: bytes) -> str | None:
+    """The shipped decoder-only fine-tune (``--perceptual``) of the weights with ``digest``, if any."""
+    for card in sorted(_weights_dir().glob("*.json")):
+        try:
+            if json.loads(card.read_text()).get("decodes") == digest.hex():
+                return card.stem
+        except (ValueError, OSError, AttributeError):
+            continue
+    return None
 
 
 def load_state_dict(name_or_path) -> dict:
@@ -145,9 +158,12 @@ def _is_derived_buffer(name: str) -> bool:
     return leaf in {"_quantized_cdf", "_offset", "_cdf_length", "scale_table", "bound", "pedestal", "scale_bound"}
 
 
-def export(model, path: Path, card: dict | None = None) -> bytes:
-    """Write ``model`` as fp16 safetensors with its entropy tables and integer hyper-synthesis; returns the
-    digest. Writes a card too."""
+def export(model, path: Path, card: dict | None = None, decodes: Weights | None = None) -> bytes:
+    """Write ``model`` as fp16 safetensors with its entropy tables and integer prior networks; returns the
+    digest. Writes a card too.
+
+    ``decodes``: ``model`` is a decoder-only fine-tune (e.g. a GAN texture decoder) of those weights; every
+    tensor outside the model's ``synthesis_modules`` must be theirs, so it decodes their files exactly."""
     import torch
     from safetensors.numpy import save_file
 
@@ -176,12 +192,22 @@ def export(model, path: Path, card: dict | None = None) -> bytes:
         tensors.update({"tables.y_counts": y.counts, "tables.y_lengths": y.lengths, "tables.y_offsets": y.offsets,
                         "tables.scale_table": SCALE_TABLE})
     meta = {"arch": model_arch(model), "config": json.dumps(model.config())}
+    if decodes is not None:
+        mine = tuple(getattr(model, "synthesis_modules", ("g_s.",)))
+        changed = sorted(k for k in set(tensors) | set(decodes.tensors) if not k.startswith(mine) and (
+            k not in tensors or k not in decodes.tensors or not np.array_equal(tensors[k], decodes.tensors[k])))
+        if decodes.arch != meta["arch"] or changed:
+            raise WeightsError(f"not a decoder-only fine-tune of {decodes.path.name}: {changed[:3] or decodes.arch} "
+                               "differ")
+        meta["decodes"] = decodes.digest.hex()
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
     d = digest(tensors)
     card = dict(card or {})
     card.update({"file": path.name, "arch": meta["arch"], "config": model.config(), "digest": d.hex(),
                  "bytes": path.stat().st_size})
+    if decodes is not None:
+        card["decodes"] = decodes.digest.hex()
     path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
     return d
 

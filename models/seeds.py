@@ -24,6 +24,7 @@ class FixedRate(nn.Module):
     """What every fixed-rate seed model shares: one lambda, entropy models built for training or coding."""
 
     synthesis_levels = ("y",)
+    synthesis_modules = ("g_s.",)  # what a decoder-only fine-tune (--perceptual) may change
     training_only = ("entropy_bottleneck.", "gaussian_conditional.")
 
     def __init__(self, lmbda: float, inference: bool):
@@ -232,6 +233,7 @@ class DilatedUNetVAE(Hierarchy):
         self._hierarchy(M, M1, M2)
 
     synthesis_levels = ("y", "z1", "z2")
+    synthesis_modules = ("g_s.", "up1.", "up2.")
 
     def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.g_a(x)

@@ -94,3 +94,50 @@ def test_cli_round_trip_with_a_seed_model(tiny_weights, tmp_path):
 def test_train_command_knows_the_seed_architectures(tmp_path):
     r = CliRunner().invoke(cli.main, ["train", "--arch", "nosuch", "--run-dir", str(tmp_path)])
     assert r.exit_code == 2 and "no shipped recipe" in r.output
+
+
+def test_perceptual_decoder_fine_tune_decodes_the_same_files(data, tmp_path):
+    """A decoder-only GAN fine-tune exports as weights that decode the base weights' files: same latents."""
+    base_run, tuned_run = tmp_path / "base", tmp_path / "tuned"
+    r = Recipe(arch="lighthp", model=TINY["lighthp"], data=str(data), crop=64, batch=2, steps=2, warmup=1,
+               threads=1, log_every=1, checkpoint_minutes=100)
+    train(r, base_run, progress=False)
+    base = tmp_path / "base.safetensors"
+    export_run(base_run, base)
+    r.gan_weight, r.train_only, r.lr = 0.1, ["g_s."], 1e-2
+    train(r, tuned_run, init_weights=str(base), progress=False)
+    tuned = tmp_path / "tuned.safetensors"
+    export_run(tuned_run, tuned, decodes=str(base))
+    assert json.loads(tuned.with_suffix(".json").read_text())["decodes"] == neuralcodec.info(
+        neuralcodec.compress(photo(40, 40, 1), 50, weights=str(base)))["weights_digest"]
+
+    data_nic = neuralcodec.compress(photo(48, 64, 8), 50, weights=str(base))
+    c = neuralcodec.api.read_container(data_nic)
+    a = load_codec(str(base), "cpu").decode_latents(c.header, c.chunks)
+    b = load_codec(str(tuned), "cpu").decode_latents(c.header, c.chunks)
+    assert all(np.array_equal(x.symbols, y.symbols) for x, y in zip(a, b))
+    plain = np.asarray(neuralcodec.decompress(data_nic, weights=str(base)))
+    sharp = np.asarray(neuralcodec.decompress(data_nic, weights=str(tuned)))
+    assert plain.shape == sharp.shape and not np.array_equal(plain, sharp)
+
+    # a fine-tune that moved the encoder is not a decoder-only fine-tune: refused
+    r.train_only = []
+    train(r, tmp_path / "full", init_weights=str(base), progress=False)
+    from neuralcodec.weights_io import WeightsError
+
+    with pytest.raises(WeightsError, match="decoder-only"):
+        export_run(tmp_path / "full", tmp_path / "full.safetensors", decodes=str(base))
+
+
+def test_decompress_perceptual_without_a_shipped_one_says_so():
+    data = neuralcodec.compress(photo(40, 40, 2), 50)
+    with pytest.raises(neuralcodec.api.DecodeError, match="no perceptual decoder"):
+        neuralcodec.decompress(data, perceptual=True)
+
+
+def test_compress_model_option(tmp_path):
+    Image.fromarray(photo(40, 40, 3)).save(tmp_path / "a.png")
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--model", "nosuch"])
+    assert r.exit_code == 2 and "no shipped weights for model 'nosuch'" in r.output
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--model", "flagship", "--quiet"])
+    assert r.exit_code == 0 and (tmp_path / "a.nic").exists()
