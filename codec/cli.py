@@ -236,7 +236,9 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps):
               help="Classic codecs to run through Pillow beside ours (those Pillow supports here).")
 @click.option("--anchors", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Anchor RD curves (JSON, e.g. ../shared/data/anchors/kodak/*.json) for BD-rates; repeatable.")
-@click.option("--weights", default=None, metavar="NAME|PATH", help="Weights to evaluate (default: flagship).")
+@click.option("--weights", multiple=True, metavar="NAME|PATH",
+              help="Weights to evaluate (default: flagship). Repeat it for one fixed-rate model trained at "
+                   "several rates: each file is one point of its curve.")
 @click.option("--limit", type=int, default=None, help="Only the first N images (quick looks).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("report"),
               show_default=True, help="Directory for report.json, per-codec JSON and rd.png.")
@@ -246,10 +248,11 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
 
     qs = [float(q) for q in qualities.split(",") if q]
     codecs = [c for c in against.split(",") if c]
-    s = evaluate(dataset, output, qs, codecs, list(anchors), weights, limit, progress=sys.stderr.isatty())
+    s = evaluate(dataset, output, qs, codecs, list(anchors), list(weights), limit, progress=sys.stderr.isatty())
     r = s["curves"]["neuralcodec"]
     for i, q in enumerate(r["quality"]):
-        click.echo(f"q={q:5.1f}  bpp {r['bpp'][i]:.4f}  PSNR {r['psnr-rgb'][i]:.3f}  MS-SSIM {r['ms-ssim'][i]:.5f}")
+        q = f"{q:5.1f}" if isinstance(q, (int, float)) else q
+        click.echo(f"q={q}  bpp {r['bpp'][i]:.4f}  PSNR {r['psnr-rgb'][i]:.3f}  MS-SSIM {r['ms-ssim'][i]:.5f}")
     for name, row in s["bd_rate"].items():
         click.echo(f"BD-rate vs {name}: " + ", ".join(f"{k} {v:+.2f} %" for k, v in row.items()))
     click.echo(f"report in {output}/")

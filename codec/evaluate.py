@@ -127,9 +127,12 @@ def plot(curves: dict[str, dict], path: Path, title: str = "Kodak") -> None:
 
 
 def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against: list[str] = (),
-             anchor_files: list[Path] = (), weights: str | None = None, limit: int | None = None,
+             anchor_files: list[Path] = (), weights: str | list[str] | None = None, limit: int | None = None,
              progress: bool = True) -> dict:
-    """Run the whole evaluation and write ``report.json``, per-codec JSONs and ``rd.png`` into ``out_dir``."""
+    """Run the whole evaluation and write ``report.json``, per-codec JSONs and ``rd.png`` into ``out_dir``.
+
+    ``weights``: one weights file (a variable-rate model is swept over ``qualities``), or several of one
+    fixed-rate model (one point each, e.g. the same recipe trained at several lambdas)."""
     from tqdm import tqdm
 
     from neuralcodec.api import load_codec
@@ -139,12 +142,22 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     if not images:
         raise SystemExit(f"no lossless images (png, ppm, bmp, tif) in {dataset}")
     classic = [c for c in against if c in available_classic()]
-    total = len(images) * (len(qualities) + sum(len(CLASSIC_QUALITIES[c]) for c in classic))
+    weights_list = [weights] if weights is None or isinstance(weights, (str, Path)) else list(weights) or [None]
+    codecs = [load_codec(w) for w in weights_list]
+    if len({c.model_id for c in codecs}) > 1 or (len(codecs) > 1 and any(c.variable_rate for c in codecs)):
+        raise SystemExit("several weights make one curve only when they are the same fixed-rate model")
+    ours_coders = []
+    for w, codec in zip(weights_list, codecs):
+        if codec.variable_rate:
+            ours_coders += [(q, _neuralcodec_coder(q, w)) for q in qualities]
+        else:  # one operating point per weights file; its "quality" is the weights' name
+            ours_coders.append((codec.weights.path.stem, _neuralcodec_coder(0, w)))
+    total = len(images) * (len(ours_coders) + sum(len(CLASSIC_QUALITIES[c]) for c in classic))
     bar = tqdm(total=total, unit="img", disable=not progress)
-    codec = load_codec(weights)
-    name = f"neuralcodec {codec.weights.path.stem}"
-    ours = curve(name, [(q, _neuralcodec_coder(q, weights)) for q in qualities], images, bar)
-    ours.update(weights_digest=codec.weights.digest.hex(), description="real .nic files, neuralcodec eval")
+    name = f"neuralcodec {codecs[0].weights.path.stem if len(codecs) == 1 else codecs[0].model_id}"
+    ours = curve(name, ours_coders, images, bar)
+    ours.update(weights_digest=[c.weights.digest.hex() for c in codecs] if len(codecs) > 1
+                else codecs[0].weights.digest.hex(), description="real .nic files, neuralcodec eval")
     curves = {name: ours["results"]}
     reports = {"neuralcodec": ours}
     for c in classic:

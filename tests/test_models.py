@@ -141,3 +141,19 @@ def test_compress_model_option(tmp_path):
     assert r.exit_code == 2 and "no shipped weights for model 'nosuch'" in r.output
     r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--model", "flagship", "--quiet"])
     assert r.exit_code == 0 and (tmp_path / "a.nic").exists()
+
+
+def test_eval_makes_one_curve_of_several_fixed_rate_weights(tiny_weights, tmp_path):
+    arch, w = tiny_weights
+    if arch != "lighthp":
+        pytest.skip("one architecture is enough")
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(photo(176, 176, 1)).save(d / "a.png")  # MS-SSIM's five scales need > 160 px
+    other = tmp_path / "other.safetensors"  # a second "rate": same weights under another name
+    other.write_bytes(w.read_bytes())
+    r = CliRunner().invoke(cli.main, ["eval", str(d), "--weights", str(w), "--weights", str(other),
+                                      "-o", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "rep" / "neuralcodec.json").read_text())
+    assert rep["name"] == "neuralcodec lighthp" and rep["results"]["quality"] == ["lighthp", "other"]
