@@ -242,12 +242,12 @@ def _factorized_tables(eb, name: str) -> dict[str, np.ndarray]:
 
 
 def _categorical_tables(prior, name: str) -> dict[str, np.ndarray]:
-    """One count table over the codes 0..K-1 from a learned categorical's logits."""
+    """One count table per channel over the codes 0..K-1 from a learned categorical's logits (C, K)."""
     import torch
 
     from neuralcodec.entropy import pmf_tables
 
     with torch.no_grad():
-        pmf = torch.softmax(prior.logits.double(), 0).numpy()[None]
-    t = pmf_tables(pmf, np.array([pmf.shape[1]]), np.array([0]))
+        pmf = torch.softmax(prior.logits.double(), 1).numpy()
+    t = pmf_tables(pmf, np.full(pmf.shape[0], pmf.shape[1]), np.zeros(pmf.shape[0]))
     return {f"tables.{name}_counts": t.counts, f"tables.{name}_lengths": t.lengths, f"tables.{name}_offsets": t.offsets}

@@ -308,58 +308,69 @@ class BetaVAE(FixedRate):
 
 
 class CodePrior(nn.Module):
-    """A learned categorical distribution over the codebook indices (its logits)."""
+    """A learned categorical distribution over the codebook indices of each group (its logits)."""
 
-    def __init__(self, codes: int):
+    def __init__(self, groups: int, codes: int):
         super().__init__()
-        self.logits = nn.Parameter(torch.zeros(codes))
+        self.logits = nn.Parameter(torch.zeros(groups, codes))
 
 
 class VQVAE(FixedRate):
-    """VQ-VAE(-GAN) (``vqvae``): the encoder output at 1/16 snaps to the nearest of ``codes`` learned vectors;
-    the index map is range coded under a learned categorical model. Rate is controlled by the codebook, not λ
-    (λ only weighs the distortion against the commitment terms)."""
+    """VQ-VAE(-GAN) (``vqvae``): the encoder output at 1/16 is split into ``groups`` vectors per position, each
+    snapped to the nearest of ``codes`` learned vectors (one codebook); the index maps are range coded under a
+    learned categorical per group. The rate is set by groups x log2(codes) bits per 16 x 16 block at most, not
+    by λ (which weighs the distortion against the codebook and commitment terms)."""
 
     stride = 16
     synthesis_levels = ("idx",)
 
-    def __init__(self, N: int = 64, D: int = 64, codes: int = 512, commitment: float = 0.25, lmbda: float = 0.013,
-                 inference: bool = False):
+    def __init__(self, N: int = 64, D: int = 64, groups: int = 4, codes: int = 512, commitment: float = 0.25,
+                 lmbda: float = 0.013, inference: bool = False):
         super().__init__(lmbda, inference)
-        self.N, self.D, self.codes, self.commitment = N, D, codes, commitment
+        if D % groups:
+            raise ValueError("D must be a multiple of groups")
+        self.N, self.D, self.groups, self.codes, self.commitment = N, D, groups, codes, commitment
         act = lambda: nn.LeakyReLU(inplace=True)  # noqa: E731
         self.g_a = nn.Sequential(conv(3, N), act(), conv(N, N), act(), conv(N, N), act(), conv(N, D))
         self.g_s = nn.Sequential(deconv(D, N), act(), deconv(N, N), act(), deconv(N, N), act(), deconv(N, 3))
-        self.codebook = nn.Parameter(torch.randn(codes, D) * 0.1)
-        self.prior = CodePrior(codes)
-        self.levels = (Level("idx", "categorical", "prior", 1, 16),)
+        self.codebook = nn.Parameter(torch.randn(codes, D // groups) * 0.1)
+        self.prior = CodePrior(groups, codes)
+        self.levels = (Level("idx", "categorical", "prior", groups, 16),)
+
+    def _split(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, D, H, W) -> (B*G*H*W, D/G) group vectors."""
+        b, _, h, w = z.shape
+        return z.view(b, self.groups, self.D // self.groups, h, w).permute(0, 1, 3, 4, 2).reshape(-1, self.D // self.groups)
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """Index (B, H, W) of the codebook vector nearest each position of z (B, D, H, W)."""
-        flat = z.permute(0, 2, 3, 1).reshape(-1, self.D)
-        d = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + self.codebook.pow(2).sum(1)[None])
-        return d.argmin(1).view(z.shape[0], z.shape[2], z.shape[3])
+        """Index (B, G, H, W) of the codebook vector nearest each group vector of z (B, D, H, W)."""
+        flat = self._split(z)
+        d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + self.codebook.pow(2).sum(1)[None]
+        return d.argmin(1).view(z.shape[0], self.groups, z.shape[2], z.shape[3])
 
     def embed(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.codebook[idx].permute(0, 3, 1, 2)
+        b, g, h, w = idx.shape
+        return self.codebook[idx].permute(0, 1, 4, 2, 3).reshape(b, self.D, h, w)
 
     def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.nearest(self.g_a(x))[:, None].float()
+        return self.nearest(self.g_a(x)).float()
 
     def synthesis(self, idx_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_s(self.embed(idx_hat[:, 0].round().long().clamp(0, self.codes - 1)))
+        return self.g_s(self.embed(idx_hat.round().long().clamp(0, self.codes - 1)))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
         z = self.g_a(x)
         idx = self.nearest(z.detach())
         q = self.embed(idx)
         vq = (q - z.detach()).pow(2).mean() + self.commitment * (z - q.detach()).pow(2).mean()
-        probs = torch.softmax(self.prior.logits, 0)[idx][:, None]
+        log_p = torch.log_softmax(self.prior.logits, 1)  # (G, K)
+        probs = log_p.gather(1, idx.permute(1, 0, 2, 3).reshape(self.groups, -1)).exp()
+        probs = probs.view(self.groups, idx.shape[0], *idx.shape[2:]).permute(1, 0, 2, 3)
         return {"x_hat": self.g_s(z + (q - z).detach()), "likelihoods": {"idx": probs}, "extra_loss": vq}
 
     def aux_loss(self) -> torch.Tensor:
-        return self.prior.logits.sum() * 0
+        return torch.zeros(())
 
     def config(self) -> dict:
-        return {"N": self.N, "D": self.D, "codes": self.codes, "commitment": self.commitment,
-                "lmbda": self.lmbda_value}
+        return {"N": self.N, "D": self.D, "groups": self.groups, "codes": self.codes,
+                "commitment": self.commitment, "lmbda": self.lmbda_value}

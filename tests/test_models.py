@@ -21,7 +21,7 @@ TINY = {
     "dcuvae": {"N": 8, "M": 12, "M1": 8, "M2": 6, "lmbda": 0.013},
     "hvae": {"N": 8, "M": 12, "M1": 8, "M2": 6, "lmbda": 0.013},
     "betavae": {"N": 8, "M": 12, "beta": 1e-3},
-    "vqvae": {"N": 8, "D": 6, "codes": 16, "lmbda": 0.013},
+    "vqvae": {"N": 8, "D": 6, "groups": 2, "codes": 16, "lmbda": 0.013},
 }
 GAN = {"hvae", "betavae", "vqvae"}  # trained here with the adversarial stage on
 
