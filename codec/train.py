@@ -42,6 +42,8 @@ class Recipe:
     gan_start: int = 0  # step from which the adversarial loss counts (the discriminator trains from the start)
     disc_lr: float = 1e-4
     train_only: list = field(default_factory=list)  # parameter-name prefixes to train (e.g. ["g_s."]); []: all
+    budget_minutes: float = 0.0  # > 0: a wall-clock budget; the schedule (decay, gan_start) runs on the fraction
+    # of it spent, read as that fraction of `steps`, and training stops when it is spent (equal-budget pilots)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recipe":
@@ -80,11 +82,14 @@ def sample_batch(images: list[np.ndarray], crop: int, batch: int, rng: np.random
     return out
 
 
-def learning_rate(r: Recipe, step: int, start: int) -> float:
+def learning_rate(r: Recipe, step: int, start: int, position: float | None = None) -> float:
+    """Warm-up from ``start``, constant, then cosine decay from ``decay_start`` to ``steps``; ``position`` (a
+    step count, e.g. from the spent fraction of a time budget) replaces ``step`` in the decay."""
     warm = min(1.0, (step - start + 1) / max(1, r.warmup))
-    if step < r.decay_start:
+    position = step if position is None else position
+    if position < r.decay_start:
         return r.lr * warm
-    p = min(1.0, (step - r.decay_start) / max(1, r.steps - r.decay_start))
+    p = min(1.0, (position - r.decay_start) / max(1, r.steps - r.decay_start))
     return warm * (r.lr_final + 0.5 * (r.lr - r.lr_final) * (1 + math.cos(math.pi * p)))
 
 
@@ -163,11 +168,12 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         disc = PatchDiscriminator().to(device).to(memory_format=torch.channels_last)
         disc_opt = torch.optim.Adam(disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
     ckpt = run_dir / "last.pt"
-    step, start, rng = 0, 0, np.random.default_rng(recipe.seed)
+    step, start, rng, spent = 0, 0, np.random.default_rng(recipe.seed), 0.0  # spent: seconds of budget used
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)  # our own run state, never shipped
         missing, unexpected = model.load_state_dict(state["model"], strict=False)
         step = start = state["step"]
+        spent = state.get("spent", 0.0)
         rng.bit_generator.state = state["rng"]
         try:
             if missing or unexpected:
@@ -187,7 +193,8 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
 
     def save():
         tmp = ckpt.with_suffix(".tmp")
-        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state}
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state,
+                 "spent": spent + time.time() - t0}
         if aux_opt:
             state["aux_opt"] = aux_opt.state_dict()
         if disc:
@@ -202,17 +209,23 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     acc = {"loss": [], "bpp": [[] for _ in range(4)], "psnr": [[] for _ in range(4)]}
     bar = tqdm(total=recipe.steps, initial=step, disable=not progress, smoothing=0.05)
     model.train()
-    while step < recipe.steps and not stop["flag"]:
+    while (recipe.budget_minutes or step < recipe.steps) and not stop["flag"]:
         if max_minutes and time.time() - t0 > 60 * max_minutes:
             break
+        position = None
+        if recipe.budget_minutes:
+            frac = (spent + time.time() - t0) / (60 * recipe.budget_minutes)
+            if frac >= 1:
+                break
+            position = frac * recipe.steps
         for g in opt.param_groups:
-            g["lr"] = learning_rate(recipe, step, start) * g["mult"]
+            g["lr"] = learning_rate(recipe, step, start, position) * g["mult"]
         batch = sample_batch(images, recipe.crop, recipe.batch, rng)
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy(rng.random(recipe.batch).astype(np.float32)).to(device)
         loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent)
-        if disc and step >= recipe.gan_start:  # hinge generator loss: make the discriminator call x_hat real
+        if disc and (step if position is None else position) >= recipe.gan_start:  # hinge generator loss: make the discriminator call x_hat real
             adv = -disc(out["x_hat"]).mean()
             loss = loss + recipe.gan_weight * adv
             acc.setdefault("adv", []).append(adv.item())

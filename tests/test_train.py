@@ -81,3 +81,19 @@ def test_training_from_shipped_weights_has_finite_loss():
         x_noisy[1] = torch.rand(3, 64, 64)  # noise: far-out latents, likelihoods near the floor
         loss, bpp, _ = rd_loss(model, x_noisy, torch.full((2,), t))
         assert torch.isfinite(loss) and torch.isfinite(bpp).all()
+
+
+def test_time_budget_stops_training_and_carries_over_a_resume(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo(70, 80, 0)).save(data / "0.png")
+    r = tiny_recipe(data)
+    r.budget_minutes, r.steps = 0.03, 10**6  # 1.8 s: the schedule runs on the spent fraction
+    run = tmp_path / "run"
+    train(r, run, progress=False)
+    import torch
+
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert 0 < state["step"] < 10**6 and state["spent"] >= 1.8
+    train(r, run, progress=False)  # the budget is spent: a resume stops at once
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == state["step"]
