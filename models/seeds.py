@@ -43,6 +43,12 @@ class FixedRate(nn.Module):
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
 
+    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.g_a(x)
+
+    def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.g_s(y_hat)
+
     def upper_levels(self, y: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
         return []
 
@@ -107,12 +113,6 @@ class ResidualAttentionAutoencoder(FixedRate):
         self.entropy_bottleneck = self.factorized(M)
         self.levels = (Level("y", "factorized", "entropy_bottleneck", M, 16),)
 
-    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_a(x)
-
-    def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_s(y_hat)
-
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
         y = self.g_a(x)
         _, likelihoods = self.entropy_bottleneck(y)
@@ -143,12 +143,6 @@ class LightHyperprior(FixedRate):
         if not inference:
             self.gaussian_conditional = compressai().entropy_models.GaussianConditional(None, scale_bound=SCALE_BOUND)
         self.levels = (Level("z", "factorized", "entropy_bottleneck", N, 64), Level("y", "gaussian", "h_s", M, 16))
-
-    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_a(x)
-
-    def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_s(y_hat)
 
     def upper_levels(self, y: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
         return [self.h_a(y)]
@@ -235,9 +229,6 @@ class DilatedUNetVAE(Hierarchy):
     synthesis_levels = ("y", "z1", "z2")
     synthesis_modules = ("g_s.", "up1.", "up2.")
 
-    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_a(x)
-
     def synthesis(self, y_hat: torch.Tensor, z1_hat: torch.Tensor, z2_hat: torch.Tensor, t: torch.Tensor):
         h = self.up1(torch.cat([self.up2(z2_hat), z1_hat], 1))
         return self.g_s(torch.cat([h, y_hat], 1))
@@ -264,12 +255,6 @@ class HierarchicalVAE(Hierarchy):
                                  deconv(N, 3))
         self._hierarchy(M, M1, M2)
 
-    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_a(x)
-
-    def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_s(y_hat)
-
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
         y_hat, _, _, likelihoods = self.code_levels(self.g_a(x))
         return {"x_hat": self.g_s(y_hat), "likelihoods": likelihoods}
@@ -292,12 +277,6 @@ class BetaVAE(FixedRate):
         self.g_s = nn.Sequential(deconv(M, N), act(), deconv(N, N), act(), deconv(N, N), act(), deconv(N, 3))
         self.entropy_bottleneck = self.factorized(M)
         self.levels = (Level("y", "factorized", "entropy_bottleneck", M, 16),)
-
-    def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_a(x)
-
-    def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_s(y_hat)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
         y_noisy, likelihoods = self.entropy_bottleneck(self.g_a(x))  # the decoder sees the noisy latent
