@@ -78,6 +78,8 @@ def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
     shipped GAN-fine-tuned decoder (same latents, sharper texture)."""
     from neuralcodec.entropy import EntropyError
 
+    if perceptual and weights is not None:
+        raise ValueError("perceptual picks the shipped perceptual decoder: give it or weights, not both")
     c = read_container(data, max_pixels)
     h = c.header
     if weights is None:  # the shipped weights that made the file, else the default (which refuses it clearly)

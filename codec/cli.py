@@ -90,6 +90,9 @@ def compress(input, quality, model, **kw):
 @_common
 def decompress(input, fmt, max_pixels, perceptual, **kw):
     """Decode a .nic file, or every .nic file in a directory, to images (PNG by default)."""
+    if perceptual and kw["weights"]:
+        raise click.UsageError("--perceptual picks the shipped perceptual decoder; give a perceptual weights file "
+                               "with --weights instead")
     options = {"max_pixels": max_pixels, **({"perceptual": True} if perceptual else {})}
     _convert("decompress", input, options, out_ext="." + fmt, **kw)
 

@@ -16,7 +16,8 @@ from neuralcodec.models.integer import IntegerStack
 from neuralcodec.weights_io import Weights, WeightsError, build_model
 
 TILE = 48  # latent rows/columns of y per tile of the transforms (768 px): ~0.4 GB of activations at most
-HALO = 4  # latent rows/columns each tile borrows from its neighbours: covers g_a's and g_s's receptive fields
+HALO = 4  # latent rows/columns each tile borrows from its neighbours: covers the flagship's g_a and g_s
+# receptive fields; a model with wider ones says so in `tile_halo`
 LEGACY_TAGS = {"z": b"ZHYP", "y": b"YLAT"}  # the flagship's chunk tags (format version 2)
 
 
@@ -59,6 +60,10 @@ class Codec:
         # a level is read by the synthesis, or is the context of the level below it
         self._values = [level.name in self.model.synthesis_levels for level in self.levels]
         self._contexts = [i + 1 < len(self.levels) for i in range(len(self.levels))]
+        # tiles and halos are whole numbers of every level the synthesis reads (coarser levels are cut with y)
+        by_name = {lv.name: lv for lv in self.levels}
+        self._ratio = max(by_name[n].downsampling for n in self.model.synthesis_levels) // self.levels[-1].downsampling
+        self._halo = -(-getattr(self.model, "tile_halo", HALO) // self._ratio) * self._ratio
 
     def _stage(self, level):
         w = self.weights
@@ -104,14 +109,14 @@ class Codec:
         window = np.ascontiguousarray(rgb[ri[:, None], ci[None, :]])
         return torch.from_numpy(window).to(self.device).permute(2, 0, 1)[None].float().div_(255)
 
-    @staticmethod
-    def _tiles(h: int, w: int):
-        """Latent tiles (rows, cols, halo-extended rows, halo-extended cols) covering an h x w latent."""
-        for r0 in range(0, h, TILE):
-            for c0 in range(0, w, TILE):
-                r1, c1 = min(h, r0 + TILE), min(w, c0 + TILE)
+    def _tiles(self, h: int, w: int):
+        """Latent tiles (rows, cols, halo-extended rows, halo-extended cols) covering an h x w latent of y."""
+        tile, halo = -(-TILE // self._ratio) * self._ratio, self._halo
+        for r0 in range(0, h, tile):
+            for c0 in range(0, w, tile):
+                r1, c1 = min(h, r0 + tile), min(w, c0 + tile)
                 yield (slice(r0, r1), slice(c0, c1),
-                       slice(max(0, r0 - HALO), min(h, r1 + HALO)), slice(max(0, c0 - HALO), min(w, c1 + HALO)))
+                       slice(max(0, r0 - halo), min(h, r1 + halo)), slice(max(0, c0 - halo), min(w, c1 + halo)))
 
     def analysis(self, rgb: np.ndarray, t: torch.Tensor) -> torch.Tensor:
         """g_a of the padded image, tile by tile with overlap: the same y as one pass, in bounded memory."""

@@ -185,7 +185,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
                 disc.load_state_dict(state["disc"])
                 disc_opt.load_state_dict(state["disc_opt"])
             print(f"resumed {ckpt} at step {step}")
-        except ValueError as e:
+        except (ValueError, KeyError) as e:  # another recipe's optimizers (e.g. a train_only run's)
             print(f"resumed weights of {ckpt} at step {step} with a fresh optimizer: {e}")
     elif init_weights:
         model.load_state_dict(weights_io.load_state_dict(init_weights), strict=False)

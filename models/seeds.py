@@ -92,6 +92,7 @@ class ResidualAttentionAutoencoder(FixedRate):
     """Residual GDN autoencoder with attention and sub-pixel up-sampling, factorized prior (``resgdn``)."""
 
     stride = 16
+    tile_halo = 8  # y rows of context the tiled transforms need (the residual and attention 3x3 convolutions)
 
     def __init__(self, N: int = 64, M: int = 160, lmbda: float = 0.013, inference: bool = False):
         super().__init__(lmbda, inference)
@@ -227,6 +228,7 @@ class DilatedUNetVAE(Hierarchy):
         self._hierarchy(M, M1, M2)
 
     synthesis_levels = ("y", "z1", "z2")
+    tile_halo = 12  # the dilated encoder and the z2 -> z1 -> y path of the decoder see far
     synthesis_modules = ("g_s.", "up1.", "up2.")
 
     def synthesis(self, y_hat: torch.Tensor, z1_hat: torch.Tensor, z2_hat: torch.Tensor, t: torch.Tensor):

@@ -157,3 +157,34 @@ def test_eval_makes_one_curve_of_several_fixed_rate_weights(tiny_weights, tmp_pa
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "rep" / "neuralcodec.json").read_text())
     assert rep["name"] == "neuralcodec lighthp" and rep["results"]["quality"] == ["lighthp", "other"]
+
+
+def test_tiled_transforms_match_one_pass(tiny_weights, monkeypatch):
+    """Every model's tiles see enough context (its tile_halo): no seams, the file decodes as one pass would."""
+    import torch
+
+    from neuralcodec import pipeline
+
+    arch, w = tiny_weights
+    monkeypatch.setattr(pipeline, "TILE", 4)  # 64 px tiles: many borders on a small image
+    codec = load_codec(str(w), "cpu")
+    rgb = photo(150, 190, 4)
+    t = codec._t(0)
+    with torch.inference_mode():
+        whole = codec.model.analysis(codec._padded(rgb), t)
+        tiled = codec.analysis(rgb, t)
+        if arch == "vqvae":  # indices: a near-tie may flip; almost all must agree
+            assert (tiled == whole).float().mean().item() > 0.99
+        else:
+            assert (tiled - whole).abs().max().item() < 1e-4 * max(1.0, whole.abs().max().item())
+        decoded = codec.quantize(whole.clone(), 0, values=True)
+        hats = codec._synthesis_inputs(decoded)
+        one = codec.model.synthesis(*hats, t)[0, :, :150, :190].clamp(0, 1).mul(255).round()
+        many = codec.synthesis(hats, t, 150, 190)
+    assert np.abs(many.astype(int) - one.to(torch.uint8).permute(1, 2, 0).numpy().astype(int)).max() <= 1
+
+
+def test_perceptual_and_weights_exclude_each_other(tmp_path):
+    (tmp_path / "a.nic").write_bytes(neuralcodec.compress(photo(32, 32, 1), 50))
+    r = CliRunner().invoke(cli.main, ["decompress", str(tmp_path / "a.nic"), "--perceptual", "--weights", "flagship"])
+    assert r.exit_code == 2 and "--perceptual" in r.output
