@@ -42,6 +42,7 @@ class Recipe:
     gan_start: int = 0  # step from which the adversarial loss counts (the discriminator trains from the start)
     disc_lr: float = 1e-4
     train_only: list = field(default_factory=list)  # parameter-name prefixes to train (e.g. ["g_s."]); []: all
+    distortion: str = "mse"  # or "ms-ssim": R + lambda * MSSSIM_SCALE * (1 - MS-SSIM); crops of 97 px or more
     budget_minutes: float = 0.0  # > 0: a wall-clock budget; the schedule (decay, gan_start) runs on the fraction
     # of it spent, read as that fraction of `steps`, and training stops when it is spent (equal-budget pilots)
 
@@ -93,14 +94,17 @@ def learning_rate(r: Recipe, step: int, start: int, position: float | None = Non
     return warm * (r.lr_final + 0.5 * (r.lr - r.lr_final) * (1 + math.cos(math.pi * p)))
 
 
+MSSSIM_SCALE = 1300.0  # compressai's pretrained tables pair MSE lambda 0.0067 with MS-SSIM lambda 8.73
+
+
 def rd_loss(model, x, t, weight_exponent: float = 0.5):
     """Per-sample R + lambda*255^2*MSE, weighted so every lambda gets a similar share of the gradient
     (plus any extra term the model adds, e.g. VQ commitment); returns (loss, bpp, mse)."""
     return rd_terms(model, x, t, weight_exponent)[:3]
 
 
-def rd_terms(model, x, t, weight_exponent: float = 0.5):
-    """:func:`rd_loss` and the model's output."""
+def rd_terms(model, x, t, weight_exponent: float = 0.5, distortion: str = "mse"):
+    """:func:`rd_loss` (with ``distortion`` "mse" or "ms-ssim") and the model's output."""
     import torch
 
     out = model(x, t)
@@ -112,7 +116,16 @@ def rd_terms(model, x, t, weight_exponent: float = 0.5):
     lmbda = model.lmbda(t)
     weight = (lmbda / model.lmbda_max) ** -weight_exponent
     weight = weight / weight.mean()
-    loss = (weight * (bpp + lmbda * 255**2 * mse_train)).mean() + out.get("extra_loss", 0.0)
+    if distortion == "ms-ssim":  # a 7-tap window: 128 px crops have room for the five scales
+        from pytorch_msssim import ms_ssim
+
+        d = lmbda * MSSSIM_SCALE * (1 - ms_ssim(out["x_hat"].clamp(0, 1), x, data_range=1.0, size_average=False,
+                                                win_size=7))
+    elif distortion == "mse":
+        d = lmbda * 255**2 * mse_train
+    else:
+        raise ValueError(f"unknown distortion {distortion!r} (mse, ms-ssim)")
+    loss = (weight * (bpp + d)).mean() + out.get("extra_loss", 0.0)
     return loss, bpp.detach(), mse.detach(), out
 
 
@@ -224,7 +237,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy(rng.random(recipe.batch).astype(np.float32)).to(device)
-        loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent)
+        loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent, recipe.distortion)
         if disc and (step if position is None else position) >= recipe.gan_start:  # hinge generator loss: make the discriminator call x_hat real
             adv = -disc(out["x_hat"]).mean()
             loss = loss + recipe.gan_weight * adv

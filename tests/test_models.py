@@ -188,3 +188,14 @@ def test_perceptual_and_weights_exclude_each_other(tmp_path):
     (tmp_path / "a.nic").write_bytes(neuralcodec.compress(photo(32, 32, 1), 50))
     r = CliRunner().invoke(cli.main, ["decompress", str(tmp_path / "a.nic"), "--perceptual", "--weights", "flagship"])
     assert r.exit_code == 2 and "--perceptual" in r.output
+
+
+def test_ms_ssim_distortion_trains(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    Image.fromarray(photo(130, 140, 1)).save(d / "a.png")
+    r = Recipe(arch="resgdn", model=TINY["resgdn"], data=str(d), crop=112, batch=2, steps=2, warmup=1, threads=1,
+               log_every=1, checkpoint_minutes=100, distortion="ms-ssim")
+    train(r, tmp_path / "run", progress=False)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(np.isfinite(x["loss"]) for x in log)
