@@ -199,7 +199,8 @@ def info(files, as_json):
 
 @main.command()
 @click.option("--arch", default=None, metavar="NAME",
-              help="Model to train with its shipped recipe: modhp (the flagship, default), resgdn, lighthp.")
+              help="Model to train with its shipped recipe: modhp (the flagship, default), resgdn, lighthp, "
+                   "dcuvae, hvae, betavae, vqvae (docs/models.md).")
 @click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Training recipe JSON (default: the shipped recipe of --arch).")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
@@ -217,6 +218,7 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps):
     neuralcodec train                                  # resume the flagship in runs/flagship
     neuralcodec train --arch lighthp --minutes 30      # a seed design, 30 minutes
     neuralcodec export runs/lighthp -o lighthp.safetensors
+    neuralcodec compress img.png --weights lighthp.safetensors
     """
     from neuralcodec.train import Recipe, default_recipe, train as run_training
 
