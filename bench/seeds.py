@@ -43,24 +43,24 @@ def points(arch: str) -> list[tuple[str, dict]]:
     return [(f"l{lm:g}", {"lmbda": lm}) for lm in LAMBDAS]
 
 
-def train_point(arch: str, label: str, overrides: dict, minutes: float) -> Path:
+def train_point(arch: str, label: str, overrides: dict, minutes: float, threads: int) -> Path:
     from neuralcodec.train import Recipe, default_recipe, export_run, train
 
     out = RUNS / f"{arch}-{label}.safetensors"
     if out.exists():
         return out
     r = Recipe.load(default_recipe(arch))
-    r = replace(r, model={**r.model, **overrides}, budget_minutes=minutes, checkpoint_minutes=5.0)
+    r = replace(r, model={**r.model, **overrides}, budget_minutes=minutes, checkpoint_minutes=5.0, threads=threads)
     if arch == "modhp":
         r = replace(r, steps=10_000, decay_start=7_000, warmup=200)  # a schedule read as fractions of the budget
     else:
         r = replace(r, steps=10_000, decay_start=7_000, gan_start=6_000 if arch in GAN else 0)
     train(r, RUNS / f"{arch}-{label}", progress=False)
-    export_run(RUNS / f"{arch}-{label}", out, f"bench/seeds.py: {minutes:g} minutes on 2 CPU cores")
+    export_run(RUNS / f"{arch}-{label}", out, f"bench/seeds.py: {minutes:g} minutes, {threads} CPU thread(s)")
     return out
 
 
-def perceptual(minutes: float) -> Path | None:
+def perceptual(minutes: float, threads: int) -> Path | None:
     """lighthp's decoder-only GAN fine-tune of its middle point (decodes the same files)."""
     from neuralcodec.train import Recipe, default_recipe, export_run, train
 
@@ -70,7 +70,7 @@ def perceptual(minutes: float) -> Path | None:
         return out if out.exists() else None
     r = Recipe.load(default_recipe("lighthp"))
     r = replace(r, model={**r.model, "lmbda": LAMBDAS[1]}, budget_minutes=minutes, lr=5e-5, warmup=50,
-                steps=10_000, decay_start=10_000, gan_weight=0.01, gan_start=1000, train_only=["g_s."])
+                steps=10_000, decay_start=10_000, gan_weight=0.01, gan_start=1000, train_only=["g_s."], threads=threads)
     train(r, RUNS / "lighthp-perceptual", init_weights=str(base), progress=False)
     export_run(RUNS / "lighthp-perceptual", out, "decoder-only GAN fine-tune", decodes=str(base))
     return out
@@ -114,6 +114,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", default=",".join(ARCHS))
     ap.add_argument("--minutes", type=float, default=30.0, help="CPU budget per model (all its points together)")
+    ap.add_argument("--threads", type=int, default=2, help="training threads; 1 shares the CPU with the flagship's "
+                    "run at no loss in total throughput (give every model the same)")
     ap.add_argument("--limit", type=int, default=None, help="Kodak images to evaluate (default all 24)")
     ap.add_argument("--table", action="store_true", help="only rebuild the table")
     a = ap.parse_args()
@@ -122,11 +124,11 @@ def main():
         RUNS.mkdir(parents=True, exist_ok=True)
         for arch in sorted(archs, key=lambda x: x != "modhp"):  # the flagship first: the others compare to it
             pts = points(arch)
-            weights = [train_point(arch, label, o, a.minutes / len(pts)) for label, o in pts]
+            weights = [train_point(arch, label, o, a.minutes / len(pts), a.threads) for label, o in pts]
             s = evaluate_arch(arch, weights, a.limit)
             print(arch, json.dumps(s["bd_rate"]), flush=True)
             if arch == "lighthp":
-                perceptual(a.minutes / 6)
+                perceptual(a.minutes / 6, a.threads)
     print(table())
     doc = ROOT / "docs" / "models.md"
     if doc.exists():
