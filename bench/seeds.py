@@ -131,7 +131,7 @@ def main():
                 perceptual(a.minutes / 6, a.threads)
     print(table())
     doc = ROOT / "docs" / "models.md"
-    if doc.exists():
+    if doc.exists() and any((RESULTS / arch / "neuralcodec.json").exists() for arch in ARCHS):
         text = doc.read_text()
         start, end = text.index("<!-- table -->"), text.index("<!-- /table -->")
         doc.write_text(text[: start + len("<!-- table -->")] + "\n" + table() + text[end:])
