@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from neuralcodec import bitstream, imaging
-from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, Container, FormatError, Header
+from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, Container, FormatError, Header
 
 DEFAULT_QUALITY = 50.0
 
@@ -22,12 +22,13 @@ class DecodeError(ValueError):
 
 
 @functools.lru_cache(maxsize=4)
-def load_codec(weights: str | None = None, device: str = "auto"):
-    """The loaded codec for ``weights`` (a shipped name or a path) on ``device``, cached per process."""
+def load_codec(weights: str | None = None, device: str = "auto", precision: str = "fp32"):
+    """The loaded codec for ``weights`` (a shipped name or a path) on ``device``, cached per process;
+    ``precision`` of the transforms: fp32, or fp16 (a GPU option)."""
     from neuralcodec import weights_io
     from neuralcodec.pipeline import Codec
 
-    return Codec(weights_io.load(weights), device)
+    return Codec(weights_io.load(weights), device, precision)
 
 
 def _as_image(image) -> Image.Image:
@@ -40,26 +41,34 @@ def _as_image(image) -> Image.Image:
     return imaging.open_image(image)
 
 
-def compress(image, quality: float = DEFAULT_QUALITY, *, weights: str | None = None, device: str = "auto") -> bytes:
-    """Compress a Pillow image, a uint8 array (HxW or HxWx3/4) or an image path; quality 0..100."""
-    return _compress_planes(imaging.split(_as_image(image)), quality, weights, device)
+def compress(image, quality: float = DEFAULT_QUALITY, *, weights: str | None = None, device: str = "auto",
+             tile: int | None = None, precision: str = "fp32") -> bytes:
+    """Compress a Pillow image, a uint8 array (HxW or HxWx3/4) or an image path; quality 0..100.
+
+    ``tile``: pixels per tile side of the transforms (default 768; bigger is faster on a GPU and costs the
+    decoder memory), recorded in the file; ``precision``: fp32 or fp16 transforms."""
+    return _compress_planes(imaging.split(_as_image(image)), quality, weights, device, tile, precision)
 
 
-def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None, device: str) -> bytes:
+def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None, device: str,
+                     tile: int | None = None, precision: str = "fp32") -> bytes:
     from neuralcodec.pipeline import rate_of_quality
 
     h, w = planes.rgb.shape[:2]
     if h * w > DEFAULT_MAX_PIXELS or max(h, w) > 65535 * 64:
         raise imaging.ImageError(f"image of {w}x{h} exceeds the {DEFAULT_MAX_PIXELS}-pixel limit")
-    codec = load_codec(weights, device)
+    codec = load_codec(weights, device, precision)
     rate = rate_of_quality(quality) if codec.variable_rate else 0  # a fixed-rate model has one rate
-    chunks, shapes = codec.encode(planes.rgb, rate)
+    per_latent = codec.levels[-1].downsampling  # pixels per latent of y
+    if tile is not None and not per_latent <= tile <= MAX_TILE * per_latent:
+        raise ValueError(f"tile must be within {per_latent}..{MAX_TILE * per_latent} pixels, got {tile}")
+    chunks, shapes = codec.encode(planes.rgb, rate, None if tile is None else -(-tile // per_latent))
     flags = 0
     if planes.alpha is not None:
         chunks[b"ALPH"] = imaging.pack_alpha(planes.alpha)
         flags |= bitstream.FLAG_ALPHA
     header = Header(codec.model_id, codec.weights.digest, rate, w, h, planes.channels, 8, planes.mode, flags,
-                    shapes["y_shape"], shapes["z_shape"])
+                    shapes["y_shape"], shapes["z_shape"], shapes["tile"], shapes["halo"])
     return bitstream.pack(Container(header, chunks))
 
 
@@ -71,7 +80,7 @@ def read_container(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Contain
 
 
 def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
-               max_pixels: int = DEFAULT_MAX_PIXELS, perceptual: bool = False) -> Image.Image:
+               max_pixels: int = DEFAULT_MAX_PIXELS, perceptual: bool = False, precision: str = "fp32") -> Image.Image:
     """Decode a `.nic` file's bytes to a Pillow image in the original mode; DecodeError if it is not valid.
 
     Without ``weights``, the shipped weights whose digest the file names are used; with ``perceptual``, their
@@ -92,7 +101,7 @@ def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
                                   f"({h.model_id}, {h.weights_digest.hex()[:16]})")
         else:
             weights = weights_io.shipped().get(h.weights_digest)
-    codec = load_codec(weights, device)
+    codec = load_codec(weights, device, precision)
     try:
         rgb = codec.decode(h, c.chunks)
         alpha = imaging.unpack_alpha(c.chunks[b"ALPH"], h.height, h.width) if h.has_alpha else None
@@ -106,17 +115,17 @@ def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     c = read_container(data, max_pixels)
     h = c.header
     return {
-        "format_version": bitstream.VERSION, "model": h.model_id, "weights_digest": h.weights_digest.hex(),
+        "format_version": h.version, "model": h.model_id, "weights_digest": h.weights_digest.hex(),
         "quality": round(h.rate / 65535 * 100, 2), "rate_selector": h.rate, "width": h.width, "height": h.height,
         "channels": h.channels, "bit_depth": h.bit_depth, "mode": h.mode, "alpha": h.has_alpha,
-        "y_shape": list(h.y_shape), "z_shape": list(h.z_shape),
+        "y_shape": list(h.y_shape), "z_shape": list(h.z_shape), "tile": h.tile, "halo": h.halo,
         "chunks": {t.decode(): len(p) for t, p in c.chunks.items()}, "bytes": len(data),
         "bpp": round(8 * len(data) / (h.width * h.height), 5),
     }
 
 
 def compress_file(src: Path, dst: Path, quality: float = DEFAULT_QUALITY, *, weights: str | None = None,
-                  device: str = "auto") -> tuple[int, int]:
+                  device: str = "auto", tile: int | None = None, precision: str = "fp32") -> tuple[int, int]:
     """Compress one image file to ``dst`` atomically; returns (bytes written, pixels)."""
     from neuralcodec.fileio import write_atomic
 
@@ -124,7 +133,7 @@ def compress_file(src: Path, dst: Path, quality: float = DEFAULT_QUALITY, *, wei
     pixels = img.width * img.height
     planes = imaging.split(img)
     del img  # a big photo is held once, as the planes
-    data = _compress_planes(planes, quality, weights, device)
+    data = _compress_planes(planes, quality, weights, device, tile, precision)
     write_atomic(dst, data)
     return len(data), pixels
 

@@ -7,14 +7,17 @@ import zlib
 from dataclasses import dataclass, field
 
 MAGIC = b"\x89NIC\r\n\x1a\n"
-VERSION = 2
+VERSION = 3
+READABLE = (2, 3)  # version 2: the same header without the tile geometry
+MAX_TILE = 64  # latents of y per tile side a decoder accepts: bounds the synthesis' memory (docs/bitstream.md)
+MAX_HALO = 32
 DEFAULT_MAX_PIXELS = 268_435_456
 MODES = ("RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr")
 ALPHA_TAG = b"ALPH"
 _TAG_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 FLAG_ALPHA = 1
 _MAX_CHUNKS = 8
-_FIXED = struct.Struct("<32sHIIBBBB3H3HB")  # digest .. chunk count
+_FIXED = {2: struct.Struct("<32sHIIBBBB3H3HB"), 3: struct.Struct("<32sHIIBBBB3H3HHHB")}  # digest .. chunk count
 
 
 class FormatError(ValueError):
@@ -34,6 +37,9 @@ class Header:
     flags: int
     y_shape: tuple[int, int, int]
     z_shape: tuple[int, int, int]
+    tile: int = 0  # tile side and halo of the transforms, in latents of y (0: not recorded, version 2)
+    halo: int = 0
+    version: int = VERSION  # of the file it was read from; files are always written in VERSION
 
     @property
     def has_alpha(self) -> bool:
@@ -53,9 +59,11 @@ def pack(c: Container) -> bytes:
         raise ValueError("model id must be 1..32 ASCII characters")
     if len(h.weights_digest) != 32:
         raise ValueError("weights digest must be 32 bytes")
-    head = MAGIC + bytes([VERSION, len(mid)]) + mid + _FIXED.pack(
+    if not (1 <= h.tile <= MAX_TILE and 0 <= h.halo <= MAX_HALO):
+        raise ValueError(f"tile {h.tile} / halo {h.halo} outside 1..{MAX_TILE} / 0..{MAX_HALO}")
+    head = MAGIC + bytes([VERSION, len(mid)]) + mid + _FIXED[VERSION].pack(
         h.weights_digest, h.rate, h.width, h.height, h.channels, h.bit_depth, MODES.index(h.mode), h.flags,
-        *h.y_shape, *h.z_shape, len(c.chunks))
+        *h.y_shape, *h.z_shape, h.tile, h.halo, len(c.chunks))
     out = [head, struct.pack("<I", zlib.crc32(head))]
     for tag, payload in c.chunks.items():
         body = tag + struct.pack("<I", len(payload)) + payload
@@ -73,11 +81,13 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
     if version == 1:
         raise FormatError("format version 1 (neuralcodec 0.1, floating-point entropy parameters) is no longer "
                           "decodable; decode it with neuralcodec 0.1")
-    if version != VERSION:
-        raise FormatError(f"unsupported format version {version} (this decoder reads version {VERSION})")
+    if version not in READABLE:
+        raise FormatError(f"unsupported format version {version} (this decoder reads versions "
+                          f"{', '.join(map(str, READABLE))})")
     if not 1 <= n <= 32:
         raise FormatError(f"bad model id length {n}")
-    end = 10 + n + _FIXED.size
+    fixed = _FIXED[version]
+    end = 10 + n + fixed.size
     if len(data) < end + 4:
         raise FormatError("truncated header")
     (crc,) = struct.unpack_from("<I", data, end)
@@ -87,7 +97,11 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
         model_id = data[10:10 + n].decode("ascii")
     except UnicodeDecodeError:
         raise FormatError("model id is not ASCII") from None
-    (digest, rate, w, h, ch, depth, mode, flags, yc, yh, yw, zc, zh, zw, count) = _FIXED.unpack_from(data, 10 + n)
+    digest, rate, w, h, ch, depth, mode, flags, yc, yh, yw, zc, zh, zw, *tiling, count = fixed.unpack_from(data, 10 + n)
+    tile, halo = tiling or (0, 0)
+    if version >= 3 and not (1 <= tile <= MAX_TILE and halo <= MAX_HALO):
+        raise FormatError(f"bad tile geometry: tile {tile}, halo {halo} (a decoder accepts tiles of 1..{MAX_TILE} "
+                          f"latents and halos up to {MAX_HALO})")
     if w < 1 or h < 1:
         raise FormatError(f"bad image size {w}x{h}")
     if w * h > max_pixels:
@@ -98,7 +112,8 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
         raise FormatError(f"unknown flags {flags:#x}")
     if not 1 <= count <= _MAX_CHUNKS:
         raise FormatError(f"bad chunk count {count}")
-    header = Header(model_id, digest, rate, w, h, ch, depth, MODES[mode], flags, (yc, yh, yw), (zc, zh, zw))
+    header = Header(model_id, digest, rate, w, h, ch, depth, MODES[mode], flags, (yc, yh, yw), (zc, zh, zw),
+                    tile, halo, version)
     return header, count, end + 4
 
 

@@ -7,15 +7,17 @@ the bitstream nothing of torch. A model's levels (neuralcodec.models.Level) beco
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
-from neuralcodec.bitstream import FormatError, Header
+from neuralcodec.bitstream import MAX_TILE, FormatError, Header
 from neuralcodec.latent_codecs import RATE_MAX, Decoded, FactorizedStage, GaussianStage, gain_fixed  # noqa: F401
 from neuralcodec.models.integer import IntegerStack
 from neuralcodec.weights_io import Weights, WeightsError, build_model
 
-TILE = 48  # latent rows/columns of y per tile of the transforms (768 px): ~0.4 GB of activations at most
+TILE = 48  # latent rows/columns of y per tile of the transforms (768 px) by default: ~0.4 GB of activations
 HALO = 4  # latent rows/columns each tile borrows from its neighbours: covers the flagship's g_a and g_s
 # receptive fields; a model with wider ones says so in `tile_halo`
 LEGACY_TAGS = {"z": b"ZHYP", "y": b"YLAT"}  # the flagship's chunk tags (format version 2)
@@ -46,12 +48,23 @@ def rate_of_quality(quality: float) -> int:
     return int(round(quality / 100 * RATE_MAX))
 
 
-class Codec:
-    """One loaded model on one device, coding RGB uint8 arrays to chunks and back."""
+PRECISIONS = ("fp32", "fp16")
 
-    def __init__(self, weights: Weights, device: str = "auto"):
+
+class Codec:
+    """One loaded model on one device, coding RGB uint8 arrays to chunks and back.
+
+    The transforms run tile by tile (``tile`` x ``tile`` latents of y, each with ``halo`` latents of context on
+    every side; recorded in the file), ``tile_batch`` equal-sized tiles per call (several on a GPU), in float32
+    or, with ``precision="fp16"``, under float16 autocast (a GPU option; the latents' coding stays exact)."""
+
+    def __init__(self, weights: Weights, device: str = "auto", precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.weights = weights
         self.device = pick_device(device)
+        self.precision = precision
+        self.tile_batch = 8 if self.device.type == "cuda" else 1
         self.model = build_model(weights).to(self.device)
         self.stride = self.model.stride
         self.levels = self.model.levels
@@ -109,28 +122,59 @@ class Codec:
         window = np.ascontiguousarray(rgb[ri[:, None], ci[None, :]])
         return torch.from_numpy(window).to(self.device).permute(2, 0, 1)[None].float().div_(255)
 
-    def _tiles(self, h: int, w: int):
+    # -- tiling -------------------------------------------------------------------------------------------
+    def tile_geometry(self, tile: int | None = None) -> tuple[int, int]:
+        """(tile, halo) in latents of y for a requested tile side (default TILE), rounded up to whole latents
+        of every level the synthesis reads; the halo is the model's (its receptive field)."""
+        tile = -(-(tile or TILE) // self._ratio) * self._ratio
+        if not 1 <= tile <= MAX_TILE:
+            raise ValueError(f"tile of {tile} latents is outside 1..{MAX_TILE}")
+        return tile, self._halo
+
+    def _geometry_of(self, header: Header) -> tuple[int, int]:
+        """The file's tile geometry (version 2 files record none: the default)."""
+        return (header.tile, header.halo) if header.tile else self.tile_geometry()
+
+    def _tiles(self, h: int, w: int, tile: int, halo: int):
         """Latent tiles (rows, cols, halo-extended rows, halo-extended cols) covering an h x w latent of y."""
-        tile, halo = -(-TILE // self._ratio) * self._ratio, self._halo
         for r0 in range(0, h, tile):
             for c0 in range(0, w, tile):
                 r1, c1 = min(h, r0 + tile), min(w, c0 + tile)
                 yield (slice(r0, r1), slice(c0, c1),
                        slice(max(0, r0 - halo), min(h, r1 + halo)), slice(max(0, c0 - halo), min(w, c1 + halo)))
 
-    def analysis(self, rgb: np.ndarray, t: torch.Tensor) -> torch.Tensor:
+    def _batches(self, tiles):
+        """Tiles in groups of up to ``tile_batch`` with equal halo-extended extents (one call each)."""
+        groups: dict[tuple[int, int], list] = {}
+        for tl in tiles:
+            key = (tl[2].stop - tl[2].start, tl[3].stop - tl[3].start)
+            groups.setdefault(key, []).append(tl)
+            if len(groups[key]) == self.tile_batch:
+                yield groups.pop(key)
+        yield from groups.values()
+
+    def _autocast(self):
+        if self.precision == "fp16":
+            return torch.autocast(self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def analysis(self, rgb: np.ndarray, t: torch.Tensor, tile: int | None = None) -> torch.Tensor:
         """g_a of the padded image, tile by tile with overlap: the same y as one pass, in bounded memory."""
         m, yh, yw = self.latent_shapes(*rgb.shape[:2])[-1]
         up = self.levels[-1].downsampling  # pixels per latent element of y
         y = torch.empty((1, m, yh, yw), device=self.device)
-        for rows, cols, hr, hc in self._tiles(yh, yw):
-            x = self._padded(rgb, slice(hr.start * up, hr.stop * up), slice(hc.start * up, hc.stop * up))
-            yt = self.model.analysis(x, t)
-            y[:, :, rows, cols] = yt[:, :, rows.start - hr.start:rows.stop - hr.start,
-                                     cols.start - hc.start:cols.stop - hc.start]
+        for batch in self._batches(self._tiles(yh, yw, *self.tile_geometry(tile))):
+            x = torch.cat([self._padded(rgb, slice(hr.start * up, hr.stop * up), slice(hc.start * up, hc.stop * up))
+                           for _, _, hr, hc in batch])
+            with self._autocast():
+                yt = self.model.analysis(x, t.expand(len(batch)))
+            for i, (rows, cols, hr, hc) in enumerate(batch):
+                y[0, :, rows, cols] = yt[i, :, rows.start - hr.start:rows.stop - hr.start,
+                                         cols.start - hc.start:cols.stop - hc.start].float()
         return y
 
-    def synthesis(self, hats: list[torch.Tensor], t: torch.Tensor, height: int, width: int) -> np.ndarray:
+    def synthesis(self, hats: list[torch.Tensor], t: torch.Tensor, height: int, width: int,
+                  geometry: tuple[int, int] | None = None) -> np.ndarray:
         """g_s tile by tile with overlap, straight into an HxWx3 uint8 image (cropped to height x width).
 
         ``hats`` are the levels the synthesis reads, the first at y's resolution; a coarser one is cut to the
@@ -138,17 +182,19 @@ class Codec:
         up = self.levels[-1].downsampling
         ratios = [hats[0].shape[2] // max(1, h.shape[2]) for h in hats]
         out = np.empty((height, width, 3), np.uint8)
-        for rows, cols, hr, hc in self._tiles(*hats[0].shape[2:]):
-            window = [h[:, :, hr.start // r:-(-hr.stop // r), hc.start // r:-(-hc.stop // r)]
-                      for h, r in zip(hats, ratios)]
-            x = self.model.synthesis(*window, t)
-            x = x[0, :, (rows.start - hr.start) * up:(rows.stop - hr.start) * up,
-                  (cols.start - hc.start) * up:(cols.stop - hc.start) * up]
-            r0, c0 = rows.start * up, cols.start * up
-            r1, c1 = min(height, rows.stop * up), min(width, cols.stop * up)
-            if r1 > r0 and c1 > c0:
-                x = x[:, : r1 - r0, : c1 - c0].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-                out[r0:r1, c0:c1] = x.permute(1, 2, 0).cpu().numpy()
+        for batch in self._batches(self._tiles(*hats[0].shape[2:], *(geometry or self.tile_geometry()))):
+            windows = [torch.cat([h[:, :, hr.start // r:-(-hr.stop // r), hc.start // r:-(-hc.stop // r)]
+                                  for _, _, hr, hc in batch]) for h, r in zip(hats, ratios)]
+            with self._autocast():
+                xs = self.model.synthesis(*windows, t.expand(len(batch)))
+            for i, (rows, cols, hr, hc) in enumerate(batch):
+                x = xs[i, :, (rows.start - hr.start) * up:(rows.stop - hr.start) * up,
+                       (cols.start - hc.start) * up:(cols.stop - hc.start) * up]
+                r0, c0 = rows.start * up, cols.start * up
+                r1, c1 = min(height, rows.stop * up), min(width, cols.stop * up)
+                if r1 > r0 and c1 > c0:
+                    x = x[:, : r1 - r0, : c1 - c0].float().clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+                    out[r0:r1, c0:c1] = x.permute(1, 2, 0).cpu().numpy()
         return out
 
     def _t(self, rate: int) -> torch.Tensor:
@@ -169,14 +215,15 @@ class Codec:
         return decoded
 
     @torch.inference_mode()
-    def encode(self, rgb: np.ndarray, rate: int) -> tuple[dict[bytes, bytes], dict]:
-        """Code an HxWx3 uint8 image; returns the chunks and the header's latent shapes."""
+    def encode(self, rgb: np.ndarray, rate: int, tile: int | None = None) -> tuple[dict[bytes, bytes], dict]:
+        """Code an HxWx3 uint8 image; returns the chunks and the header's latent shapes and tile geometry."""
         y_shape, z_shape = self.header_shapes(*rgb.shape[:2])
-        decoded = self.quantize(self.analysis(rgb, self._t(rate)), rate)
+        tile, halo = self.tile_geometry(tile)
+        decoded = self.quantize(self.analysis(rgb, self._t(rate), tile), rate)
         chunks = {}
         for tag, stage, d in zip(self.tags, self.stages, decoded):
             chunks[tag] = stage.encode(d)
-        return chunks, {"y_shape": y_shape, "z_shape": z_shape}
+        return chunks, {"y_shape": y_shape, "z_shape": z_shape, "tile": tile, "halo": halo}
 
     def check(self, header: Header, chunks: dict[bytes, bytes] | None = None) -> None:
         if header.model_id != self.model_id:
@@ -188,6 +235,9 @@ class Codec:
         if tuple(header.y_shape) != y_shape or tuple(header.z_shape) != z_shape:
             raise FormatError(f"latent shapes {header.y_shape}/{header.z_shape} do not fit a "
                               f"{header.width}x{header.height} image")
+        if header.tile and (header.tile % self._ratio or header.halo % self._ratio or header.halo < self._halo):
+            raise FormatError(f"tile geometry {header.tile}/{header.halo} does not fit model {self.model_id!r} "
+                              f"(tiles and halos are multiples of {self._ratio}, halos at least {self._halo})")
         if chunks is not None and [t for t in chunks if t != b"ALPH"] != self.tags:
             raise FormatError(f"chunks {[t.decode() for t in chunks]} do not match model {self.model_id!r}")
 
@@ -208,7 +258,7 @@ class Codec:
         decoded = self.decode_latents(header, chunks)
         hats = self._synthesis_inputs(decoded)
         del decoded
-        return self.synthesis(hats, self._t(header.rate), header.height, header.width)
+        return self.synthesis(hats, self._t(header.rate), header.height, header.width, self._geometry_of(header))
 
     @torch.inference_mode()
     def reconstruct(self, rgb: np.ndarray, rate: int) -> np.ndarray:

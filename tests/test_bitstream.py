@@ -7,7 +7,7 @@ from neuralcodec import bitstream as bs
 
 def make(alpha=False):
     h = bs.Header("modhp", bytes(range(32)), 12345, 768, 512, 4 if alpha else 3, 8, "RGBA" if alpha else "RGB",
-                  bs.FLAG_ALPHA if alpha else 0, (192, 32, 48), (128, 8, 12))
+                  bs.FLAG_ALPHA if alpha else 0, (192, 32, 48), (128, 8, 12), 48, 4)
     chunks = {b"ZHYP": b"z" * 10, b"YLAT": b"y" * 100}
     if alpha:
         chunks[b"ALPH"] = zlib.compress(b"\xff" * 100)
@@ -24,12 +24,12 @@ def test_every_header_field_round_trips(alpha):
 
 def test_magic_and_version():
     data = bs.pack(make())
-    assert data.startswith(b"\x89NIC\r\n\x1a\n") and data[8] == 2
+    assert data.startswith(b"\x89NIC\r\n\x1a\n") and data[8] == 3
     with pytest.raises(bs.FormatError, match="bad magic"):
         bs.unpack(b"GIF89a" + data[6:])
     bad = bytearray(data)
-    bad[8] = 3
-    with pytest.raises(bs.FormatError, match="version 3"):
+    bad[8] = 4
+    with pytest.raises(bs.FormatError, match="version 4"):
         bs.unpack(bytes(bad))
     bad[8] = 1  # the float-hyperprior format of neuralcodec 0.1: refused by name
     with pytest.raises(bs.FormatError, match="version 1 .*neuralcodec 0.1"):

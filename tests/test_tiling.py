@@ -41,15 +41,93 @@ def test_tiled_analysis_and_synthesis_match_one_pass(small_tiles):
     assert np.abs(many.astype(int) - one.astype(int)).max() <= 1
 
 
-def test_tiled_file_decodes_like_untiled(small_tiles, monkeypatch):
+def test_tiled_file_decodes_like_untiled():
     import neuralcodec
 
     rgb = edgy(130, 170)
-    tiled = np.asarray(neuralcodec.decompress(neuralcodec.compress(rgb, 70)))
-    monkeypatch.setattr(pipeline, "TILE", 1000)
-    untiled = np.asarray(neuralcodec.decompress(neuralcodec.compress(rgb, 70)))
+    tiled = np.asarray(neuralcodec.decompress(neuralcodec.compress(rgb, 70, tile=48)))
+    untiled = np.asarray(neuralcodec.decompress(neuralcodec.compress(rgb, 70, tile=1024)))  # one tile
     assert abs(psnr(tiled, rgb) - psnr(untiled, rgb)) < 0.05
     # no seams: the error along tile borders (every 48 px) is no worse than elsewhere
     err = np.abs(tiled.astype(int) - rgb.astype(int)).mean(axis=(0, 2))
     border = np.array([c for c in range(1, 170) if c % 48 in (0, 47)])
     assert err[border].mean() < 1.5 * err.mean() + 1
+
+
+def test_tile_geometry_is_recorded_and_followed(monkeypatch):
+    """The file says how its transforms were tiled; the decoder uses that, with no options."""
+    import neuralcodec
+    from neuralcodec import bitstream
+
+    rgb = edgy(100, 140)
+    data = neuralcodec.compress(rgb, 50, tile=64)
+    info = neuralcodec.info(data)
+    codec = load_codec()
+    assert info["format_version"] == 3 and (info["tile"], info["halo"]) == (4, codec.tile_geometry()[1])
+    assert neuralcodec.info(neuralcodec.compress(rgb, 50))["tile"] == pipeline.TILE  # the default, 768 px
+    seen = []
+    real = pipeline.Codec.synthesis
+    monkeypatch.setattr(pipeline.Codec, "synthesis", lambda self, *a: seen.append(a[-1]) or real(self, *a))
+    neuralcodec.decompress(data)
+    assert seen == [(4, info["halo"])]
+    with pytest.raises(ValueError, match="tile must be within"):
+        neuralcodec.compress(rgb, 50, tile=8)
+
+
+def test_tile_geometry_that_does_not_fit_the_model_is_refused(rgb64):
+    import neuralcodec
+    from neuralcodec import bitstream
+    from neuralcodec.api import DecodeError
+
+    c = bitstream.unpack(neuralcodec.compress(rgb64, 50))
+    c.header.halo = 1  # less context than the model's receptive field: seams; refused
+    with pytest.raises(DecodeError, match="tile geometry"):
+        neuralcodec.decompress(bitstream.pack(c))
+
+
+def test_hostile_tile_geometry_is_refused_by_the_parser(rgb64):
+    """Huge tiles would make the decoder allocate huge activations: the header check refuses them."""
+    import struct
+    import zlib
+
+    import neuralcodec
+    from neuralcodec import bitstream
+
+    data = bytearray(neuralcodec.compress(rgb64, 50))
+    _, _, pos = bitstream.parse_header(bytes(data))
+    crc_at = pos - 4
+    for tile, halo in ((0, 4), (65535, 4), (48, 1000)):
+        data[crc_at - 5:crc_at - 1] = struct.pack("<HH", tile, halo)
+        data[crc_at:pos] = struct.pack("<I", zlib.crc32(bytes(data[:crc_at])))
+        with pytest.raises(bitstream.FormatError, match="bad tile geometry"):
+            bitstream.unpack(bytes(data))
+
+
+def test_batched_tiles_match_one_at_a_time(small_tiles):
+    """Equal-sized tiles batched in one call (the GPU path) give the same y and pixels as one by one."""
+    codec = load_codec()
+    rgb = edgy(150, 190)
+    t = codec._t(30000)
+    with torch.inference_mode():
+        one = codec.analysis(rgb, t)
+        pix = codec.synthesis([torch.round(one)], t, 150, 190)
+        codec.tile_batch = 4
+        try:
+            many = codec.analysis(rgb, t)
+            pix_many = codec.synthesis([torch.round(one)], t, 150, 190)
+        finally:
+            codec.tile_batch = 1
+    assert (many - one).abs().max().item() < 1e-4 * max(1.0, one.abs().max().item())
+    assert np.abs(pix.astype(int) - pix_many.astype(int)).max() <= 1
+
+
+def test_half_precision_transforms_round_trip():
+    """fp16 transforms (a GPU option; autocast works on the CPU too) code files every decoder reads."""
+    import neuralcodec
+
+    rgb = edgy(96, 128)
+    full = np.asarray(neuralcodec.decompress(neuralcodec.compress(rgb, 60)))
+    data = neuralcodec.compress(rgb, 60, precision="fp16")
+    for precision in ("fp32", "fp16"):
+        half = np.asarray(neuralcodec.decompress(data, precision=precision))
+        assert abs(psnr(half, rgb) - psnr(full, rgb)) < 0.3
