@@ -68,9 +68,12 @@ def measure(arch: str) -> dict:
     priors = 0
     levels = [*upper, y]
     for i, lv in enumerate(model.levels):
-        if lv.kind == "gaussian":
+        if lv.kind in ("gaussian", "checkerboard"):
             prior = getattr(model, lv.module)
             priors += count(prior, lambda: prior(levels[i - 1]))
+        if lv.kind == "checkerboard":  # the context and entropy-parameter networks (run once, over all of y)
+            hs = prior(levels[i - 1])
+            priors += count(model, lambda: model.context_params(hs, levels[i]))
     hats = {lv.name: v for lv, v in zip(model.levels, levels)}
     decoder = count(model, lambda: model.synthesis(*[hats[n] for n in model.synthesis_levels], t))
     params = sum(p.numel() for n, p in model.state_dict().items() if not n.endswith("quantiles"))

@@ -206,7 +206,8 @@ def info(files, as_json):
 
 @main.command()
 @click.option("--arch", default=None, metavar="NAME",
-              help="Model to train with its shipped recipe: modhp (the flagship, default), resgdn, lighthp, "
+              help="Model to train with its shipped recipe: modhp (the flagship, default), modhpc (the flagship with a "
+                   "checkerboard context; start it with --init-weights flagship), resgdn, lighthp, "
                    "dcuvae, hvae, betavae, vqvae (docs/models.md).")
 @click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Training recipe JSON (default: the shipped recipe of --arch).")

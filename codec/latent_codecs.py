@@ -8,19 +8,22 @@ exact integer arithmetic (models/integer.py), so a file decodes to the same late
   EntropyBottleneck, shipped as tables). A top level.
 - :class:`GaussianStage`: v = round(x - mu) under a zero-mean quantized Gaussian whose table index and mean
   mu come from an integer prior network of the decoded level above, optionally scaled by a rate gain.
+- :class:`CheckerboardStage`: a Gaussian level coded in two passes, anchors under the prior alone, then the
+  other half with a correction from a context network of the decoded anchors.
 """
 
 from __future__ import annotations
 
 import decimal
 import math
+import struct
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from neuralcodec import entropy
-from neuralcodec.models.integer import ACT_BITS, IntegerStack
+from neuralcodec.models.integer import ACT_BITS, ACT_LIMIT, IntegerStack
 
 RATE_MAX = 65535
 GAIN_BITS = 16
@@ -101,17 +104,22 @@ class GaussianStage:
         unit = 2.0 ** (ACT_BITS + GAIN_BITS)  # k = number of scale-table boundaries below S*G, in fixed point
         self.thresholds = np.array([math.floor(float(b) * unit) for b in scale_table[:-1]], np.int64)
 
+    def table_parameters(self, out: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """Table indexes (uint8) and means (float32) from a prior's output (S, U) and the fixed-point gain."""
+        m = out.shape[0] // 2
+        scales, means = out[:m], out[m:]
+        idx = np.searchsorted(self.thresholds, scales * g, side="left").astype(np.uint8)
+        mu = ((means * g).astype(np.float64) * 2.0 ** -(ACT_BITS + GAIN_BITS)).astype(np.float32)  # exact: < 2^53
+        return idx, mu
+
     def parameter_bands(self, above: Decoded, rate: int, fixed_means: bool = False):
         """Yield (first row, end row, table indexes uint8 (C,rows,W), means float32 (C,rows,W)) band by band,
         bit-exact everywhere; with ``fixed_means``, the means as int64 at 2^ACT_BITS as well."""
         g = gain_fixed(self.rate_gain, rate)
         for r0, r1, out in self.prior.bands(above.fixed):
-            m = out.shape[0] // 2
-            scales, means = out[:m], out[m:]
-            idx = np.searchsorted(self.thresholds, scales * g, side="left").astype(np.uint8)
-            mu = ((means * g).astype(np.float64) * 2.0 ** -(ACT_BITS + GAIN_BITS)).astype(np.float32)  # exact: < 2^53
+            idx, mu = self.table_parameters(out, g)
             if fixed_means:
-                yield r0, r1, idx, mu, (means * g) >> GAIN_BITS
+                yield r0, r1, idx, mu, (out[out.shape[0] // 2:] * g) >> GAIN_BITS
             else:
                 yield r0, r1, idx, mu
 
@@ -167,3 +175,94 @@ class GaussianStage:
         if fixed is not None:  # a prior below reads this level: v * 2^ACT_BITS + mu, exactly
             d.fixed = _context(sym, fixed)
         return d
+
+
+def anchors(h: int, w: int) -> np.ndarray:
+    """(h, w) bool: the checkerboard's anchor positions, (row + column) even."""
+    return (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0
+
+
+class CheckerboardStage(GaussianStage):
+    """A Gaussian level in two passes (docs/bitstream.md, *Checkerboard context*): anchors under the prior's
+    (S, U); then non-anchors under (S, U) + params(cat((S, U), context(anchors))), where ``context`` reads the
+    decoded anchors divided by the rate gain. One chunk: u32 length of the anchors' stream, the anchors'
+    stream, the non-anchors' stream."""
+
+    def __init__(self, prior: IntegerStack, context: IntegerStack, params: IntegerStack, tables: entropy.CountTables,
+                 scale_table: np.ndarray, rate_gain: float | None):
+        super().__init__(prior, tables, scale_table, rate_gain)
+        self.context, self.params = context, params
+
+    def _bands(self, above: Decoded, anchors_in: np.ndarray | None):
+        """(first row, end row, prior output) band by band; with ``anchors_in`` (the context input, zero off
+        the anchors) the non-anchors' corrected output instead."""
+        for r0, r1, out in self.prior.bands(above.fixed):
+            if anchors_in is not None:
+                a0, a1 = max(0, r0 - 2), min(anchors_in.shape[1], r1 + 2)  # the 5x5 context's halo
+                ctx = self.context(anchors_in[:, a0:a1])[:, r0 - a0:r1 - a0]
+                out = out + self.params(np.concatenate([out, ctx]))
+            yield r0, r1, out
+
+    def _context_input(self, sym: np.ndarray, u: np.ndarray, g: int) -> np.ndarray:
+        """Anchors divided by the gain, at 2^ACT_BITS: U + round(v * 2^32 / G), v clamped like any context."""
+        v = np.clip(sym.astype(np.int64), -CONTEXT_LIMIT, CONTEXT_LIMIT) << (ACT_BITS + GAIN_BITS)
+        return np.clip(u + (v + g // 2) // g, -ACT_LIMIT, ACT_LIMIT)
+
+    def _code(self, shape, above: Decoded, rate: int, take):
+        """Both passes; ``take(pass, idx, mu, where)`` returns the symbols of the positions ``where`` (C, n)."""
+        c, h, w = shape
+        g = gain_fixed(self.rate_gain, rate)
+        mask = anchors(h, w)
+        idx = np.empty(shape, np.uint8)
+        means = np.empty(shape, np.float32)
+        sym = np.empty(shape, np.int32)
+        anchors_in = np.zeros(shape, np.int32)  # |values| <= 2^23
+        for first in (True, False):
+            for r0, r1, out in self._bands(above, None if first else anchors_in):
+                m = mask[r0:r1] if first else ~mask[r0:r1]
+                i, mu = self.table_parameters(out, g)
+                idx[:, r0:r1][:, m], means[:, r0:r1][:, m] = i[:, m], mu[:, m]
+                if first:
+                    anchors_in[:, r0:r1][:, m] = out[c:][:, m]
+            where = mask if first else ~mask
+            sym[:, where] = take(first, idx[:, where], means[:, where])
+            if first:
+                anchors_in[:, mask] = self._context_input(sym[:, mask], anchors_in[:, mask], g)
+        return sym, idx, means
+
+    def quantize(self, x: torch.Tensor, above: Decoded, rate: int, value: bool = False,
+                 context: bool = False) -> Decoded:
+        if context:
+            raise ValueError("a checkerboard level cannot be the context of another level")
+        y = x[0].float().cpu().numpy()
+        mask = anchors(*y.shape[1:])
+
+        def take(first, idx, mu):
+            v = np.round(y[:, mask if first else ~mask] - mu)
+            if v.size and np.abs(v).max() >= 1 << 31:
+                raise ValueError("latent value out of int32 range")
+            return v.astype(np.int32)
+
+        sym, idx, means = self._code(y.shape, above, rate, take)
+        return self._decoded(sym, idx, means if value else None, None, x.device)
+
+    def encode(self, d: Decoded) -> bytes:
+        mask = anchors(*d.symbols.shape[1:])
+        first = entropy.encode(d.symbols[:, mask], d.indexes[:, mask], self.tables)
+        return struct.pack("<I", len(first)) + first + entropy.encode(d.symbols[:, ~mask], d.indexes[:, ~mask],
+                                                                       self.tables)
+
+    def decode(self, data: bytes, shape: tuple[int, int, int], above: Decoded, rate: int,
+               device: torch.device, value: bool = True, context: bool = False) -> Decoded:
+        if context:
+            raise ValueError("a checkerboard level cannot be the context of another level")
+        if len(data) < 4 or struct.unpack_from("<I", data)[0] > len(data) - 4:
+            raise entropy.EntropyError("checkerboard chunk: the anchors' stream runs past the end")
+        n = struct.unpack_from("<I", data)[0]
+        streams = {True: data[4:4 + n], False: data[4 + n:]}
+
+        def take(first, idx, mu):
+            return entropy.decode(streams[first], idx, self.tables)
+
+        sym, idx, means = self._code(shape, above, rate, take)
+        return self._decoded(sym, idx, means if value else None, None, device)

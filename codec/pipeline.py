@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from neuralcodec.bitstream import MAX_TILE, FormatError, Header
-from neuralcodec.latent_codecs import RATE_MAX, Decoded, FactorizedStage, GaussianStage, gain_fixed  # noqa: F401
+from neuralcodec.latent_codecs import (RATE_MAX, CheckerboardStage, Decoded, FactorizedStage, GaussianStage,  # noqa: F401
+                                       gain_fixed)
 from neuralcodec.models.integer import IntegerStack
 from neuralcodec.weights_io import Weights, WeightsError, build_model
 
@@ -85,12 +86,15 @@ class Codec:
             return FactorizedStage(w.tables(level.name), module.quantiles[:, 0, 1])
         if level.kind == "categorical":  # integer codes, one table: nothing to centre
             return FactorizedStage(w.tables(level.name), torch.zeros(level.channels))
+        names = [level.module, *(self.model.context_modules if level.kind == "checkerboard" else ())]
         try:
-            prior = IntegerStack.from_tensors(module, w.tensors, f"int.{level.module}")
+            nets = [IntegerStack.from_tensors(getattr(self.model, n), w.tensors, f"int.{n}") for n in names]
         except ValueError as e:
             raise WeightsError(f"{w.path}: {e}; re-export the weights") from None
         rate_gain = float(w.tensors["rate_gain"]) if "rate_gain" in w.tensors else None
-        return GaussianStage(prior, w.tables("y"), w.tensors["tables.scale_table"], rate_gain)
+        if level.kind == "checkerboard":
+            return CheckerboardStage(*nets, w.tables("y"), w.tensors["tables.scale_table"], rate_gain)
+        return GaussianStage(nets[0], w.tables("y"), w.tensors["tables.scale_table"], rate_gain)
 
     @property
     def variable_rate(self) -> bool:

@@ -94,6 +94,7 @@ def learning_rate(r: Recipe, step: int, start: int, position: float | None = Non
     return warm * (r.lr_final + 0.5 * (r.lr - r.lr_final) * (1 + math.cos(math.pi * p)))
 
 
+MAX_NONFINITE = 20  # non-finite losses in a row before training gives up (skipped batches until then)
 MSSSIM_SCALE = 1300.0  # compressai's pretrained tables pair MSE lambda 0.0067 with MS-SSIM lambda 8.73
 
 
@@ -222,6 +223,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     acc = {"loss": [], "bpp": [[] for _ in range(4)], "psnr": [[] for _ in range(4)]}
     bar = tqdm(total=recipe.steps, initial=step, disable=not progress, smoothing=0.05)
     model.train()
+    nonfinite = 0
     while (recipe.budget_minutes or step < recipe.steps) and not stop["flag"]:
         if max_minutes and time.time() - t0 > 60 * max_minutes:
             break
@@ -244,7 +246,15 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             acc.setdefault("adv", []).append(adv.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)
+        norm = torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):  # a diverging batch: skip it, keep the weights
+            nonfinite += 1
+            if nonfinite >= MAX_NONFINITE:
+                save()
+                raise RuntimeError(f"training diverged: {nonfinite} non-finite losses or gradients in a row at step "
+                                   f"{step}; lower the learning rate")
+            continue
+        nonfinite = 0
         opt.step()
         if disc:
             d_loss = (torch.relu(1 - disc(x)).mean() + torch.relu(1 + disc(out["x_hat"].detach())).mean())
@@ -302,13 +312,14 @@ def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None 
     model.load_state_dict(state["model"])
     card = {"recipe": asdict(recipe), "steps": state["step"], "note": note}
     log = run_dir / "log.jsonl"
-    if log.exists():  # each resumed segment restarts its clock: add up the segments' last times
+    lines = log.read_text().splitlines() if log.exists() else []
+    if lines:  # each resumed segment restarts its clock: add up the segments' last times
         total, last = 0.0, 0.0
-        for line in log.read_text().splitlines():
+        for line in lines:
             t = json.loads(line)["time"]
             if t < last:
                 total += last
             last = t
         card["train_wall_seconds"] = round(total + last)
-        card["train_log_tail"] = json.loads(line)
+        card["train_log_tail"] = json.loads(lines[-1])
     return weights_io.export(model, Path(output), card, decodes=weights_io.load(decodes) if decodes else None)

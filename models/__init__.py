@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 ARCHITECTURES = {
     "modhp": "neuralcodec.models.modulated:ModulatedHyperprior",
+    "modhpc": "neuralcodec.models.checkerboard:CheckerboardHyperprior",
     "resgdn": "neuralcodec.models.seeds:ResidualAttentionAutoencoder",
     "lighthp": "neuralcodec.models.seeds:LightHyperprior",
     "dcuvae": "neuralcodec.models.seeds:DilatedUNetVAE",
@@ -31,7 +32,8 @@ class Level:
     down-sampling factor relative to the (padded) image."""
 
     name: str
-    kind: str  # "factorized" (per-channel tables over round(v - median)), "gaussian" (prior network) or
+    kind: str  # "factorized" (per-channel tables over round(v - median)), "gaussian" (prior network),
+    # "checkerboard" (gaussian, in two passes with a spatial context: the model's ``context_modules``) or
     # "categorical" (one learned table over integer codes 0..K-1, e.g. codebook indices)
     module: str  # attribute of the model: an entropy bottleneck, or the prior network of a gaussian level
     channels: int

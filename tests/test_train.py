@@ -97,3 +97,30 @@ def test_time_budget_stops_training_and_carries_over_a_resume(tmp_path):
     assert 0 < state["step"] < 10**6 and state["spent"] >= 1.8
     train(r, run, progress=False)  # the budget is spent: a resume stops at once
     assert torch.load(run / "last.pt", weights_only=False)["step"] == state["step"]
+
+
+def test_a_diverging_run_stops_and_never_exports_nan(tmp_path, monkeypatch):
+    """Non-finite losses are skipped, and too many in a row stop training; NaN weights are never exported."""
+    import torch
+
+    from neuralcodec import train as train_mod
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo(70, 80, 0)).save(data / "0.png")
+    real = train_mod.rd_terms
+
+    def nan_loss(*a, **k):
+        loss, *rest = real(*a, **k)
+        return (loss * float("nan"), *rest)
+
+    monkeypatch.setattr(train_mod, "rd_terms", nan_loss)
+    with pytest.raises(RuntimeError, match="diverged"):
+        train(tiny_recipe(data), tmp_path / "run", progress=False)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    state["model"]["rate_gain"] = torch.tensor(float("nan"))
+    torch.save(state, tmp_path / "run" / "last.pt")
+    with pytest.raises(weights_io.WeightsError, match="NaN"):
+        export_run(tmp_path / "run", tmp_path / "bad.safetensors", "test")
+    assert not (tmp_path / "bad.safetensors").exists()
