@@ -55,7 +55,8 @@ def train_point(arch: str, label: str, overrides: dict, minutes: float, threads:
         r = replace(r, steps=10_000, decay_start=7_000, warmup=200)  # a schedule read as fractions of the budget
     else:
         r = replace(r, steps=10_000, decay_start=7_000, gan_start=6_000 if arch in GAN else 0)
-    train(r, RUNS / f"{arch}-{label}", progress=False)
+    if not train(r, RUNS / f"{arch}-{label}", progress=False):
+        raise SystemExit("stopped by a signal; rerun to resume")
     export_run(RUNS / f"{arch}-{label}", out, f"bench/seeds.py: {minutes:g} minutes, {threads} CPU thread(s)")
     return out
 
@@ -71,7 +72,8 @@ def perceptual(minutes: float, threads: int) -> Path | None:
     r = Recipe.load(default_recipe("lighthp"))
     r = replace(r, model={**r.model, "lmbda": LAMBDAS[1]}, budget_minutes=minutes, lr=5e-5, warmup=50,
                 steps=10_000, decay_start=10_000, gan_weight=0.01, gan_start=1000, train_only=["g_s."], threads=threads)
-    train(r, RUNS / "lighthp-perceptual", init_weights=str(base), progress=False)
+    if not train(r, RUNS / "lighthp-perceptual", init_weights=str(base), progress=False):
+        raise SystemExit("stopped by a signal; rerun to resume")
     export_run(RUNS / "lighthp-perceptual", out, "decoder-only GAN fine-tune", decodes=str(base))
     return out
 

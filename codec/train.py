@@ -131,8 +131,9 @@ def rd_terms(model, x, t, weight_exponent: float = 0.5, distortion: str = "mse")
 
 
 def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_minutes: float | None = None,
-          progress: bool = True) -> None:
-    """Train until ``recipe.steps`` or ``max_minutes``; SIGINT/SIGTERM stop it cleanly with a checkpoint."""
+          progress: bool = True) -> bool:
+    """Train until ``recipe.steps`` or ``max_minutes``; SIGINT/SIGTERM stop it cleanly with a checkpoint.
+    Returns False when a signal stopped it (a caller running several trainings should stop too)."""
     import torch
 
     stop = {"flag": False}
@@ -145,6 +146,7 @@ def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_mi
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         _train(recipe, Path(run_dir), init_weights, max_minutes, progress, stop)
+        return not stop["flag"]
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
