@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from neuralcodec import bitstream, imaging
-from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, Container, FormatError, Header
+from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, MIN_TILE, Container, FormatError, Header
 
 DEFAULT_QUALITY = 50.0
 
@@ -60,8 +60,8 @@ def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None
     codec = load_codec(weights, device, precision)
     rate = rate_of_quality(quality) if codec.variable_rate else 0  # a fixed-rate model has one rate
     per_latent = codec.levels[-1].downsampling  # pixels per latent of y
-    if tile is not None and not per_latent <= tile <= MAX_TILE * per_latent:
-        raise ValueError(f"tile must be within {per_latent}..{MAX_TILE * per_latent} pixels, got {tile}")
+    if tile is not None and not MIN_TILE * per_latent <= tile <= MAX_TILE * per_latent:
+        raise ValueError(f"tile must be within {MIN_TILE * per_latent}..{MAX_TILE * per_latent} pixels, got {tile}")
     chunks, shapes = codec.encode(planes.rgb, rate, None if tile is None else -(-tile // per_latent))
     flags = 0
     if planes.alpha is not None:
@@ -107,6 +107,11 @@ def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
         alpha = imaging.unpack_alpha(c.chunks[b"ALPH"], h.height, h.width) if h.has_alpha else None
     except (FormatError, EntropyError, ValueError) as e:
         raise DecodeError(str(e)) from None
+    except (MemoryError, RuntimeError) as e:  # torch reports an exhausted GPU as a RuntimeError
+        if not isinstance(e, MemoryError) and "out of memory" not in str(e).lower():
+            raise
+        raise DecodeError(f"out of memory decoding a {h.width}x{h.height} image on {codec.device}"
+                          + (" (try --device cpu)" if codec.device.type == "cuda" else "")) from None
     return imaging.merge(rgb, h.mode, alpha)
 
 

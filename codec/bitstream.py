@@ -9,8 +9,19 @@ from dataclasses import dataclass, field
 MAGIC = b"\x89NIC\r\n\x1a\n"
 VERSION = 3
 READABLE = (2, 3)  # version 2: the same header without the tile geometry
-MAX_TILE = 64  # latents of y per tile side a decoder accepts: bounds the synthesis' memory (docs/bitstream.md)
-MAX_HALO = 32
+# tile geometry a decoder accepts, in latents of y (docs/bitstream.md, *Tiling*): tiles of MIN_TILE..MAX_TILE,
+# halos at most half a tile (so at most 4x the work of untiled), windows (tile + 2 halo) at most MAX_WINDOW
+# (so the synthesis holds at most ~0.8 GB of activations)
+MIN_TILE, MAX_TILE, MAX_WINDOW = 8, 64, 80
+
+
+def tile_geometry_error(tile: int, halo: int) -> str | None:
+    """Why a (tile, halo) geometry is refused, or None."""
+    if not MIN_TILE <= tile <= MAX_TILE:
+        return f"tile of {tile} latents is outside {MIN_TILE}..{MAX_TILE}"
+    if 2 * halo > tile or tile + 2 * halo > MAX_WINDOW:
+        return f"halo of {halo} latents is over half the tile ({tile}) or makes windows over {MAX_WINDOW}"
+    return None
 DEFAULT_MAX_PIXELS = 268_435_456
 MODES = ("RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr")
 ALPHA_TAG = b"ALPH"
@@ -59,8 +70,8 @@ def pack(c: Container) -> bytes:
         raise ValueError("model id must be 1..32 ASCII characters")
     if len(h.weights_digest) != 32:
         raise ValueError("weights digest must be 32 bytes")
-    if not (1 <= h.tile <= MAX_TILE and 0 <= h.halo <= MAX_HALO):
-        raise ValueError(f"tile {h.tile} / halo {h.halo} outside 1..{MAX_TILE} / 0..{MAX_HALO}")
+    if tile_geometry_error(h.tile, h.halo):
+        raise ValueError(tile_geometry_error(h.tile, h.halo))
     head = MAGIC + bytes([VERSION, len(mid)]) + mid + _FIXED[VERSION].pack(
         h.weights_digest, h.rate, h.width, h.height, h.channels, h.bit_depth, MODES.index(h.mode), h.flags,
         *h.y_shape, *h.z_shape, h.tile, h.halo, len(c.chunks))
@@ -99,9 +110,8 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
         raise FormatError("model id is not ASCII") from None
     digest, rate, w, h, ch, depth, mode, flags, yc, yh, yw, zc, zh, zw, *tiling, count = fixed.unpack_from(data, 10 + n)
     tile, halo = tiling or (0, 0)
-    if version >= 3 and not (1 <= tile <= MAX_TILE and halo <= MAX_HALO):
-        raise FormatError(f"bad tile geometry: tile {tile}, halo {halo} (a decoder accepts tiles of 1..{MAX_TILE} "
-                          f"latents and halos up to {MAX_HALO})")
+    if version >= 3 and tile_geometry_error(tile, halo):
+        raise FormatError(f"bad tile geometry: {tile_geometry_error(tile, halo)}")
     if w < 1 or h < 1:
         raise FormatError(f"bad image size {w}x{h}")
     if w * h > max_pixels:

@@ -65,8 +65,8 @@ def _common(f):
                    "Fixed-rate models (all but the flagship) have one rate and ignore it.")
 @click.option("--model", default=None, metavar="NAME",
               help="Code with the shipped weights of another model (see docs/models.md); default: the flagship.")
-@click.option("--tile", type=click.IntRange(64, 1024), default=None, metavar="PIXELS",
-              help="Tile side of the transforms, 64..1024 (default 768): bigger tiles run faster on a GPU, smaller "
+@click.option("--tile", type=click.IntRange(128, 1024), default=None, metavar="PIXELS",
+              help="Tile side of the transforms, 128..1024 (default 768): bigger tiles run faster on a GPU, smaller "
                    "ones use less memory. Recorded in the file; the decoder follows it.")
 @_common
 def compress(input, quality, model, tile, **kw):

@@ -193,6 +193,11 @@ class CheckerboardStage(GaussianStage):
         super().__init__(prior, tables, scale_table, rate_gain)
         self.context, self.params = context, params
 
+    def parameter_bands(self, *a, **k):
+        raise NotImplementedError("a checkerboard level's non-anchor parameters depend on its decoded anchors")
+
+    parameters = parameter_bands
+
     def _bands(self, above: Decoded, anchors_in: np.ndarray | None):
         """(first row, end row, prior output) band by band; with ``anchors_in`` (the context input, zero off
         the anchors) the non-anchors' corrected output instead."""
@@ -209,7 +214,8 @@ class CheckerboardStage(GaussianStage):
         return np.clip(u + (v + g // 2) // g, -ACT_LIMIT, ACT_LIMIT)
 
     def _code(self, shape, above: Decoded, rate: int, take):
-        """Both passes; ``take(pass, idx, mu, where)`` returns the symbols of the positions ``where`` (C, n)."""
+        """Both passes; ``take(first, idx, mu)`` returns the symbols (C, n) of the anchors (``first``) or the
+        non-anchors, given their table indexes and means (C, n)."""
         c, h, w = shape
         g = gain_fixed(self.rate_gain, rate)
         mask = anchors(h, w)

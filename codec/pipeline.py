@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 import torch
 
-from neuralcodec.bitstream import MAX_TILE, FormatError, Header
+from neuralcodec.bitstream import MAX_WINDOW, FormatError, Header, tile_geometry_error
 from neuralcodec.latent_codecs import (RATE_MAX, CheckerboardStage, Decoded, FactorizedStage, GaussianStage,  # noqa: F401
                                        gain_fixed)
 from neuralcodec.models.integer import IntegerStack
@@ -56,7 +56,7 @@ class Codec:
     """One loaded model on one device, coding RGB uint8 arrays to chunks and back.
 
     The transforms run tile by tile (``tile`` x ``tile`` latents of y, each with ``halo`` latents of context on
-    every side; recorded in the file), ``tile_batch`` equal-sized tiles per call (several on a GPU), in float32
+    every side; recorded in the file), equal-sized tiles batched on a GPU (``batch_area``), in float32
     or, with ``precision="fp16"``, under float16 autocast (a GPU option; the latents' coding stays exact)."""
 
     def __init__(self, weights: Weights, device: str = "auto", precision: str = "fp32"):
@@ -65,7 +65,8 @@ class Codec:
         self.weights = weights
         self.device = pick_device(device)
         self.precision = precision
-        self.tile_batch = 8 if self.device.type == "cuda" else 1
+        # batched tiles on a GPU: windows of up to two of the largest a file may ask for (~1.6 GB of activations)
+        self.batch_area = 2 * MAX_WINDOW**2 if self.device.type == "cuda" else 0
         self.model = build_model(weights).to(self.device)
         self.stride = self.model.stride
         self.levels = self.model.levels
@@ -129,10 +130,13 @@ class Codec:
     # -- tiling -------------------------------------------------------------------------------------------
     def tile_geometry(self, tile: int | None = None) -> tuple[int, int]:
         """(tile, halo) in latents of y for a requested tile side (default TILE), rounded up to whole latents
-        of every level the synthesis reads; the halo is the model's (its receptive field)."""
-        tile = -(-(tile or TILE) // self._ratio) * self._ratio
-        if not 1 <= tile <= MAX_TILE:
-            raise ValueError(f"tile of {tile} latents is outside 1..{MAX_TILE}")
+        of every level the synthesis reads; the halo is the model's (its receptive field). A requested tile
+        must make a geometry files may carry (bitstream.tile_geometry_error)."""
+        if tile is None:
+            return -(-TILE // self._ratio) * self._ratio, self._halo
+        tile = -(-tile // self._ratio) * self._ratio
+        if tile_geometry_error(tile, self._halo):
+            raise ValueError(f"model {self.model_id!r}: {tile_geometry_error(tile, self._halo)}")
         return tile, self._halo
 
     def _geometry_of(self, header: Header) -> tuple[int, int]:
@@ -148,12 +152,13 @@ class Codec:
                        slice(max(0, r0 - halo), min(h, r1 + halo)), slice(max(0, c0 - halo), min(w, c1 + halo)))
 
     def _batches(self, tiles):
-        """Tiles in groups of up to ``tile_batch`` with equal halo-extended extents (one call each)."""
+        """Tiles in groups with equal halo-extended extents, one call each, of at most ``batch_area`` latents
+        of windows in all (at least one tile)."""
         groups: dict[tuple[int, int], list] = {}
         for tl in tiles:
             key = (tl[2].stop - tl[2].start, tl[3].stop - tl[3].start)
             groups.setdefault(key, []).append(tl)
-            if len(groups[key]) == self.tile_batch:
+            if len(groups[key]) >= max(1, self.batch_area // (key[0] * key[1])):
                 yield groups.pop(key)
         yield from groups.values()
 

@@ -171,6 +171,9 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
     from neuralcodec.models.integer import IntegerStack
 
     model = model.cpu().eval()
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(f"not exported: {', '.join(bad[:3])} hold NaN or inf; training diverged")
     priors = [lv.module for lv in model.levels if lv.kind in ("gaussian", "checkerboard")]
     priors += list(getattr(model, "context_modules", ()))
     # prior networks ship as integer networks only (their float form is derived from them on load)
@@ -182,7 +185,7 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
                if not _is_derived_buffer(k) and not k.startswith(skip)}
     bad = [k for k, v in tensors.items() if not np.isfinite(v).all()]
     if bad:
-        raise WeightsError(f"not exported: {', '.join(bad[:3])} hold NaN or inf (beyond float16); training diverged")
+        raise WeightsError(f"not exported: {', '.join(bad[:3])} hold inf beyond float16; training diverged")
     # entropy tables from the fp16 parameters exactly as a decoder will load them
     model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items()}, strict=False)
     for lv in model.levels:

@@ -19,6 +19,7 @@ from neuralcodec.models.layers import compressai as _compressai
 from neuralcodec.models.modulated import SCALE_BOUND, ModulatedHyperprior
 
 CONTEXT_CLAMP = 128.0  # |anchor / gain| entering the context: the integer activations' range (2^23 / 2^16)
+CONTEXT_LIMIT = 512  # |v| of an anchor entering the context (latent_codecs.CONTEXT_LIMIT)
 
 
 def anchor_mask(h: int, w: int, device=None) -> torch.Tensor:
@@ -60,9 +61,9 @@ class CheckerboardHyperprior(ModulatedHyperprior):
         hs = self.h_s(z_hat)
         g = self.gain(t)
         mask = anchor_mask(y.shape[2], y.shape[3], y.device)
-        means_a = hs[:, self.M:] * g
-        y_hat_a = ops.quantize_ste(y - means_a) + means_a
-        params = torch.lerp(self.context_params(hs, y_hat_a / g * mask), hs, mask)  # anchors: hs alone
+        # the decoded anchors over the gain, as the integer path forms them: U + clamp(v) / g, zero elsewhere
+        v = ops.quantize_ste(y - hs[:, self.M:] * g).clamp(-CONTEXT_LIMIT, CONTEXT_LIMIT)
+        params = torch.lerp(self.context_params(hs, (v / g + hs[:, self.M:]) * mask), hs, mask)  # anchors: hs alone
         scales, means = params.chunk(2, 1)
         scales, means = (scales * g).clamp_min(SCALE_BOUND), means * g
         _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)

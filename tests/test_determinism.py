@@ -101,6 +101,8 @@ def test_golden_files_still_decode(case):
     data = (GOLDEN / case["file"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == case["file_sha256"]
     assert latent_digest(data) == case["latent_sha256"]
+    info = neuralcodec.info(data)
+    assert info["format_version"] == case["format_version"] and (info["tile"] == 0) == (case["format_version"] == 2)
     src = np.asarray(Image.open(GOLDEN / case["source"]).convert("RGB"))
     out = np.asarray(neuralcodec.decompress(data).convert("RGB"))
     assert abs(psnr(out, src) - case["psnr"]) < 0.05

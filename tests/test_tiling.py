@@ -45,12 +45,12 @@ def test_tiled_file_decodes_like_untiled():
     import neuralcodec
 
     rgb = edgy(130, 170)
-    tiled = np.asarray(neuralcodec.decompress(neuralcodec.compress(rgb, 70, tile=48)))
+    tiled = np.asarray(neuralcodec.decompress(neuralcodec.compress(rgb, 70, tile=128)))
     untiled = np.asarray(neuralcodec.decompress(neuralcodec.compress(rgb, 70, tile=1024)))  # one tile
     assert abs(psnr(tiled, rgb) - psnr(untiled, rgb)) < 0.05
-    # no seams: the error along tile borders (every 48 px) is no worse than elsewhere
+    # no seams: the error along tile borders (every 128 px) is no worse than elsewhere
     err = np.abs(tiled.astype(int) - rgb.astype(int)).mean(axis=(0, 2))
-    border = np.array([c for c in range(1, 170) if c % 48 in (0, 47)])
+    border = np.array([c for c in range(1, 170) if c % 128 in (0, 127)])
     assert err[border].mean() < 1.5 * err.mean() + 1
 
 
@@ -60,18 +60,20 @@ def test_tile_geometry_is_recorded_and_followed(monkeypatch):
     from neuralcodec import bitstream
 
     rgb = edgy(100, 140)
-    data = neuralcodec.compress(rgb, 50, tile=64)
+    data = neuralcodec.compress(rgb, 50, tile=128)
     info = neuralcodec.info(data)
     codec = load_codec()
-    assert info["format_version"] == 3 and (info["tile"], info["halo"]) == (4, codec.tile_geometry()[1])
+    assert info["format_version"] == 3 and (info["tile"], info["halo"]) == (8, codec.tile_geometry()[1])
     assert neuralcodec.info(neuralcodec.compress(rgb, 50))["tile"] == pipeline.TILE  # the default, 768 px
     seen = []
     real = pipeline.Codec.synthesis
     monkeypatch.setattr(pipeline.Codec, "synthesis", lambda self, *a: seen.append(a[-1]) or real(self, *a))
     neuralcodec.decompress(data)
-    assert seen == [(4, info["halo"])]
+    assert seen == [(8, info["halo"])]
     with pytest.raises(ValueError, match="tile must be within"):
         neuralcodec.compress(rgb, 50, tile=8)
+    with pytest.raises(ValueError, match="tile must be within 128..1024"):
+        neuralcodec.compress(rgb, 50, tile=64)
 
 
 def test_tile_geometry_that_does_not_fit_the_model_is_refused(rgb64):
@@ -96,7 +98,7 @@ def test_hostile_tile_geometry_is_refused_by_the_parser(rgb64):
     data = bytearray(neuralcodec.compress(rgb64, 50))
     _, _, pos = bitstream.parse_header(bytes(data))
     crc_at = pos - 4
-    for tile, halo in ((0, 4), (65535, 4), (48, 1000)):
+    for tile, halo in ((0, 4), (65535, 4), (48, 1000), (1, 0), (8, 5), (64, 9)):
         data[crc_at - 5:crc_at - 1] = struct.pack("<HH", tile, halo)
         data[crc_at:pos] = struct.pack("<I", zlib.crc32(bytes(data[:crc_at])))
         with pytest.raises(bitstream.FormatError, match="bad tile geometry"):
@@ -111,12 +113,12 @@ def test_batched_tiles_match_one_at_a_time(small_tiles):
     with torch.inference_mode():
         one = codec.analysis(rgb, t)
         pix = codec.synthesis([torch.round(one)], t, 150, 190)
-        codec.tile_batch = 4
+        codec.batch_area = 4 * 11 * 11  # four 3-latent tiles with their 4-latent halos per call
         try:
             many = codec.analysis(rgb, t)
             pix_many = codec.synthesis([torch.round(one)], t, 150, 190)
         finally:
-            codec.tile_batch = 1
+            codec.batch_area = 0
     assert (many - one).abs().max().item() < 1e-4 * max(1.0, one.abs().max().item())
     assert np.abs(pix.astype(int) - pix_many.astype(int)).max() <= 1
 
