@@ -185,7 +185,7 @@ def anchors(h: int, w: int) -> np.ndarray:
 class CheckerboardStage(GaussianStage):
     """A Gaussian level in two passes (docs/bitstream.md, *Checkerboard context*): anchors under the prior's
     (S, U); then non-anchors under (S, U) + params(cat((S, U), context(anchors))), where ``context`` reads the
-    decoded anchors divided by the rate gain. One chunk: u32 length of the anchors' stream, the anchors'
+    anchors' coded residuals v divided by the rate gain. One chunk: u32 length of the anchors' stream, the anchors'
     stream, the non-anchors' stream."""
 
     def __init__(self, prior: IntegerStack, context: IntegerStack, params: IntegerStack, tables: entropy.CountTables,
@@ -208,15 +208,15 @@ class CheckerboardStage(GaussianStage):
                 out = out + self.params(np.concatenate([out, ctx]))
             yield r0, r1, out
 
-    def _context_input(self, sym: np.ndarray, u: np.ndarray, g: int) -> np.ndarray:
-        """Anchors divided by the gain, at 2^ACT_BITS: U + round(v * 2^32 / G), v clamped like any context."""
+    def _context_input(self, sym: np.ndarray, g: int) -> np.ndarray:
+        """Anchor residuals divided by the gain, at 2^ACT_BITS: round(v * 2^32 / G), v clamped like any context."""
         v = np.clip(sym.astype(np.int64), -CONTEXT_LIMIT, CONTEXT_LIMIT) << (ACT_BITS + GAIN_BITS)
-        return np.clip(u + (v + g // 2) // g, -ACT_LIMIT, ACT_LIMIT)
+        return np.clip((v + g // 2) // g, -ACT_LIMIT, ACT_LIMIT)
 
     def _code(self, shape, above: Decoded, rate: int, take):
         """Both passes; ``take(first, idx, mu)`` returns the symbols (C, n) of the anchors (``first``) or the
         non-anchors, given their table indexes and means (C, n)."""
-        c, h, w = shape
+        _, h, w = shape
         g = gain_fixed(self.rate_gain, rate)
         mask = anchors(h, w)
         idx = np.empty(shape, np.uint8)
@@ -228,12 +228,10 @@ class CheckerboardStage(GaussianStage):
                 m = mask[r0:r1] if first else ~mask[r0:r1]
                 i, mu = self.table_parameters(out, g)
                 idx[:, r0:r1][:, m], means[:, r0:r1][:, m] = i[:, m], mu[:, m]
-                if first:
-                    anchors_in[:, r0:r1][:, m] = out[c:][:, m]
             where = mask if first else ~mask
             sym[:, where] = take(first, idx[:, where], means[:, where])
             if first:
-                anchors_in[:, mask] = self._context_input(sym[:, mask], anchors_in[:, mask], g)
+                anchors_in[:, mask] = self._context_input(sym[:, mask], g)
         return sym, idx, means
 
     def quantize(self, x: torch.Tensor, above: Decoded, rate: int, value: bool = False,

@@ -4,7 +4,9 @@ learned image compression", CVPR 2021).
 y is split into anchors (latent positions with even row + column) and non-anchors. Anchors are coded under the
 hyperprior alone, exactly as in the flagship. Non-anchors are coded second, and their Gaussian parameters add a
 correction to the hyperprior's: an entropy-parameters network (1x1 convolutions) reads the hyper-synthesis
-output and a masked 5x5 context convolution of the decoded anchors. Both passes are parallel over the whole
+output and a 5x5 context convolution of the anchors' coded residuals (y - mu, what the hyperprior did not
+predict, which neighbours share: a context of the residuals learns far faster from a trained hyperprior than
+one of the decoded values). Both passes are parallel over the whole
 latent (no pixel-serial autoregression). The correction's last layer starts at zero, so the model initialized
 from flagship weights starts out as exactly the flagship and only learns to spend fewer bits.
 """
@@ -18,7 +20,7 @@ from neuralcodec.models import Level
 from neuralcodec.models.layers import compressai as _compressai
 from neuralcodec.models.modulated import SCALE_BOUND, ModulatedHyperprior
 
-CONTEXT_CLAMP = 128.0  # |anchor / gain| entering the context: the integer activations' range (2^23 / 2^16)
+CONTEXT_CLAMP = 128.0  # |residual / gain| entering the context: the integer activations' range (2^23 / 2^16)
 CONTEXT_LIMIT = 512  # |v| of an anchor entering the context (latent_codecs.CONTEXT_LIMIT)
 
 
@@ -49,7 +51,8 @@ class CheckerboardHyperprior(ModulatedHyperprior):
 
     def context_params(self, hs: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """Unscaled (S, U) of the non-anchors: h_s output ``hs`` plus the correction from ``anchors`` (the
-        decoded anchors divided by the gain, zero elsewhere)."""
+        anchors' coded residuals v = round(y - mu) divided by the gain, zero elsewhere: what the hyperprior
+        did not predict, which is what neighbours share)."""
         ctx = self.cb_ctx(anchors.clamp(-CONTEXT_CLAMP, CONTEXT_CLAMP))
         return hs + self.cb_ep(torch.cat([hs, ctx], 1))
 
@@ -61,9 +64,9 @@ class CheckerboardHyperprior(ModulatedHyperprior):
         hs = self.h_s(z_hat)
         g = self.gain(t)
         mask = anchor_mask(y.shape[2], y.shape[3], y.device)
-        # the decoded anchors over the gain, as the integer path forms them: U + clamp(v) / g, zero elsewhere
+        # the anchors' coded residuals over the gain, as the integer path forms them: clamp(v) / g, zero elsewhere
         v = ops.quantize_ste(y - hs[:, self.M:] * g).clamp(-CONTEXT_LIMIT, CONTEXT_LIMIT)
-        params = torch.lerp(self.context_params(hs, (v / g + hs[:, self.M:]) * mask), hs, mask)  # anchors: hs alone
+        params = torch.lerp(self.context_params(hs, v / g * mask), hs, mask)  # anchors: hs alone
         scales, means = params.chunk(2, 1)
         scales, means = (scales * g).clamp_min(SCALE_BOUND), means * g
         _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
