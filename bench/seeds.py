@@ -120,11 +120,15 @@ def main():
                     "(bench/pilot.py: 0.92 s/step at 1 thread, 0.48 at 2); give every model the same")
     ap.add_argument("--limit", type=int, default=None, help="Kodak images to evaluate (default all 24)")
     ap.add_argument("--table", action="store_true", help="only rebuild the table")
+    ap.add_argument("--redo", action="store_true", help="train and measure models whose results exist too")
     a = ap.parse_args()
     archs = [x for x in a.archs.split(",") if x]
     if not a.table:
         RUNS.mkdir(parents=True, exist_ok=True)
         for arch in sorted(archs, key=lambda x: x != "modhp"):  # the flagship first: the others compare to it
+            if (RESULTS / arch / "neuralcodec.json").exists() and not a.redo:
+                print(f"{arch}: measured already ({RESULTS / arch}); --redo to train and measure again")
+                continue
             pts = points(arch)
             weights = [train_point(arch, label, o, a.minutes / len(pts), a.threads) for label, o in pts]
             s = evaluate_arch(arch, weights, a.limit)
