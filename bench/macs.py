@@ -58,7 +58,10 @@ def count(module: nn.Module, fn) -> int:
 
 
 def measure(arch: str) -> dict:
-    model = build(arch, inference=True).eval()
+    """Cost of ``arch`` in the configuration its shipped recipe trains."""
+    from neuralcodec.train import Recipe, default_recipe
+
+    model = build(arch, **Recipe.load(default_recipe(arch)).model, inference=True).eval()
     x = torch.rand(1, 3, SIZE, SIZE)
     t = torch.tensor([0.5])
     px = SIZE * SIZE

@@ -90,10 +90,23 @@ def evaluate_arch(arch: str, weights: list[Path], limit: int | None) -> dict:
                     progress=False)
 
 
+def training_summary(arch: str) -> dict:
+    """Steps and wall seconds of each of ``arch``'s points, from their cards in runs/seeds/ (kept in results)."""
+    out = {}
+    for label, _ in points(arch):
+        card = RUNS / f"{arch}-{label}.json"
+        if card.exists():
+            c = json.loads(card.read_text())
+            out[label] = {"steps": c.get("steps"), "train_wall_seconds": c.get("train_wall_seconds"),
+                          "recipe": c.get("recipe")}
+    return out
+
+
 def table() -> str:
     macs = {r["arch"]: r for r in json.loads((HERE / "results" / "macs.json").read_text())}
-    rows = ["| model | bpp range | BD-rate vs JPEG (PSNR / MS-SSIM) | vs flagship, equal budget (PSNR / MS-SSIM) | "
-            "MAC/px enc / dec | parameters | enc / dec s |", "|---|---|---|---|---|---|---|"]
+    rows = ["| model | steps per point | bpp range | PSNR range (dB) | BD-rate vs JPEG (PSNR / MS-SSIM) | "
+            "vs flagship arch., equal budget (PSNR / MS-SSIM) | MAC/px enc / dec | parameters | enc / dec s |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for arch in ARCHS:
         f = RESULTS / arch / "neuralcodec.json"
         if not f.exists():
@@ -101,11 +114,17 @@ def table() -> str:
         rep = json.loads(f.read_text())
         r, bd = rep["results"], rep.get("bd_rate", {})
         jpeg, flag = bd.get(JPEG.stem, {}), bd.get("neuralcodec", {})
+        tr = RESULTS / arch / "training.json"
+        steps = "/".join(str(v["steps"]) for v in json.loads(tr.read_text()).values()) if tr.exists() else "?"
 
         def pair(d):
-            return " / ".join(f"{d[k]:+.1f} %" for k in ("psnr", "ms-ssim") if k in d) or "—"
+            vals = [d[k] for k in ("psnr", "ms-ssim") if k in d]
+            if not vals:
+                return "—"
+            return " / ".join("no overlap" if v != v else f"{v:+.1f} %" for v in vals)  # NaN: disjoint curves
         m = macs.get(arch, {})
-        rows.append(f"| `{arch}` | {min(r['bpp']):.2f}–{max(r['bpp']):.2f} | {pair(jpeg)} | "
+        rows.append(f"| `{arch}` | {steps} | {min(r['bpp']):.2f}–{max(r['bpp']):.2f} | "
+                    f"{min(r['psnr-rgb']):.1f}–{max(r['psnr-rgb']):.1f} | {pair(jpeg)} | "
                     f"{pair(flag) if arch != 'modhp' else 'reference'} | "
                     f"{m.get('encoder_macs_per_px', 0) / 1e3:.1f}k / {m.get('decoder_macs_per_px', 0) / 1e3:.1f}k | "
                     f"{m.get('params', 0) / 1e6:.2f} M | {min(r['enc_s']):.2f} / {min(r['dec_s']):.2f} |")
@@ -121,9 +140,14 @@ def main():
     ap.add_argument("--limit", type=int, default=None, help="Kodak images to evaluate (default all 24)")
     ap.add_argument("--table", action="store_true", help="only rebuild the table")
     ap.add_argument("--redo", action="store_true", help="train and measure models whose results exist too")
+    ap.add_argument("--summarize", action="store_true", help="record the training summaries of finished points")
     a = ap.parse_args()
     archs = [x for x in a.archs.split(",") if x]
-    if not a.table:
+    if a.summarize:
+        for arch in archs:
+            if (RESULTS / arch).is_dir() and training_summary(arch):
+                (RESULTS / arch / "training.json").write_text(json.dumps(training_summary(arch), indent=1) + "\n")
+    if not a.table and not a.summarize:
         RUNS.mkdir(parents=True, exist_ok=True)
         for arch in sorted(archs, key=lambda x: x != "modhp"):  # the flagship first: the others compare to it
             if (RESULTS / arch / "neuralcodec.json").exists() and not a.redo:
@@ -131,6 +155,8 @@ def main():
                 continue
             pts = points(arch)
             weights = [train_point(arch, label, o, a.minutes / len(pts), a.threads) for label, o in pts]
+            (RESULTS / arch).mkdir(parents=True, exist_ok=True)
+            (RESULTS / arch / "training.json").write_text(json.dumps(training_summary(arch), indent=1) + "\n")
             s = evaluate_arch(arch, weights, a.limit)
             print(arch, json.dumps(s["bd_rate"]), flush=True)
             if arch == "lighthp":
