@@ -133,3 +133,25 @@ def test_half_precision_transforms_round_trip():
     for precision in ("fp32", "fp16"):
         half = np.asarray(neuralcodec.decompress(data, precision=precision))
         assert abs(psnr(half, rgb) - psnr(full, rgb)) < 0.3
+
+
+def test_cli_tile_and_half_options(tmp_path):
+    """`compress --tile PIXELS --half` writes the tile into the file; `info` shows it; `decompress --half` reads it."""
+    import json
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from neuralcodec import cli
+
+    Image.fromarray(edgy(80, 100)).save(tmp_path / "a.png")
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.nic"), "--tile", "256",
+                                      "--half", "-q", "40"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(CliRunner().invoke(cli.main, ["info", str(tmp_path / "a.nic"), "--json"]).output)
+    assert info["tile"] == 16 and info["format_version"] == 3
+    r = CliRunner().invoke(cli.main, ["decompress", str(tmp_path / "a.nic"), "-o", str(tmp_path / "out.png"), "--half"])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "out.png").size == (100, 80)
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.nic"), "--tile", "64"])
+    assert r.exit_code == 2 and "128<=x<=1024" in r.output.replace(" ", "")
