@@ -14,6 +14,14 @@ READABLE = (2, 3)  # version 2: the same header without the tile geometry
 # (so the synthesis holds at most ~0.8 GB of activations)
 MIN_TILE, MAX_TILE, MAX_WINDOW = 8, 64, 80
 
+DEFAULT_MAX_PIXELS = 268_435_456
+MODES = ("RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr")
+ALPHA_TAG = b"ALPH"
+_TAG_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+FLAG_ALPHA = 1
+_MAX_CHUNKS = 8
+_FIXED = {2: struct.Struct("<32sHIIBBBB3H3HB"), 3: struct.Struct("<32sHIIBBBB3H3HHHB")}  # digest .. chunk count
+
 
 def tile_geometry_error(tile: int, halo: int) -> str | None:
     """Why a (tile, halo) geometry is refused, or None."""
@@ -22,13 +30,6 @@ def tile_geometry_error(tile: int, halo: int) -> str | None:
     if 2 * halo > tile or tile + 2 * halo > MAX_WINDOW:
         return f"halo of {halo} latents is over half the tile ({tile}) or makes windows over {MAX_WINDOW}"
     return None
-DEFAULT_MAX_PIXELS = 268_435_456
-MODES = ("RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr")
-ALPHA_TAG = b"ALPH"
-_TAG_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-FLAG_ALPHA = 1
-_MAX_CHUNKS = 8
-_FIXED = {2: struct.Struct("<32sHIIBBBB3H3HB"), 3: struct.Struct("<32sHIIBBBB3H3HHHB")}  # digest .. chunk count
 
 
 class FormatError(ValueError):
@@ -70,8 +71,9 @@ def pack(c: Container) -> bytes:
         raise ValueError("model id must be 1..32 ASCII characters")
     if len(h.weights_digest) != 32:
         raise ValueError("weights digest must be 32 bytes")
-    if tile_geometry_error(h.tile, h.halo):
-        raise ValueError(tile_geometry_error(h.tile, h.halo))
+    error = tile_geometry_error(h.tile, h.halo)
+    if error:
+        raise ValueError(error)
     head = MAGIC + bytes([VERSION, len(mid)]) + mid + _FIXED[VERSION].pack(
         h.weights_digest, h.rate, h.width, h.height, h.channels, h.bit_depth, MODES.index(h.mode), h.flags,
         *h.y_shape, *h.z_shape, h.tile, h.halo, len(c.chunks))
@@ -110,8 +112,9 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
         raise FormatError("model id is not ASCII") from None
     digest, rate, w, h, ch, depth, mode, flags, yc, yh, yw, zc, zh, zw, *tiling, count = fixed.unpack_from(data, 10 + n)
     tile, halo = tiling or (0, 0)
-    if version >= 3 and tile_geometry_error(tile, halo):
-        raise FormatError(f"bad tile geometry: {tile_geometry_error(tile, halo)}")
+    error = tile_geometry_error(tile, halo) if version >= 3 else None
+    if error:
+        raise FormatError(f"bad tile geometry: {error}")
     if w < 1 or h < 1:
         raise FormatError(f"bad image size {w}x{h}")
     if w * h > max_pixels:

@@ -260,9 +260,9 @@ class CheckerboardStage(GaussianStage):
                device: torch.device, value: bool = True, context: bool = False) -> Decoded:
         if context:
             raise ValueError("a checkerboard level cannot be the context of another level")
-        if len(data) < 4 or struct.unpack_from("<I", data)[0] > len(data) - 4:
+        n = struct.unpack_from("<I", data)[0] if len(data) >= 4 else None
+        if n is None or n > len(data) - 4:
             raise entropy.EntropyError("checkerboard chunk: the anchors' stream runs past the end")
-        n = struct.unpack_from("<I", data)[0]
         streams = {True: data[4:4 + n], False: data[4 + n:]}
 
         def take(first, idx, mu):

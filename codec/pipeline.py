@@ -15,6 +15,7 @@ import torch
 from neuralcodec.bitstream import MAX_WINDOW, FormatError, Header, tile_geometry_error
 from neuralcodec.latent_codecs import (RATE_MAX, CheckerboardStage, Decoded, FactorizedStage, GaussianStage,  # noqa: F401
                                        gain_fixed)
+from neuralcodec.models import integer_modules
 from neuralcodec.models.integer import IntegerStack
 from neuralcodec.weights_io import Weights, WeightsError, build_model
 
@@ -87,7 +88,7 @@ class Codec:
             return FactorizedStage(w.tables(level.name), module.quantiles[:, 0, 1])
         if level.kind == "categorical":  # integer codes, one table: nothing to centre
             return FactorizedStage(w.tables(level.name), torch.zeros(level.channels))
-        names = [level.module, *(self.model.context_modules if level.kind == "checkerboard" else ())]
+        names = integer_modules(self.model, level)
         try:
             nets = [IntegerStack.from_tensors(getattr(self.model, n), w.tensors, f"int.{n}") for n in names]
         except ValueError as e:
@@ -135,8 +136,9 @@ class Codec:
         if tile is None:
             return -(-TILE // self._ratio) * self._ratio, self._halo
         tile = -(-tile // self._ratio) * self._ratio
-        if tile_geometry_error(tile, self._halo):
-            raise ValueError(f"model {self.model_id!r}: {tile_geometry_error(tile, self._halo)}")
+        error = tile_geometry_error(tile, self._halo)
+        if error:
+            raise ValueError(f"model {self.model_id!r}: {error}")
         return tile, self._halo
 
     def _geometry_of(self, header: Header) -> tuple[int, int]:

@@ -168,14 +168,14 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
     from safetensors.numpy import save_file
 
     from neuralcodec.entropy import gaussian_tables
+    from neuralcodec.models import integer_modules
     from neuralcodec.models.integer import IntegerStack
 
     model = model.cpu().eval()
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise WeightsError(f"not exported: {', '.join(bad[:3])} hold NaN or inf; training diverged")
-    priors = [lv.module for lv in model.levels if lv.kind in ("gaussian", "checkerboard")]
-    priors += list(getattr(model, "context_modules", ()))
+    priors = [name for lv in model.levels for name in integer_modules(model, lv)]
     # prior networks ship as integer networks only (their float form is derived from them on load)
     integer = {}
     for name in priors:

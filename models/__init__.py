@@ -40,6 +40,14 @@ class Level:
     downsampling: int
 
 
+def integer_modules(model, level: Level) -> list[str]:
+    """Modules of ``level`` that ship as integer networks: a Gaussian level's prior, plus a checkerboard level's
+    context networks (the model's ``context_modules``); none for the others."""
+    if level.kind not in ("gaussian", "checkerboard"):
+        return []
+    return [level.module, *(model.context_modules if level.kind == "checkerboard" else ())]
+
+
 def build(arch: str, **config):
     """Instantiate the registered architecture ``arch`` with its config (imports torch lazily)."""
     if arch not in ARCHITECTURES:
