@@ -107,7 +107,7 @@ def main():
                 idx_fn, _ = float_parameters(codec, torch.from_numpy(nudged), t, bounds)
                 a = np.round(nudged[0].astype(np.float64) * 2**ACT_BITS).astype(np.int64)
                 out = y_stage.prior(a)
-                g = gain_fixed(y_stage.rate_gain, rate)
+                g = gain_fixed(y_stage.rate_gain, rate, y_stage.t_min)
                 idx_in = np.searchsorted(y_stage.thresholds, np.split(out, 2)[0] * g, side="left")
                 other = 1 if args.threads > 1 else 2
                 torch.set_num_threads(other)

@@ -30,8 +30,9 @@ GAIN_BITS = 16
 CONTEXT_LIMIT = 1 << 9  # symbols are clamped to +-512 before they enter a prior network (docs/bitstream.md)
 
 
-def gain_fixed(rate_gain: float | None, rate: int) -> int:
-    """round(2^16 * exp(rate_gain * (rate/65535 - 1/2))), exactly: decimal arithmetic is correctly rounded.
+def gain_fixed(rate_gain: float | None, rate: int, t_min: float = 0.0) -> int:
+    """round(2^16 * exp(rate_gain * (t - 1/2))) with t = t_min + (1 - t_min) * rate/65535, exactly: decimal
+    arithmetic (of the floats' exact binary values) is correctly rounded.
 
     The model's gain(t) in fixed point; the same integer on every machine (libm's exp may differ by an ulp).
     A fixed-rate model (``rate_gain`` None) has gain 1.
@@ -39,7 +40,9 @@ def gain_fixed(rate_gain: float | None, rate: int) -> int:
     if rate_gain is None:
         return 1 << GAIN_BITS
     with decimal.localcontext(decimal.Context(prec=34)):
-        x = decimal.Decimal(rate_gain) * (decimal.Decimal(rate) / RATE_MAX - decimal.Decimal("0.5"))
+        lo = decimal.Decimal(t_min)
+        t = lo + (1 - lo) * decimal.Decimal(rate) / RATE_MAX
+        x = decimal.Decimal(rate_gain) * (t - decimal.Decimal("0.5"))
         return int((x.exp() * (1 << GAIN_BITS)).to_integral_value(decimal.ROUND_HALF_EVEN))
 
 
@@ -97,10 +100,10 @@ class GaussianStage:
     level above to S (scales) and U (means), both multiplied by the rate gain G (docs/bitstream.md)."""
 
     def __init__(self, prior: IntegerStack, tables: entropy.CountTables, scale_table: np.ndarray,
-                 rate_gain: float | None):
+                 rate_gain: float | None, t_min: float = 0.0):
         self.prior = prior
         self.tables = tables
-        self.rate_gain = rate_gain
+        self.rate_gain, self.t_min = rate_gain, t_min
         unit = 2.0 ** (ACT_BITS + GAIN_BITS)  # k = number of scale-table boundaries below S*G, in fixed point
         self.thresholds = np.array([math.floor(float(b) * unit) for b in scale_table[:-1]], np.int64)
 
@@ -115,7 +118,7 @@ class GaussianStage:
     def parameter_bands(self, above: Decoded, rate: int, fixed_means: bool = False):
         """Yield (first row, end row, table indexes uint8 (C,rows,W), means float32 (C,rows,W)) band by band,
         bit-exact everywhere; with ``fixed_means``, the means as int64 at 2^ACT_BITS as well."""
-        g = gain_fixed(self.rate_gain, rate)
+        g = gain_fixed(self.rate_gain, rate, self.t_min)
         for r0, r1, out in self.prior.bands(above.fixed):
             idx, mu = self.table_parameters(out, g)
             if fixed_means:
@@ -189,8 +192,8 @@ class CheckerboardStage(GaussianStage):
     stream, the non-anchors' stream."""
 
     def __init__(self, prior: IntegerStack, context: IntegerStack, params: IntegerStack, tables: entropy.CountTables,
-                 scale_table: np.ndarray, rate_gain: float | None):
-        super().__init__(prior, tables, scale_table, rate_gain)
+                 scale_table: np.ndarray, rate_gain: float | None, t_min: float = 0.0):
+        super().__init__(prior, tables, scale_table, rate_gain, t_min)
         self.context, self.params = context, params
 
     def parameter_bands(self, *a, **k):
@@ -217,7 +220,7 @@ class CheckerboardStage(GaussianStage):
         """Both passes; ``take(first, idx, mu)`` returns the symbols (C, n) of the anchors (``first``) or the
         non-anchors, given their table indexes and means (C, n)."""
         _, h, w = shape
-        g = gain_fixed(self.rate_gain, rate)
+        g = gain_fixed(self.rate_gain, rate, self.t_min)
         mask = anchors(h, w)
         idx = np.empty(shape, np.uint8)
         means = np.empty(shape, np.float32)

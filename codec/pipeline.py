@@ -95,8 +95,8 @@ class Codec:
             raise WeightsError(f"{w.path}: {e}; re-export the weights") from None
         rate_gain = float(w.tensors["rate_gain"]) if "rate_gain" in w.tensors else None
         if level.kind == "checkerboard":
-            return CheckerboardStage(*nets, w.tables("y"), w.tensors["tables.scale_table"], rate_gain)
-        return GaussianStage(nets[0], w.tables("y"), w.tensors["tables.scale_table"], rate_gain)
+            return CheckerboardStage(*nets, w.tables("y"), w.tensors["tables.scale_table"], rate_gain, self.t_min)
+        return GaussianStage(nets[0], w.tables("y"), w.tensors["tables.scale_table"], rate_gain, self.t_min)
 
     @property
     def variable_rate(self) -> bool:
@@ -208,8 +208,13 @@ class Codec:
                     out[r0:r1, c0:c1] = x.permute(1, 2, 0).cpu().numpy()
         return out
 
+    @property
+    def t_min(self) -> float:
+        """The model's rate t at selector 0 (t = t_min + (1 - t_min) * rate/65535; 0 unless its config says)."""
+        return float(self.weights.config.get("t_min", 0.0))
+
     def _t(self, rate: int) -> torch.Tensor:
-        return torch.tensor([rate / RATE_MAX], device=self.device)
+        return torch.tensor([self.t_min + (1.0 - self.t_min) * rate / RATE_MAX], device=self.device)
 
     def _synthesis_inputs(self, decoded: list[Decoded]) -> list[torch.Tensor]:
         by_name = {lv.name: d.value for lv, d in zip(self.levels, decoded)}

@@ -225,6 +225,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     acc = {"loss": [], "bpp": [[] for _ in range(4)], "psnr": [[] for _ in range(4)]}
     bar = tqdm(total=recipe.steps, initial=step, disable=not progress, smoothing=0.05)
     model.train()
+    t_min = getattr(model, "t_min", 0.0)  # the modulated models sample t over [t_min, 1]; others ignore it
     nonfinite = 0
     while (recipe.budget_minutes or step < recipe.steps) and not stop["flag"]:
         if max_minutes and time.time() - t0 > 60 * max_minutes:
@@ -240,7 +241,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         batch = sample_batch(images, recipe.crop, recipe.batch, rng)
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
-        t = torch.from_numpy(rng.random(recipe.batch).astype(np.float32)).to(device)
+        t = torch.from_numpy((t_min + (1 - t_min) * rng.random(recipe.batch)).astype(np.float32)).to(device)
         loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent, recipe.distortion)
         if disc and (step if position is None else position) >= recipe.gan_start:  # hinge generator loss: make the discriminator call x_hat real
             adv = -disc(out["x_hat"]).mean()
@@ -273,7 +274,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         bar.update(1)
         acc["loss"].append(loss.item())
         for ti, b, m in zip(t.tolist(), bpp.tolist(), mse.tolist()):
-            k = min(3, int(ti * 4))
+            k = min(3, int((ti - t_min) / (1 - t_min) * 4))
             acc["bpp"][k].append(b)
             acc["psnr"][k].append(-10 * math.log10(max(m, 1e-10)))
         if step % recipe.log_every == 0:

@@ -35,8 +35,8 @@ class CheckerboardHyperprior(ModulatedHyperprior):
     """Modulated mean-scale hyperprior + checkerboard context (model id ``modhpc``)."""
 
     def __init__(self, N: int = 128, M: int = 192, lmbda_min: float = 0.0015, lmbda_max: float = 0.2,
-                 hidden: int = 512, inference: bool = False):
-        super().__init__(N, M, lmbda_min, lmbda_max, inference)
+                 hidden: int = 512, t_min: float = 0.0, inference: bool = False):
+        super().__init__(N, M, lmbda_min, lmbda_max, t_min, inference)
         self.hidden = hidden
         self.cb_ctx = nn.Sequential(nn.Conv2d(M, M, 5, padding=2))
         self.cb_ep = nn.Sequential(

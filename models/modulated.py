@@ -38,7 +38,8 @@ class Modulation(nn.Module):
 class ModulatedHyperprior(nn.Module):
     """Mean-scale hyperprior codec whose transforms are modulated by lambda.
 
-    ``t`` everywhere is the normalized rate selector: lambda = lmbda_min * (lmbda_max/lmbda_min) ** t.
+    ``t`` everywhere is the normalized rate selector: lambda = lmbda_min * (lmbda_max/lmbda_min) ** t, over
+    [t_min, 1]: ``t_min`` < 0 extends the range below lmbda_min (weights trained before it existed have 0).
     Besides the per-channel modulation, y is coded at a quantization step 1/gain(t) with
     gain(t) = exp(rate_gain * (t - 1/2)); the hyperprior works on the unscaled latent, its means and scales
     are scaled by the same gain. ``rate_gain`` starts at the high-rate optimum 0.5 * ln(lmbda_max/lmbda_min)
@@ -51,12 +52,15 @@ class ModulatedHyperprior(nn.Module):
     training_only = ("entropy_bottleneck.", "gaussian_conditional.")  # the entropy models' training state
 
     def __init__(self, N: int = 128, M: int = 192, lmbda_min: float = 0.0015, lmbda_max: float = 0.2,
-                 inference: bool = False):
+                 t_min: float = 0.0, inference: bool = False):
         """``inference=True`` builds the coding model without compressai: the same transforms and parameter
         names (models/layers.py), and of the entropy models only the hyper-latent's medians."""
         super().__init__()
         self.N, self.M = N, M
         self.lmbda_min, self.lmbda_max = lmbda_min, lmbda_max
+        if not -1.0 <= t_min <= 0.0:
+            raise ValueError(f"t_min must be within [-1, 0], got {t_min}")
+        self.t_min = t_min
         GDN = layers.GDN if inference else _compressai().layers.GDN  # noqa: N806
         self.g_a = nn.ModuleList([conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)])
         self.g_s = nn.ModuleList([
@@ -84,8 +88,9 @@ class ModulatedHyperprior(nn.Module):
     def lmbda(self, t: torch.Tensor) -> torch.Tensor:
         return self.lmbda_min * (self.lmbda_max / self.lmbda_min) ** t
 
-    def t_of_lmbda(self, lmbda: float) -> float:
-        return math.log(lmbda / self.lmbda_min) / math.log(self.lmbda_max / self.lmbda_min)
+    def t_of_selector(self, s: float) -> float:
+        """The rate t of a normalized selector s in [0, 1] (the file's rate field / 65535)."""
+        return self.t_min + (1.0 - self.t_min) * s
 
     def gain(self, t: torch.Tensor) -> torch.Tensor:
         """Inverse quantization step of y at rate ``t``, shape (B, 1, 1, 1)."""
@@ -141,4 +146,5 @@ class ModulatedHyperprior(nn.Module):
         return self.entropy_bottleneck.loss()
 
     def config(self) -> dict:
-        return {"N": self.N, "M": self.M, "lmbda_min": self.lmbda_min, "lmbda_max": self.lmbda_max}
+        cfg = {"N": self.N, "M": self.M, "lmbda_min": self.lmbda_min, "lmbda_max": self.lmbda_max}
+        return {**cfg, "t_min": self.t_min} if self.t_min else cfg

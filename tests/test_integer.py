@@ -89,5 +89,7 @@ def test_fixed_point_gain_is_exact_and_monotonic():
     assert gain_fixed(2.0, 65535) == 178145
     assert gain_fixed(2.0, 0) == 24109
     assert gain_fixed(2.0, 32767) == 65535  # 2^16 * exp(-2/65535) = 65534.99999
+    assert gain_fixed(2.0, 0, -0.5) == 8869  # t = t_min = -0.5: 2^16 * exp(-2) = 8869.27
+    assert gain_fixed(2.0, 65535, -0.5) == 178145  # t = 1 whatever t_min
     g = [gain_fixed(2.015625, r) for r in range(0, 65536, 4099)]
     assert g == sorted(g) and len(set(g)) == len(g)

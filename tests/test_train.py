@@ -1,6 +1,7 @@
 """Training, resuming, exporting and using a tiny model end to end (seconds, not minutes)."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,27 @@ def test_a_diverging_run_stops_and_never_exports_nan(tmp_path, monkeypatch):
     with pytest.raises(weights_io.WeightsError, match="NaN"):
         export_run(tmp_path / "run", tmp_path / "bad.safetensors", "test")
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_an_extended_rate_range_reaches_the_files(tmp_path):
+    """t_min < 0 (lambda below lmbda_min): trained over [t_min, 1], recorded in the card, and quality 0 codes at t_min."""
+    from neuralcodec.pipeline import Codec, gain_fixed
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo(70, 80, 1)).save(data / "a.png")
+    r = tiny_recipe(data)
+    r.model = {**r.model, "t_min": -0.5}
+    train(r, tmp_path / "run", progress=False)
+    w = tmp_path / "wide.safetensors"
+    export_run(tmp_path / "run", w, "test")
+    assert json.loads(w.with_suffix(".json").read_text())["config"]["t_min"] == -0.5
+    codec = Codec(weights_io.load(w), device="cpu")
+    assert codec._t(0).item() == -0.5 and codec._t(65535).item() == 1.0
+    stage = codec.stages[-1]
+    assert stage.t_min == -0.5
+    assert gain_fixed(stage.rate_gain, 0, -0.5) == round(2**16 * math.exp(-stage.rate_gain))  # t - 1/2 = -1
+    img = photo(40, 70, 2)
+    for q in (0, 100):
+        out = np.asarray(neuralcodec.decompress(neuralcodec.compress(img, q, weights=str(w)), weights=str(w)))
+        assert out.shape == img.shape
