@@ -1,0 +1,78 @@
+"""Where the flagship's quality tops out: the transforms, or the quantizer (issue 3's blocker at high rates).
+
+For each Kodak image and rate t, three reconstructions of the same model:
+- ``transform``: g_s(g_a(x)) with y not quantized at all: the best the transforms can do at that t;
+- ``coded``: g_s(round(y - mu) + mu), what a file decodes to (float path, same latents up to rounding);
+and the estimated bpp of the coded latents (Gaussian bin probabilities, the hyper-latent left out). If the
+``transform`` PSNR hardly rises with t, more bits cannot buy quality: the transforms are the cap.
+
+    python bench/transform_cap.py [--weights flagship] [--images 24] [--ts -0.3,0,0.5,0.8,1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
+
+
+def psnr(a, b) -> float:
+    mse = ((a.clamp(0, 1) * 255).round() / 255 - b).pow(2).mean().item()
+    return -10 * math.log10(mse)
+
+
+def measure(model, x, t_value: float) -> dict:
+    import torch
+
+    t = torch.tensor([t_value])
+    y = model.analysis(x, t)
+    z = model.hyper_analysis(y, t)
+    med = model.entropy_bottleneck.quantiles[:, 0, 1].view(1, -1, 1, 1)
+    scales, mu = model.hyper_synthesis(torch.round(z - med) + med, t)
+    q = torch.round(y - mu)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    p = (normal.cdf((q + 0.5) / scales) - normal.cdf((q - 0.5) / scales)).clamp_min(1e-9)
+    return {"bpp_y": -torch.log2(p).sum().item() / (x.shape[2] * x.shape[3]),
+            "transform": psnr(model.synthesis(y, t), x), "coded": psnr(model.synthesis(q + mu, t), x)}
+
+
+def main() -> None:
+    import torch
+    from PIL import Image
+
+    from neuralcodec import weights_io
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default="flagship")
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--ts", default=None, help="rates t (default: t_min, 0, 0.5, 0.8, 1)")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "transform_cap.json")
+    args = ap.parse_args()
+    w = weights_io.load(args.weights)
+    model = weights_io.build_model(w)
+    t_min = float(w.config.get("t_min", 0.0))
+    ts = [float(v) for v in args.ts.split(",")] if args.ts else sorted({t_min, 0.0, 0.5, 0.8, 1.0})
+    names = sorted(KODAK.glob("kodim*.png"))[: args.images]
+    rows = {t: [] for t in ts}
+    with torch.inference_mode():
+        for path in names:
+            rgb = np.array(Image.open(path).convert("RGB"))
+            x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+            for t in ts:
+                rows[t].append(measure(model, x, t))
+            print(path.name, flush=True)
+    table = [{"t": t, **{k: round(float(np.mean([r[k] for r in rows[t]])), 3) for k in rows[t][0]}} for t in ts]
+    for r in table:
+        print(r)
+    args.out.write_text(json.dumps({"weights": w.digest.hex()[:16], "images": len(names), "rows": table}, indent=1)
+                        + "\n")
+
+
+if __name__ == "__main__":
+    main()
