@@ -75,13 +75,14 @@ def main():
     flagship = build("modhp", **weights_io.load("flagship").config)
     flagship.load_state_dict(weights_io.load_state_dict("flagship"), strict=False)
     flagship.eval()
+    t_min = float(weights_io.load(a.weights).config.get("t_min", 0.0)) if a.weights else 0.0
     rows = []
     for name in a.images.split(","):
         img = np.asarray(Image.open(KODAK / f"{name}.png").convert("RGB"))
         for t in (0.2, 0.9):
             row = {"image": name, "t": t, "ceiling": ceiling(flagship, img, t)}
             if a.weights:
-                row["trained"] = streams(a.weights, img, 100 * t)
+                row["trained"] = streams(a.weights, img, 100 * (t - t_min) / (1 - t_min))
             rows.append(row)
             print(json.dumps(row), flush=True)
     a.output.write_text(json.dumps({"weights": a.weights, "rows": rows}, indent=1) + "\n")

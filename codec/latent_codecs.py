@@ -31,8 +31,8 @@ CONTEXT_LIMIT = 1 << 9  # symbols are clamped to +-512 before they enter a prior
 
 
 def gain_fixed(rate_gain: float | None, rate: int, t_min: float = 0.0) -> int:
-    """round(2^16 * exp(rate_gain * (t - 1/2))) with t = t_min + (1 - t_min) * rate/65535, exactly: decimal
-    arithmetic (of the floats' exact binary values) is correctly rounded.
+    """round(2^16 * exp(rate_gain * (t - 1/2))) with t = t_min + ((1 - t_min) * rate) / 65535, in decimal
+    arithmetic on the floats' exact binary values, every step correctly rounded to 34 digits.
 
     The model's gain(t) in fixed point; the same integer on every machine (libm's exp may differ by an ulp).
     A fixed-rate model (``rate_gain`` None) has gain 1.

@@ -210,8 +210,8 @@ class Codec:
 
     @property
     def t_min(self) -> float:
-        """The model's rate t at selector 0 (t = t_min + (1 - t_min) * rate/65535; 0 unless its config says)."""
-        return float(self.weights.config.get("t_min", 0.0))
+        """The model's rate t at selector 0: t = t_min + (1 - t_min) * rate/65535 (0 unless its weights say)."""
+        return getattr(self.model, "t_min", 0.0)
 
     def _t(self, rate: int) -> torch.Tensor:
         return torch.tensor([self.t_min + (1.0 - self.t_min) * rate / RATE_MAX], device=self.device)

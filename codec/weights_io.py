@@ -141,7 +141,13 @@ def build_model(w: Weights):
     """The coding model of ``w`` (no compressai), eval mode, parameters as stored (fp16 widened to fp32)."""
     from neuralcodec.models import build
 
-    model = build(w.arch, **w.config, inference=True)
+    try:
+        model = build(w.arch, **w.config, inference=True)
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"{w.path}: bad config for {w.arch}: {e}") from None
+    t_min = w.tensors.get("tables.rate_t_min", np.zeros(1))
+    if t_min.shape != (1,) or float(t_min[0]) != getattr(model, "t_min", 0.0):
+        raise WeightsError(f"{w.path}: its rate range (t_min) disagrees with its config")
     missing, unexpected = model.load_state_dict(network_state(w), strict=False)
     missing = [k for k in missing if not _is_derived_buffer(k)]
     unexpected = [k for k in unexpected if not k.startswith(getattr(model, "training_only", ()))]
@@ -194,6 +200,8 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
         elif lv.kind == "categorical":
             tensors.update(_categorical_tables(getattr(model, lv.module), lv.name))
     tensors.update(integer)
+    if getattr(model, "t_min", 0.0):  # the rate range changes decoding: a tensor, so the digest covers it
+        tensors["tables.rate_t_min"] = np.array([model.t_min], np.float64)
     if priors:
         y = gaussian_tables(SCALE_TABLE.astype(np.float64))
         tensors.update({"tables.y_counts": y.counts, "tables.y_lengths": y.lengths, "tables.y_offsets": y.offsets,

@@ -21,7 +21,7 @@ SCALE_BOUND = 0.11
 
 
 class Modulation(nn.Module):
-    """Maps a normalized rate selector t in [0, 1] (shape B) to positive scales (B, C, 1, 1) per stage."""
+    """Maps the rate t (shape B) to positive scales (B, C, 1, 1) per stage."""
 
     def __init__(self, channels: list[int], hidden: int = 64):
         super().__init__()
@@ -58,7 +58,7 @@ class ModulatedHyperprior(nn.Module):
         super().__init__()
         self.N, self.M = N, M
         self.lmbda_min, self.lmbda_max = lmbda_min, lmbda_max
-        if not -1.0 <= t_min <= 0.0:
+        if not (isinstance(t_min, (int, float)) and -1.0 <= t_min <= 0.0):
             raise ValueError(f"t_min must be within [-1, 0], got {t_min}")
         self.t_min = t_min
         GDN = layers.GDN if inference else _compressai().layers.GDN  # noqa: N806
@@ -87,10 +87,6 @@ class ModulatedHyperprior(nn.Module):
     # -- rate selector ---------------------------------------------------------------------------------
     def lmbda(self, t: torch.Tensor) -> torch.Tensor:
         return self.lmbda_min * (self.lmbda_max / self.lmbda_min) ** t
-
-    def t_of_selector(self, s: float) -> float:
-        """The rate t of a normalized selector s in [0, 1] (the file's rate field / 65535)."""
-        return self.t_min + (1.0 - self.t_min) * s
 
     def gain(self, t: torch.Tensor) -> torch.Tensor:
         """Inverse quantization step of y at rate ``t``, shape (B, 1, 1, 1)."""

@@ -129,6 +129,7 @@ def test_a_diverging_run_stops_and_never_exports_nan(tmp_path, monkeypatch):
 
 def test_an_extended_rate_range_reaches_the_files(tmp_path):
     """t_min < 0 (lambda below lmbda_min): trained over [t_min, 1], recorded in the card, and quality 0 codes at t_min."""
+    from neuralcodec.api import read_container
     from neuralcodec.pipeline import Codec, gain_fixed
 
     data = tmp_path / "data"
@@ -146,6 +147,25 @@ def test_an_extended_rate_range_reaches_the_files(tmp_path):
     assert stage.t_min == -0.5
     assert gain_fixed(stage.rate_gain, 0, -0.5) == round(2**16 * math.exp(-stage.rate_gain))  # t - 1/2 = -1
     img = photo(40, 70, 2)
-    for q in (0, 100):
-        out = np.asarray(neuralcodec.decompress(neuralcodec.compress(img, q, weights=str(w)), weights=str(w)))
-        assert out.shape == img.shape
+    for rate in (0, 65535):  # the file's latents are the encoder's at both ends of the range
+        import torch
+
+        with torch.inference_mode():
+            enc = codec.quantize(codec.analysis(img, codec._t(rate)), rate)
+        c = read_container(neuralcodec.compress(img, rate / 655.35, weights=str(w)))
+        assert c.header.rate == rate
+        for e, d in zip(enc, codec.decode_latents(c.header, c.chunks)):
+            assert np.array_equal(e.symbols, d.symbols)
+
+    # the rate range is covered by the digest; a config that disagrees with it, or a hostile one, is refused
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(str(w), framework="numpy") as f:
+        meta = f.metadata()
+    tensors = load_file(str(w))
+    for t_min in (-0.25, 0.5, float("nan"), "x"):
+        bad = tmp_path / "bad.safetensors"
+        save_file(tensors, str(bad), metadata={**meta, "config": json.dumps({**r.model, "t_min": t_min})})
+        with pytest.raises(weights_io.WeightsError):
+            Codec(weights_io.load(bad), device="cpu")
