@@ -35,8 +35,6 @@ class Recipe:
     clip: float = 1.0
     weight_exponent: float = 0.5  # a sample's loss is weighted by (lambda/lambda_max)^-weight_exponent
     threads: int = 2
-    compile: bool = False  # torch.compile the training pass: 4-16 % faster steps on this CPU
-    # (bench/compile_step.py), a minute to compile first, and a C++ compiler needed
     seed: int = 0
     checkpoint_minutes: float = 10.0
     log_every: int = 50
@@ -227,7 +225,6 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     acc = {"loss": [], "bpp": [[] for _ in range(4)], "psnr": [[] for _ in range(4)]}
     bar = tqdm(total=recipe.steps, initial=step, disable=not progress, smoothing=0.05)
     model.train()
-    forward = torch.compile(model) if recipe.compile else model  # same parameters, same state_dict
     t_min = getattr(model, "t_min", 0.0)  # the modulated models sample t over [t_min, 1]; others ignore it
     nonfinite = 0
     while (recipe.budget_minutes or step < recipe.steps) and not stop["flag"]:
@@ -245,7 +242,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy((t_min + (1 - t_min) * rng.random(recipe.batch)).astype(np.float32)).to(device)
-        loss, bpp, mse, out = rd_terms(forward, x, t, recipe.weight_exponent, recipe.distortion)
+        loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent, recipe.distortion)
         if disc and (step if position is None else position) >= recipe.gan_start:  # hinge generator loss: make the discriminator call x_hat real
             adv = -disc(out["x_hat"]).mean()
             loss = loss + recipe.gan_weight * adv
