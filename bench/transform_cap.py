@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +21,15 @@ HERE = Path(__file__).resolve().parent
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
 
 
-def psnr(a, b) -> float:
-    mse = ((a.clamp(0, 1) * 255).round() / 255 - b).pow(2).mean().item()
-    return -10 * math.log10(mse)
+def psnr(x_hat, rgb: np.ndarray) -> float:
+    """PSNR of a reconstruction (1,3,H,W float) against the 8-bit original, as a decoder writes it."""
+    from neuralcodec.evaluate import psnr as psnr_8bit
+
+    out = x_hat[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    return psnr_8bit(out, rgb)
 
 
-def measure(model, x, t_value: float) -> dict:
+def measure(model, x, rgb: np.ndarray, t_value: float) -> dict:
     import torch
 
     t = torch.tensor([t_value])
@@ -39,7 +41,7 @@ def measure(model, x, t_value: float) -> dict:
     normal = torch.distributions.Normal(0.0, 1.0)
     p = (normal.cdf((q + 0.5) / scales) - normal.cdf((q - 0.5) / scales)).clamp_min(1e-9)
     return {"bpp_y": -torch.log2(p).sum().item() / (x.shape[2] * x.shape[3]),
-            "transform": psnr(model.synthesis(y, t), x), "coded": psnr(model.synthesis(q + mu, t), x)}
+            "transform": psnr(model.synthesis(y, t), rgb), "coded": psnr(model.synthesis(q + mu, t), rgb)}
 
 
 def main() -> None:
@@ -65,7 +67,7 @@ def main() -> None:
             rgb = np.array(Image.open(path).convert("RGB"))
             x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
             for t in ts:
-                rows[t].append(measure(model, x, t))
+                rows[t].append(measure(model, x, rgb, t))
             print(path.name, flush=True)
     table = [{"t": t, **{k: round(float(np.mean([r[k] for r in rows[t]])), 3) for k in rows[t][0]}} for t in ts]
     for r in table:

@@ -129,6 +129,8 @@ def test_a_diverging_run_stops_and_never_exports_nan(tmp_path, monkeypatch):
 
 def test_an_extended_rate_range_reaches_the_files(tmp_path):
     """t_min < 0 (lambda below lmbda_min): trained over [t_min, 1], recorded in the card, and quality 0 codes at t_min."""
+    import torch
+
     from neuralcodec.api import read_container
     from neuralcodec.pipeline import Codec, gain_fixed
 
@@ -148,8 +150,6 @@ def test_an_extended_rate_range_reaches_the_files(tmp_path):
     assert gain_fixed(stage.rate_gain, 0, -0.5) == round(2**16 * math.exp(-stage.rate_gain))  # t - 1/2 = -1
     img = photo(40, 70, 2)
     for rate in (0, 65535):  # the file's latents are the encoder's at both ends of the range
-        import torch
-
         with torch.inference_mode():
             enc = codec.quantize(codec.analysis(img, codec._t(rate)), rate)
         c = read_container(neuralcodec.compress(img, rate / 655.35, weights=str(w)))
