@@ -246,8 +246,9 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps):
 @main.command("eval")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--qualities", default="0,20,40,60,80,100", show_default=True, help="Comma-separated qualities.")
-@click.option("--against", default="", metavar="jpeg,webp,avif",
-              help="Classic codecs to run through Pillow beside ours (those Pillow supports here).")
+@click.option("--against", default="", metavar="jpeg,webp,avif,jxl",
+              help="Classic codecs to run through Pillow beside ours; one Pillow cannot write here is skipped "
+                   "with a note (jxl needs a Pillow plugin such as pillow-jxl-plugin).")
 @click.option("--anchors", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Anchor RD curves (JSON, e.g. ../shared/data/anchors/kodak/*.json) for BD-rates; repeatable.")
 @click.option("--weights", multiple=True, metavar="NAME|PATH",
@@ -258,10 +259,22 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps):
               show_default=True, help="Directory for report.json, per-codec JSON and rd.png.")
 def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
     """Rate-distortion of real files on a directory of lossless images, with BD-rates and an RD plot."""
-    from neuralcodec.evaluate import evaluate
+    from neuralcodec.evaluate import CLASSIC_QUALITIES, available_classic, evaluate
 
-    qs = [float(q) for q in qualities.split(",") if q]
-    codecs = [c for c in against.split(",") if c]
+    try:
+        qs = [float(q) for q in qualities.split(",") if q.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{qualities!r} is not a comma-separated list of numbers",
+                                 param_hint="--qualities") from None
+    if not qs or not all(0 <= q <= 100 for q in qs):
+        raise click.BadParameter("qualities run from 0 to 100", param_hint="--qualities")
+    codecs = [c.strip().lower() for c in against.split(",") if c.strip()]
+    unknown = [c for c in codecs if c not in CLASSIC_QUALITIES]
+    if unknown:
+        raise click.BadParameter(f"unknown codec {', '.join(unknown)}; choose from {', '.join(CLASSIC_QUALITIES)}",
+                                 param_hint="--against")
+    for c in sorted(set(codecs) - set(available_classic())):
+        click.echo(f"note: Pillow here cannot write {c}; skipped", err=True)
     s = evaluate(dataset, output, qs, codecs, list(anchors), list(weights), limit, progress=sys.stderr.isatty())
     r = s["curves"]["neuralcodec"]
     for i, q in enumerate(r["quality"]):

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, features
+from PIL import Image
 
 from neuralcodec.rd import bd_rate, load_anchor, msssim_db
 
 DEFAULT_QUALITIES = (0, 20, 40, 60, 80, 100)
 CLASSIC_QUALITIES = {"jpeg": (10, 20, 30, 40, 50, 60, 70, 80, 90, 95), "webp": (5, 15, 30, 50, 70, 85, 95),
-                     "avif": (20, 35, 50, 60, 70, 80, 90)}
+                     "avif": (20, 35, 50, 60, 70, 80, 90), "jxl": (20, 40, 60, 70, 80, 90, 95)}
+PILLOW_FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "jxl": "JXL"}  # jxl: only with a Pillow plugin
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -51,7 +52,7 @@ def _pillow_coder(fmt: str, quality: int):
         buf = io.BytesIO()
         t0 = time.perf_counter()
         kw = {"subsampling": "4:4:4", "speed": 6} if fmt == "avif" else ({"method": 6} if fmt == "webp" else {})
-        Image.fromarray(img).save(buf, format=fmt.upper(), quality=quality, **kw)
+        Image.fromarray(img).save(buf, format=PILLOW_FORMATS[fmt], quality=quality, **kw)
         t1 = time.perf_counter()
         out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
         return buf.tell(), out, t1 - t0, time.perf_counter() - t1
@@ -59,8 +60,13 @@ def _pillow_coder(fmt: str, quality: int):
 
 
 def available_classic() -> list[str]:
-    have = {"jpeg": True, "webp": features.check("webp"), "avif": features.check("avif") or False}
-    return [k for k, v in have.items() if v]
+    """The classic codecs Pillow can write here (jxl needs a plugin such as pillow-jxl-plugin, imported if present)."""
+    try:
+        import pillow_jxl  # noqa: F401  (registers JXL with Pillow)
+    except ImportError:
+        pass
+    Image.init()
+    return [k for k, fmt in PILLOW_FORMATS.items() if fmt in Image.SAVE]
 
 
 def curve(name: str, coders: list[tuple[float, callable]], images: list[Path], bar=None,
@@ -141,6 +147,9 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     images = images[:limit] if limit else images
     if not images:
         raise SystemExit(f"no lossless images (png, ppm, bmp, tif) in {dataset}")
+    unknown = [c for c in against if c not in CLASSIC_QUALITIES]
+    if unknown:
+        raise ValueError(f"unknown codec {', '.join(unknown)}: choose from {', '.join(CLASSIC_QUALITIES)}")
     classic = [c for c in against if c in available_classic()]
     weights_list = [weights] if weights is None or isinstance(weights, (str, Path)) else list(weights) or [None]
     codecs = [load_codec(w) for w in weights_list]
@@ -175,6 +184,6 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     plot({**curves, **{k: v for k, v in anchors.items() if not k.startswith("pillow-")}}, out_dir / "rd.png",
          f"{Path(dataset).name}: {len(images)} images")
     summary = {"images": len(images), "curves": {k: reports[k]["results"] for k in reports},
-               "bd_rate": ours["bd_rate"]}
+               "bd_rate": ours["bd_rate"], "skipped": [c for c in against if c not in classic]}
     (out_dir / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

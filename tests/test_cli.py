@@ -75,6 +75,9 @@ def test_usage_errors_exit_2(tmp_path):
     assert run("compress", tmp_path / "missing.png").exit_code == 2
     assert run("compress", tmp_path, "-q", 101).exit_code == 2
     assert run("compress", tmp_path, "-f", "--skip-existing").exit_code == 2
+    for bad in (["--against", "jpeg,gif"], ["--qualities", "low"], ["--qualities", "0,120"]):
+        r = run("eval", tmp_path, *bad)  # refused before any weights load or image is coded
+        assert r.exit_code == 2 and ("choose from jpeg, webp, avif, jxl" in r.output or "qualities" in r.output), r.output
 
 
 def test_help_teaches():

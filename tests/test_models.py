@@ -11,6 +11,7 @@ from PIL import Image
 import neuralcodec
 from neuralcodec import cli
 from neuralcodec.api import load_codec
+from neuralcodec.evaluate import available_classic
 from neuralcodec.train import Recipe, export_run, train
 
 from conftest import photo
@@ -153,10 +154,13 @@ def test_eval_makes_one_curve_of_several_fixed_rate_weights(tiny_weights, tmp_pa
     other = tmp_path / "other.safetensors"  # a second "rate": same weights under another name
     other.write_bytes(w.read_bytes())
     r = CliRunner().invoke(cli.main, ["eval", str(d), "--weights", str(w), "--weights", str(other),
-                                      "-o", str(tmp_path / "rep")])
+                                      "--against", "jxl", "-o", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "rep" / "neuralcodec.json").read_text())
     assert rep["name"] == "neuralcodec lighthp" and rep["results"]["quality"] == ["lighthp", "other"]
+    if "jxl" not in available_classic():  # a codec Pillow cannot write is skipped, and says so
+        assert "cannot write jxl; skipped" in r.output
+        assert json.loads((tmp_path / "rep" / "report.json").read_text())["skipped"] == ["jxl"]
 
 
 def test_tiled_transforms_match_one_pass(tiny_weights, monkeypatch):
