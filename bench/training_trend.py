@@ -1,0 +1,81 @@
+"""RD gained per training step, from the shipped weights' cards, and what reaching AVIF would cost (issue 3).
+
+Every flagship weights file in weights/ carries its Kodak curve (measured by bench/kodak_rd.py) and its total
+training steps. This script computes each one's BD-rate (PSNR) against the measured anchors, fits the BD-rate
+against AVIF as a line in log10(steps), and projects the steps, and CPU hours at a given step time, at which
+the line crosses the targets. A projection from a few points, not a promise: read it as an order of magnitude.
+Beside them, the same BD-rates of fully trained published models (CompressAI's zoo measured on this machine kind,
+papers): what the flagship's architecture, a mean-scale hyperprior, reaches when trained to the end.
+
+    python bench/training_trend.py [--step-seconds 0.85] [--extra runs/eval-s9/neuralcodec.json:45570]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from neuralcodec.rd import bd_rate, load_anchor
+
+ROOT = Path(__file__).resolve().parent.parent
+ANCHORS = ROOT.parent / "shared" / "data" / "anchors" / "kodak"
+NAMES = {"jpeg": "measured-jpeg-turbo", "webp": "measured-webp-m6", "avif": "measured-avif-444-s6"}
+TARGETS = (0.0, -10.0)  # issue 3: BD-rate vs AVIF <= 0 %, then <= -10 %
+# Fully trained published models (GPU, CompressAI's zoo run on the CPU here): what the architecture reaches
+REFERENCES = ("compressai-bmshj2018-hyperprior_mse_cpu", "compressai-mbt2018-mean_mse_cpu", "mbt2018-mean-vbr-ans",
+              "paper-minnen2018-checkerboard_mse", "compressai-cheng2020-anchor_mse_cpu")
+
+
+def shipped_points() -> list[tuple[str, int, dict]]:
+    """(file, total steps, Kodak curve) of every flagship weights card in weights/."""
+    out = []
+    for card in sorted((ROOT / "weights").glob("flagship*.json")):
+        c = json.loads(card.read_text())
+        out.append((card.stem, int(c.get("steps_total", c["steps"])), c["kodak"]["curve"]))
+    return sorted(out, key=lambda p: p[1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--step-seconds", type=float, default=0.85, help="seconds per training step on this machine")
+    ap.add_argument("--extra", action="append", default=[], metavar="EVAL.json:STEPS",
+                    help="an unshipped curve (neuralcodec eval's JSON) and its total steps")
+    ap.add_argument("-o", "--output", type=Path, default=ROOT / "bench" / "results" / "training_trend.json")
+    args = ap.parse_args()
+    points = shipped_points()
+    for e in args.extra:
+        path, steps = e.rsplit(":", 1)
+        points.append((Path(path).parent.name, int(steps), load_anchor(path)))
+    points.sort(key=lambda p: p[1])
+    anchors = {k: load_anchor(ANCHORS / f"{v}.json") for k, v in NAMES.items()}
+    rows = []
+    print("| weights | steps | BD vs JPEG | vs WebP | vs AVIF |\n|---|---|---|---|---|")
+    for name, steps, curve in points:
+        bd = {k: bd_rate(a["bpp"], a["psnr-rgb"], curve["bpp"], curve["psnr-rgb"]) for k, a in anchors.items()}
+        rows.append({"weights": name, "steps": steps, "bd_rate_psnr": bd})
+        print(f"| {name} | {steps:,} | {bd['jpeg']:+.1f} % | {bd['webp']:+.1f} % | {bd['avif']:+.1f} % |")
+    refs = []
+    for name in REFERENCES:
+        curve = load_anchor(ANCHORS / f"{name}.json")
+        bd = {k: bd_rate(a["bpp"], a["psnr-rgb"], curve["bpp"], curve["psnr-rgb"]) for k, a in anchors.items()}
+        refs.append({"anchor": name, "bd_rate_psnr": bd})
+        print(f"| {name} (fully trained) | | {bd['jpeg']:+.1f} % | {bd['webp']:+.1f} % | {bd['avif']:+.1f} % |")
+    x = np.log10([r["steps"] for r in rows])
+    y = np.array([r["bd_rate_psnr"]["avif"] for r in rows])
+    slope, intercept = np.polyfit(x, y, 1)
+    proj = {}
+    for target in TARGETS:
+        steps = 10 ** ((target - intercept) / slope) if slope < 0 else float("inf")
+        proj[f"{target:g}"] = {"steps": steps, "cpu_hours": steps * args.step_seconds / 3600}
+        print(f"BD vs AVIF {target:+g} %: ~{steps:,.0f} steps, ~{steps * args.step_seconds / 3600:,.0f} CPU hours "
+              f"at {args.step_seconds} s/step")
+    print(f"fit: BD vs AVIF = {intercept:.1f} {slope:+.1f} * log10(steps)  (points per 10x steps: {slope:+.1f})")
+    args.output.write_text(json.dumps({"points": rows, "references": refs, "fit": {"slope_per_decade": slope, "intercept": intercept},
+                                       "step_seconds": args.step_seconds, "projection": proj}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
