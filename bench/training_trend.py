@@ -56,7 +56,7 @@ def main():
     for name, steps, curve in points:
         bd = {k: bd_rate(a["bpp"], a["psnr-rgb"], curve["bpp"], curve["psnr-rgb"]) for k, a in anchors.items()}
         rows.append({"weights": name, "steps": steps, "bd_rate_psnr": bd})
-        print(f"| {name} | {steps:,} | {bd['jpeg']:+.1f} % | {bd['webp']:+.1f} % | {bd['avif']:+.1f} % |")
+        print(f"| {name} | {steps:,} | {bd['jpeg']:+.2f} % | {bd['webp']:+.2f} % | {bd['avif']:+.2f} % |")
     refs = []
     for name in REFERENCES:
         curve = load_anchor(ANCHORS / f"{name}.json")

@@ -81,7 +81,8 @@ def read_container(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Contain
 
 def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
                max_pixels: int = DEFAULT_MAX_PIXELS, perceptual: bool = False, precision: str = "fp32") -> Image.Image:
-    """Decode a `.nic` file's bytes to a Pillow image in the original mode; DecodeError if it is not valid.
+    """Decode a `.nic` file's bytes to a Pillow image in the original mode (a palette with transparency comes
+    back as RGBA, 16-bit grayscale as 8-bit L); DecodeError if it is not valid.
 
     Without ``weights``, the shipped weights whose digest the file names are used; with ``perceptual``, their
     shipped GAN-fine-tuned decoder (same latents, sharper texture)."""
@@ -146,15 +147,32 @@ def compress_file(src: Path, dst: Path, quality: float = DEFAULT_QUALITY, *, wei
 def decompress_file(src: Path, dst: Path, **kw) -> tuple[int, int]:
     """Decode one `.nic` file to an image file (format from ``dst``'s extension) atomically;
     returns (bytes written, pixels)."""
-    import io
-
     from neuralcodec.fileio import write_atomic
 
     img = decompress(Path(src).read_bytes(), **kw)
-    buf = io.BytesIO()
     fmt = Image.registered_extensions().get(Path(dst).suffix.lower(), "PNG")
-    if fmt == "JPEG" and img.mode not in ("RGB", "L", "CMYK"):
-        img = img.convert("RGB")
-    img.save(buf, format=fmt)
+    buf = _encoded(img, fmt)
     write_atomic(dst, buf.getbuffer())
     return buf.tell(), img.width * img.height
+
+
+NO_ALPHA_FORMATS = ("JPEG", "BMP", "PPM")  # Pillow writes or reads these without an alpha channel
+
+
+def _encoded(img: Image.Image, fmt: str):
+    """``img`` saved as ``fmt`` in a buffer. A mode the format cannot hold (CMYK as PNG, a palette as JPEG) is
+    converted to RGB, or RGBA where there is alpha; alpha is never dropped: a format without it is an error."""
+    import io
+
+    fallback = "RGBA" if "A" in img.getbands() else "RGB"
+    if fallback == "RGBA" and fmt in NO_ALPHA_FORMATS:
+        raise ValueError(f"{fmt} cannot hold this image's alpha channel: decode to png, webp or tif")
+    for attempt in range(2):
+        buf = io.BytesIO()
+        try:
+            (img if attempt == 0 else img.convert(fallback)).save(buf, format=fmt)
+            return buf
+        except OSError as e:
+            if not str(e).startswith("cannot write mode"):
+                raise
+    raise ValueError(f"{fmt} cannot hold this image's alpha channel: decode to png, webp or tif")

@@ -101,6 +101,11 @@ def _run_one(job: Job, direction: str, options: dict) -> Result:
         return Result(job, True, in_bytes, out_bytes, pixels, time.perf_counter() - t0)
     except (ValueError, OSError) as e:  # ImageError, DecodeError, WeightsError, FormatError are ValueErrors
         return Result(job, False, error=str(e), seconds=time.perf_counter() - t0)
+    except (MemoryError, RuntimeError) as e:  # torch reports an exhausted GPU as a RuntimeError
+        if not isinstance(e, MemoryError) and "out of memory" not in str(e).lower():
+            raise
+        return Result(job, False, error="out of memory (try --device cpu, or a smaller --tile)",
+                      seconds=time.perf_counter() - t0)
 
 
 def _init_worker(threads: int) -> None:

@@ -18,7 +18,7 @@ EXAMPLES = """
 \b
 Examples:
   neuralcodec compress img.png -o img.nic -q 50
-  neuralcodec decompress img.nic                 # -> img.png beside it
+  neuralcodec decompress img.nic -o decoded.png  # without -o: img.png beside it, never over one
   neuralcodec compress photos/ -r -o out/ -j 2   # mirrored tree of .nic files
   neuralcodec decompress out/ -o restored/
   neuralcodec info img.nic --json
@@ -28,7 +28,7 @@ Examples:
 @click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="neuralcodec")
 def main():
-    """neuralcodec: a learned image codec. Files smaller than JPEG and WebP at the same quality.
+    """neuralcodec: a learned image codec. Files about a quarter smaller than JPEG at the same quality.
 
     Images go in as PNG, JPEG, WebP, TIFF, BMP or PPM; `.nic` files come out, and back.
     """
@@ -44,12 +44,14 @@ def _common(f):
         click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs."),
         click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone (resume a batch)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                     help="Where the transforms run; auto = cuda when present. Files are the same either way."),
+                     help="Where the transforms run; auto = cuda when present. A file made on either decodes on "
+                          "either to the same latents."),
         click.option("--half", is_flag=True,
-                     help="Run the transforms in float16 (for GPUs: faster, PSNR within ~0.05 dB, see bench/README.md); "
-                          "the coded latents stay exact."),
+                     help="Run the transforms in float16 on a GPU (faster, PSNR within ~0.05 dB, see bench/README.md); "
+                          "the coded latents stay exact. Ignored, with a note, on the CPU, where it is slower."),
         click.option("--weights", default=None, metavar="NAME|PATH",
-                     help="Shipped weights name or a .safetensors path (default: flagship)."),
+                     help="Shipped weights name or a .safetensors path. Default: compress uses the flagship; "
+                          "decompress the shipped weights that made the file."),
         click.option("--quiet", is_flag=True, help="Print errors only."),
         click.option("-v", "--verbose", is_flag=True, help="One line per file."),
     ]
@@ -65,7 +67,8 @@ def _common(f):
                    "1.4 bpp at 100 on photos. "
                    "Fixed-rate models (all but the flagship) have one rate and ignore it.")
 @click.option("--model", default=None, metavar="NAME",
-              help="Code with the shipped weights of another model (see docs/models.md); default: the flagship.")
+              help="Code with the shipped weights of a model (modhp, lighthp, ...: docs/models.md) or a shipped "
+                   "weights name (flagship-2026-11-22); default: the flagship.")
 @click.option("--tile", type=click.IntRange(128, 1024), default=None, metavar="PIXELS",
               help="Tile side of the transforms, 128..1024 (default 768): bigger tiles run faster on a GPU, smaller "
                    "ones use less memory. Recorded in the file; the decoder follows it.")
@@ -77,11 +80,12 @@ def compress(input, quality, model, tile, **kw):
 
         if kw["weights"]:
             raise click.UsageError("--model and --weights exclude each other")
-        if not weights_io.resolve(model).is_file():
+        name = weights_io.for_model(model)
+        if name is None:
             known = ", ".join(sorted(set(weights_io.shipped().values())))
             raise click.UsageError(f"no shipped weights for model {model!r} (shipped: {known}); train it with "
                                    f"`neuralcodec train --arch {model}`, export it and pass --weights FILE")
-        kw["weights"] = model
+        kw["weights"] = name
     _convert("compress", input, {"quality": quality, "tile": tile}, **kw)
 
 
@@ -112,6 +116,16 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
         raise click.UsageError("--force and --skip-existing exclude each other")
     if input.is_dir() and output is not None and Path(output).is_file():
         raise click.UsageError(f"input is a directory but output {output} is a file")
+    if weights:
+        _check_weights(weights)
+    if device == "cuda" or half:
+        import torch
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise click.UsageError("--device cuda: no CUDA device is available here (use --device auto or cpu)")
+        if half and not (device != "cpu" and torch.cuda.is_available()):
+            click.echo("note: --half is for GPUs; the transforms run in float32 on the CPU", err=True)
+            half = False
     options = dict(options, device=device, weights=weights, precision="fp16" if half else "fp32")
     plan = batch.plan(input, output, direction, recursive, out_ext)
     todo, skipped = [], 0
@@ -123,8 +137,8 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
             if skip_existing:
                 skipped += 1
             else:
-                results.append(batch.Result(job, False, error=f"{job.dst} exists (use -f to overwrite, "
-                                                               "--skip-existing to keep it)"))
+                results.append(batch.Result(job, False, error=f"{job.dst} exists (use -o to write elsewhere, "
+                                                               "-f to overwrite, --skip-existing to keep it)"))
         else:
             todo.append(job)
     if not plan.jobs and not plan.problems:
@@ -168,6 +182,15 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
     sys.exit(1 if failed else 0)
 
 
+def _check_weights(weights: str) -> None:
+    """A usage error (exit 2) for a --weights/--init-weights that names nothing, before any work starts."""
+    from neuralcodec import weights_io
+
+    if not weights_io.resolve(weights).is_file():
+        known = ", ".join(sorted(set(weights_io.shipped().values())))
+        raise click.UsageError(f"weights {weights!r} not found: give a .safetensors path or a shipped name ({known})")
+
+
 def _report(r, direction, quiet, verbose):
     if not r.ok:
         click.echo(f"error: {r.job.src}: {r.error}", err=True)
@@ -188,7 +211,7 @@ def info(files, as_json):
     for f in files:
         try:
             h = read_info(f.read_bytes())
-        except DecodeError as e:
+        except (DecodeError, OSError) as e:
             click.echo(f"error: {f}: {e}", err=True)
             status = 1
             continue
@@ -239,6 +262,8 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps):
         raise click.UsageError(f"the recipe trains {r.arch!r}, not --arch {arch!r}")
     if steps:
         r.steps = steps
+    if init_weights:
+        _check_weights(init_weights)
     run_training(r, run_dir or Path("runs") / ("flagship" if r.arch == "modhp" else r.arch), init_weights=init_weights, max_minutes=minutes,
                  progress=sys.stderr.isatty())
 
@@ -275,6 +300,17 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
                                  param_hint="--against")
     for c in sorted(set(codecs) - set(available_classic())):
         click.echo(f"note: Pillow here cannot write {c}; skipped", err=True)
+    for w in weights:
+        _check_weights(w)
+    from neuralcodec.rd import load_anchor
+
+    for a in anchors:  # before minutes of coding, not after
+        try:
+            curve = load_anchor(a)
+            curve["bpp"], curve["psnr-rgb"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise click.BadParameter(f"{a} is not an RD curve in the anchors' JSON layout ({e!r})",
+                                     param_hint="--anchors") from None
     s = evaluate(dataset, output, qs, codecs, list(anchors), list(weights), limit, progress=sys.stderr.isatty())
     r = s["curves"]["neuralcodec"]
     for i, q in enumerate(r["quality"]):
@@ -298,6 +334,11 @@ def export_weights(run_dir, output, note, decodes):
     from neuralcodec.train import export_run
     from neuralcodec.weights_io import WeightsError
 
+    missing = [f for f in ("recipe.json", "last.pt") if not (run_dir / f).is_file()]
+    if missing:
+        raise click.UsageError(f"{run_dir} is not a training run directory (no {' or '.join(missing)})")
+    if decodes:
+        _check_weights(decodes)
     try:
         d = export_run(run_dir, output, note, decodes=decodes)
     except WeightsError as e:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from neuralcodec.bitstream import DEFAULT_MAX_PIXELS
 
 READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pbm", ".pnm")
 _CHANNELS = {"RGB": 3, "L": 1, "RGBA": 4, "LA": 2, "P": 1, "PA": 2, "1": 1, "CMYK": 4, "YCbCr": 3}
@@ -26,11 +29,14 @@ class Planes:
 
 def split(img: Image.Image) -> Planes:
     """The colour planes to code, the original mode, and the alpha plane if the image has transparency."""
+    if img.mode.startswith("I;16"):  # 16-bit grayscale: coded at 8 bits, as Pillow reads 16-bit colour
+        v = np.asarray(img).astype(np.uint32)
+        img = Image.fromarray(((v * 255 + 32767) // 65535).astype(np.uint8), "L")
     mode = img.mode
     if mode == "P" and "transparency" in img.info:
         mode = "PA"
     if mode not in _CHANNELS:
-        raise ImageError(f"unsupported image mode {img.mode!r} (16-bit and float images are not supported; "
+        raise ImageError(f"unsupported image mode {img.mode!r} (32-bit and float images are not supported; "
                          "convert to 8-bit RGB first)")
     alpha = None
     if mode in ("RGBA", "LA", "PA"):
@@ -78,11 +84,24 @@ def unpack_alpha(data: bytes, height: int, width: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(height, width)
 
 
-def open_image(path) -> Image.Image:
-    """Open and fully decode an image file; errors become ImageError with a one-line reason."""
+def open_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image file; errors become ImageError with a one-line reason.
+
+    The codec's own pixel limit applies (checked on the header, before decoding), not Pillow's smaller
+    decompression-bomb default."""
+    old = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # e.g. from a TIFF frame's size
+            Image.MAX_IMAGE_PIXELS = None  # the check below replaces Pillow's, on the header too
+            with Image.open(path) as im:
+                if im.width * im.height > max_pixels:
+                    raise ImageError(f"image of {im.width}x{im.height} exceeds the {max_pixels}-pixel limit")
+                im.load()
+                return im
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, ImageError):
+            raise
         raise ImageError(f"cannot read image: {e}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old

@@ -39,7 +39,7 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but no CUDA device is available")
+        raise ValueError("device cuda was asked for, but no CUDA device is available")
     return torch.device(device)
 
 

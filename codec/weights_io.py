@@ -59,6 +59,27 @@ def shipped() -> dict[bytes, str]:
     return out
 
 
+def for_model(name: str) -> str | None:
+    """The shipped weights to code with for ``name``: a shipped weights name or path as it is, or a model
+    (architecture) name such as ``modhp``, which picks its current shipped weights (the default file for the
+    flagship's architecture; never a superseded file or a perceptual decoder). None if nothing ships."""
+    if resolve(name).is_file():
+        return name
+    cards = {}
+    for card in sorted(_weights_dir().glob("*.json")):
+        try:
+            c = json.loads(card.read_text())
+        except (ValueError, OSError):
+            continue
+        if isinstance(c, dict) and card.with_suffix(".safetensors").is_file():
+            cards[card.stem] = c
+    if cards.get(DEFAULT_WEIGHTS, {}).get("arch") == name:
+        return DEFAULT_WEIGHTS
+    current = [stem for stem, c in cards.items()
+               if c.get("arch") == name and not c.get("superseded_by") and not c.get("decodes")]
+    return current[0] if len(current) == 1 else None
+
+
 def digest(tensors: dict[str, np.ndarray]) -> bytes:
     h = hashlib.sha256()
     for name in sorted(tensors):

@@ -24,7 +24,7 @@ def test_single_file_round_trip(tmp_path):
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "back.png").size == (72, 48)
     r = run("decompress", tmp_path / "img.nic")  # default: img.png beside it, which exists
-    assert r.exit_code == 1 and "exists" in r.output
+    assert r.exit_code == 1 and "exists (use -o to write elsewhere" in r.output
     assert run("decompress", tmp_path / "img.nic", "-f").exit_code == 0
     r = run("info", tmp_path / "img.nic", "--json")
     h = json.loads(r.output)
@@ -75,9 +75,21 @@ def test_usage_errors_exit_2(tmp_path):
     assert run("compress", tmp_path / "missing.png").exit_code == 2
     assert run("compress", tmp_path, "-q", 101).exit_code == 2
     assert run("compress", tmp_path, "-f", "--skip-existing").exit_code == 2
-    for bad in (["--against", "jpeg,gif"], ["--qualities", "low"], ["--qualities", "0,120"]):
+    src = tmp_path / "a.png"
+    Image.fromarray(photo(20, 20)).save(src)
+    for bad in (["--weights", "nosuch"], ["--model", "nosuch"]):
+        r = run("compress", src, *bad)
+        assert r.exit_code == 2 and "nosuch" in r.output and not (tmp_path / "a.nic").exists()
+    import torch
+
+    if not torch.cuda.is_available():
+        r = run("compress", src, "--device", "cuda")
+        assert r.exit_code == 2 and "no CUDA device" in r.output
+    assert run("export", tmp_path, "-o", tmp_path / "w.safetensors").exit_code == 2  # not a run directory
+    for bad in (["--against", "jpeg,gif"], ["--qualities", "low"], ["--qualities", "0,120"], ["--weights", "nosuch"]):
         r = run("eval", tmp_path, *bad)  # refused before any weights load or image is coded
-        assert r.exit_code == 2 and ("choose from jpeg, webp, avif, jxl" in r.output or "qualities" in r.output), r.output
+        assert r.exit_code == 2 and ("choose from jpeg, webp, avif, jxl" in r.output or "qualities" in r.output
+                                     or "'nosuch' not found" in r.output), r.output
 
 
 def test_help_teaches():

@@ -74,7 +74,39 @@ def test_alpha_is_carried_losslessly(mode):
 
 def test_unsupported_mode_is_refused_clearly():
     with pytest.raises(ValueError, match="unsupported image mode"):
-        neuralcodec.compress(Image.new("I;16", (8, 8)), 50)
+        neuralcodec.compress(Image.new("F", (8, 8)), 50)
+
+
+def test_16_bit_grayscale_is_coded_at_8_bits():
+    g16 = (photo(40, 40)[..., 1].astype(np.uint16) * 257).astype(np.uint16)  # 8-bit values spread to 16 bits
+    out = neuralcodec.decompress(neuralcodec.compress(Image.fromarray(g16), 90))
+    assert out.mode == "L" and psnr(np.asarray(out), photo(40, 40)[..., 1]) > 25
+
+
+def test_decoded_files_keep_modes_the_format_holds_and_never_drop_alpha(tmp_path):
+    cmyk = Image.fromarray(photo(40, 40)).convert("CMYK")  # e.g. a print workflow's JPEG
+    (tmp_path / "c.nic").write_bytes(neuralcodec.compress(cmyk, 80))
+    api.decompress_file(tmp_path / "c.nic", tmp_path / "c.png")  # PNG has no CMYK: RGB
+    assert Image.open(tmp_path / "c.png").mode == "RGB"
+    api.decompress_file(tmp_path / "c.nic", tmp_path / "c.tif")
+    assert Image.open(tmp_path / "c.tif").mode == "CMYK"
+    rgba = Image.fromarray(np.dstack([photo(40, 40), np.full((40, 40), 7, np.uint8)]), "RGBA")
+    (tmp_path / "a.nic").write_bytes(neuralcodec.compress(rgba, 80))
+    for ext in (".bmp", ".ppm", ".jpg"):
+        with pytest.raises(ValueError, match="cannot hold this image's alpha"):
+            api.decompress_file(tmp_path / "a.nic", tmp_path / f"a{ext}")
+        assert not (tmp_path / f"a{ext}").exists()
+
+
+def test_the_codec_pixel_limit_applies_before_decoding_not_pillows(tmp_path):
+    from neuralcodec import imaging
+
+    Image.fromarray(photo(20, 30)).save(tmp_path / "a.png")
+    limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(imaging.ImageError, match="exceeds the 100-pixel limit"):
+        imaging.open_image(tmp_path / "a.png", max_pixels=100)
+    assert imaging.open_image(tmp_path / "a.png", max_pixels=600).size == (30, 20)
+    assert Image.MAX_IMAGE_PIXELS == limit  # Pillow's own setting is left as it was
 
 
 def test_foreign_weights_digest_is_refused(rgb64):

@@ -140,7 +140,7 @@ def test_compress_model_option(tmp_path):
     Image.fromarray(photo(40, 40, 3)).save(tmp_path / "a.png")
     r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--model", "nosuch"])
     assert r.exit_code == 2 and "no shipped weights for model 'nosuch'" in r.output
-    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--model", "flagship", "--quiet"])
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--model", "modhp", "--quiet"])
     assert r.exit_code == 0 and (tmp_path / "a.nic").exists()
 
 
