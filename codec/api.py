@@ -156,7 +156,7 @@ def decompress_file(src: Path, dst: Path, **kw) -> tuple[int, int]:
     return buf.tell(), img.width * img.height
 
 
-NO_ALPHA_FORMATS = ("JPEG", "BMP", "PPM")  # Pillow writes or reads these without an alpha channel
+NO_ALPHA_FORMATS = ("JPEG", "BMP", "PPM", "GIF")  # Pillow writes or reads these without (full) alpha
 
 
 def _encoded(img: Image.Image, fmt: str):
@@ -172,7 +172,7 @@ def _encoded(img: Image.Image, fmt: str):
         try:
             (img if attempt == 0 else img.convert(fallback)).save(buf, format=fmt)
             return buf
-        except OSError as e:
-            if not str(e).startswith("cannot write mode"):
+        except (OSError, ValueError) as e:
+            if "mode" not in str(e).lower():  # Pillow's "cannot write mode X as Y" (ValueError for some formats)
                 raise
-    raise ValueError(f"{fmt} cannot hold this image's alpha channel: decode to png, webp or tif")
+    raise ValueError(f"{fmt} cannot hold a {img.mode} image (nor {fallback}): decode to png, webp or tif")

@@ -101,11 +101,11 @@ def _run_one(job: Job, direction: str, options: dict) -> Result:
         return Result(job, True, in_bytes, out_bytes, pixels, time.perf_counter() - t0)
     except (ValueError, OSError) as e:  # ImageError, DecodeError, WeightsError, FormatError are ValueErrors
         return Result(job, False, error=str(e), seconds=time.perf_counter() - t0)
-    except (MemoryError, RuntimeError) as e:  # torch reports an exhausted GPU as a RuntimeError
-        if not isinstance(e, MemoryError) and "out of memory" not in str(e).lower():
+    except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not isinstance(e, MemoryError) and not any(m in text.lower() for m in ("out of memory", "allocate")):
             raise
-        return Result(job, False, error="out of memory (try --device cpu, or a smaller --tile)",
-                      seconds=time.perf_counter() - t0)
+        return Result(job, False, error=f"out of memory ({text[:160]})", seconds=time.perf_counter() - t0)
 
 
 def _init_worker(threads: int) -> None:

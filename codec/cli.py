@@ -124,7 +124,8 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
         if device == "cuda" and not torch.cuda.is_available():
             raise click.UsageError("--device cuda: no CUDA device is available here (use --device auto or cpu)")
         if half and not (device != "cpu" and torch.cuda.is_available()):
-            click.echo("note: --half is for GPUs; the transforms run in float32 on the CPU", err=True)
+            if not quiet:
+                click.echo("note: --half is for GPUs; the transforms run in float32 on the CPU", err=True)
             half = False
     options = dict(options, device=device, weights=weights, precision="fp16" if half else "fp32")
     plan = batch.plan(input, output, direction, recursive, out_ext)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import threading
 import zlib
 from dataclasses import dataclass
 
@@ -29,8 +29,10 @@ class Planes:
 
 def split(img: Image.Image) -> Planes:
     """The colour planes to code, the original mode, and the alpha plane if the image has transparency."""
-    if img.mode.startswith("I;16"):  # 16-bit grayscale: coded at 8 bits, as Pillow reads 16-bit colour
-        v = np.asarray(img).astype(np.uint32)
+    if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grayscale (PGM opens as I): coded at 8 bits,
+        v = np.asarray(img).astype(np.int64)            # as Pillow reads 16-bit colour
+        if img.mode == "I" and v.size and (v.min() < 0 or v.max() > 65535):
+            raise ImageError("unsupported image mode 'I' with values beyond 16 bits; convert to 8-bit first")
         img = Image.fromarray(((v * 255 + 32767) // 65535).astype(np.uint8), "L")
     mode = img.mode
     if mode == "P" and "transparency" in img.info:
@@ -84,24 +86,35 @@ def unpack_alpha(data: bytes, height: int, width: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(height, width)
 
 
+# Formats read (by content, whatever the extension): those whose header gives the size before any pixel is
+# decoded. Not ICO/ICNS, which decode embedded images while opening.
+OPEN_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "PPM")  # JPEG includes multi-picture (MPO) files
+_pillow_limit = threading.Lock()
+
+
 def open_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open and fully decode an image file; errors become ImageError with a one-line reason.
 
-    The codec's own pixel limit applies (checked on the header, before decoding), not Pillow's smaller
-    decompression-bomb default."""
-    old = Image.MAX_IMAGE_PIXELS
+    The codec's own pixel limit applies, checked on the header before decoding: Pillow's decompression-bomb
+    limit is raised above it while the header is read, then restored."""
+    Image.init()  # every plugin registered, so that ``formats`` names only known ones
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # e.g. from a TIFF frame's size
-            Image.MAX_IMAGE_PIXELS = None  # the check below replaces Pillow's, on the header too
-            with Image.open(path) as im:
-                if im.width * im.height > max_pixels:
-                    raise ImageError(f"image of {im.width}x{im.height} exceeds the {max_pixels}-pixel limit")
-                im.load()
-                return im
+        with _pillow_limit:
+            old = Image.MAX_IMAGE_PIXELS
+            if old is not None:
+                Image.MAX_IMAGE_PIXELS = max(old, 2 * max_pixels)  # warns only far beyond our own limit
+            try:
+                im = Image.open(path, formats=OPEN_FORMATS)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+        with im:
+            if im.width * im.height > max_pixels:
+                raise ImageError(f"image of {im.width}x{im.height} exceeds the {max_pixels}-pixel limit")
+            im.load()
+            return im
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageError("not a PNG, JPEG, WebP, TIFF, BMP or PPM/PGM image") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        if isinstance(e, ImageError):
-            raise
         raise ImageError(f"cannot read image: {e}") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old

@@ -86,10 +86,12 @@ def test_usage_errors_exit_2(tmp_path):
         r = run("compress", src, "--device", "cuda")
         assert r.exit_code == 2 and "no CUDA device" in r.output
     assert run("export", tmp_path, "-o", tmp_path / "w.safetensors").exit_code == 2  # not a run directory
-    for bad in (["--against", "jpeg,gif"], ["--qualities", "low"], ["--qualities", "0,120"], ["--weights", "nosuch"]):
+    for bad, message in ((["--against", "jpeg,gif"], "choose from jpeg, webp, avif, jxl"),
+                         (["--qualities", "low"], "not a comma-separated list"),
+                         (["--qualities", "0,120"], "qualities run from 0 to 100"),
+                         (["--weights", "nosuch"], "'nosuch' not found")):
         r = run("eval", tmp_path, *bad)  # refused before any weights load or image is coded
-        assert r.exit_code == 2 and ("choose from jpeg, webp, avif, jxl" in r.output or "qualities" in r.output
-                                     or "'nosuch' not found" in r.output), r.output
+        assert r.exit_code == 2 and message in r.output, r.output
 
 
 def test_help_teaches():

@@ -98,15 +98,26 @@ def test_decoded_files_keep_modes_the_format_holds_and_never_drop_alpha(tmp_path
         assert not (tmp_path / f"a{ext}").exists()
 
 
-def test_the_codec_pixel_limit_applies_before_decoding_not_pillows(tmp_path):
+def test_the_codec_pixel_limit_applies_not_pillows(tmp_path, monkeypatch):
+    import threading
+
     from neuralcodec import imaging
 
     Image.fromarray(photo(20, 30)).save(tmp_path / "a.png")
-    limit = Image.MAX_IMAGE_PIXELS
-    with pytest.raises(imaging.ImageError, match="exceeds the 100-pixel limit"):
-        imaging.open_image(tmp_path / "a.png", max_pixels=100)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse 600 pixels as a bomb
     assert imaging.open_image(tmp_path / "a.png", max_pixels=600).size == (30, 20)
-    assert Image.MAX_IMAGE_PIXELS == limit  # Pillow's own setting is left as it was
+    with pytest.raises(imaging.ImageError, match="exceeds the 599-pixel limit"):
+        imaging.open_image(tmp_path / "a.png", max_pixels=599)
+    threads = [threading.Thread(target=lambda: [imaging.open_image(tmp_path / "a.png") for _ in range(50)])
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Image.MAX_IMAGE_PIXELS == 100  # Pillow's own setting is left as it was, threads or not
+    Image.fromarray(photo(20, 30)).save(tmp_path / "icon.png", format="ICO")  # decodes while opening: refused
+    with pytest.raises(imaging.ImageError, match="not a PNG, JPEG"):
+        imaging.open_image(tmp_path / "icon.png")
 
 
 def test_foreign_weights_digest_is_refused(rgb64):
