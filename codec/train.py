@@ -45,10 +45,22 @@ class Recipe:
     distortion: str = "mse"  # or "ms-ssim": R + lambda * MSSSIM_SCALE * (1 - MS-SSIM); crops of 97 px or more
     budget_minutes: float = 0.0  # > 0: a wall-clock budget; the schedule (decay, gan_start) runs on the fraction
     # of it spent, read as that fraction of `steps`, and training stops when it is spent (equal-budget pilots)
+    low_t_share: float | None = None  # modulated models with t_min < 0: the share of samples drawn from
+    # [t_min, 0) (the extended low rates); None: t uniform over [t_min, 1]
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recipe":
         return cls(**json.loads(Path(path).read_text()))
+
+
+def sample_t(rng: np.random.Generator, n: int, t_min: float, low_t_share: float | None = None) -> np.ndarray:
+    """Each sample's rate t: uniform over [t_min, 1], or with ``low_t_share`` of them uniform over [t_min, 0)
+    and the rest over [0, 1] (so that extending the range down takes fewer steps from the rates above)."""
+    if low_t_share is None or t_min >= 0:
+        return (t_min + (1 - t_min) * rng.random(n)).astype(np.float32)
+    low = rng.random(n) < low_t_share
+    u = rng.random(n)
+    return np.where(low, t_min * (1 - u), u).astype(np.float32)
 
 
 def load_corpus(root: str | os.PathLike, min_side: int) -> list[np.ndarray]:
@@ -241,7 +253,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         batch = sample_batch(images, recipe.crop, recipe.batch, rng)
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
-        t = torch.from_numpy((t_min + (1 - t_min) * rng.random(recipe.batch)).astype(np.float32)).to(device)
+        t = torch.from_numpy(sample_t(rng, recipe.batch, t_min, recipe.low_t_share)).to(device)
         loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent, recipe.distortion)
         if disc and (step if position is None else position) >= recipe.gan_start:  # hinge generator loss: make the discriminator call x_hat real
             adv = -disc(out["x_hat"]).mean()

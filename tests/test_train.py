@@ -169,3 +169,16 @@ def test_an_extended_rate_range_reaches_the_files(tmp_path):
         save_file(tensors, str(bad), metadata={**meta, "config": json.dumps({**r.model, "t_min": t_min})})
         with pytest.raises(weights_io.WeightsError):
             Codec(weights_io.load(bad), device="cpu")
+
+
+def test_rate_sampling_can_favour_the_rates_above_an_extension():
+    from neuralcodec.train import sample_t
+
+    old = np.random.default_rng(3)
+    assert np.array_equal(sample_t(np.random.default_rng(3), 64, -0.3),  # None: the uniform draw runs used
+                          (-0.3 + 1.3 * old.random(64)).astype(np.float32))
+    t = sample_t(np.random.default_rng(4), 20_000, -0.3, low_t_share=0.15)
+    assert t.min() >= -0.3 and t.max() < 1
+    assert abs((t < 0).mean() - 0.15) < 0.01 and abs(t[t >= 0].mean() - 0.5) < 0.01
+    assert np.array_equal(sample_t(np.random.default_rng(4), 8, 0.0, 0.15),  # no extension: nothing to favour
+                          sample_t(np.random.default_rng(4), 8, 0.0))
