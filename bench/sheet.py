@@ -67,9 +67,11 @@ def main():
         coded = [(neuralcodec.compress(img, 0, weights=str(w)), w) for w in files]
         data, w = min(coded, key=lambda c: abs(bpp(c[0], img) - a.bpp))
         tiles.append((f"{arch} {bpp(data, img):.3f} bpp", np.asarray(neuralcodec.decompress(data, weights=str(w)))))
-        tuned = RUNS / f"{arch}-perceptual.safetensors"
-        if tuned.exists() and w.stem == f"{arch}-l0.013":
-            tiles.append((f"{arch} perceptual", np.asarray(neuralcodec.decompress(data, weights=str(tuned)))))
+        tuned, base = RUNS / f"{arch}-perceptual.safetensors", RUNS / f"{arch}-l0.013.safetensors"
+        if tuned.exists() and base.exists():  # the perceptual decoder decodes its base's files only
+            data = next(c for c, f in coded if f == base)
+            tiles.append((f"{arch} perceptual {bpp(data, img):.3f} bpp",
+                          np.asarray(neuralcodec.decompress(data, weights=str(tuned)))))
     cols = 4
     rows = -(-len(tiles) // cols)
     sheet = Image.new("RGB", (cols * (s + 8), rows * (s + 28)), "white")
