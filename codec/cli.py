@@ -285,7 +285,7 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps):
               show_default=True, help="Directory for report.json, per-codec JSON and rd.png.")
 def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
     """Rate-distortion of real files on a directory of lossless images, with BD-rates and an RD plot."""
-    from neuralcodec.evaluate import CLASSIC_QUALITIES, available_classic, evaluate
+    from neuralcodec.evaluate import available_classic, check_codecs, evaluate
 
     try:
         qs = [float(q) for q in qualities.split(",") if q.strip()]
@@ -295,10 +295,10 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
     if not qs or not all(0 <= q <= 100 for q in qs):
         raise click.BadParameter("qualities run from 0 to 100", param_hint="--qualities")
     codecs = [c.strip().lower() for c in against.split(",") if c.strip()]
-    unknown = [c for c in codecs if c not in CLASSIC_QUALITIES]
-    if unknown:
-        raise click.BadParameter(f"unknown codec {', '.join(unknown)}; choose from {', '.join(CLASSIC_QUALITIES)}",
-                                 param_hint="--against")
+    try:
+        check_codecs(codecs)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--against") from None
     for c in sorted(set(codecs) - set(available_classic())):
         click.echo(f"note: Pillow here cannot write {c}; skipped", err=True)
     for w in weights:

@@ -59,6 +59,13 @@ def _pillow_coder(fmt: str, quality: int):
     return code
 
 
+def check_codecs(names) -> None:
+    """ValueError naming any codec that is not one of CLASSIC_QUALITIES."""
+    unknown = [c for c in names if c not in CLASSIC_QUALITIES]
+    if unknown:
+        raise ValueError(f"unknown codec {', '.join(unknown)}; choose from {', '.join(CLASSIC_QUALITIES)}")
+
+
 def available_classic() -> list[str]:
     """The classic codecs Pillow can write here (jxl needs a plugin such as pillow-jxl-plugin, imported if present)."""
     try:
@@ -147,9 +154,7 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     images = images[:limit] if limit else images
     if not images:
         raise SystemExit(f"no lossless images (png, ppm, bmp, tif) in {dataset}")
-    unknown = [c for c in against if c not in CLASSIC_QUALITIES]
-    if unknown:
-        raise ValueError(f"unknown codec {', '.join(unknown)}: choose from {', '.join(CLASSIC_QUALITIES)}")
+    check_codecs(against)
     classic = [c for c in against if c in available_classic()]
     weights_list = [weights] if weights is None or isinstance(weights, (str, Path)) else list(weights) or [None]
     codecs = [load_codec(w) for w in weights_list]
