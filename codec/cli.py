@@ -82,8 +82,7 @@ def compress(input, quality, model, tile, **kw):
             raise click.UsageError("--model and --weights exclude each other")
         name = weights_io.for_model(model)
         if name is None:
-            known = ", ".join(sorted(set(weights_io.shipped().values())))
-            raise click.UsageError(f"no shipped weights for model {model!r} (shipped: {known}); train it with "
+            raise click.UsageError(f"no shipped weights for model {model!r} (shipped: {_shipped_names()}); train it with "
                                    f"`neuralcodec train --arch {model}`, export it and pass --weights FILE")
         kw["weights"] = name
     _convert("compress", input, {"quality": quality, "tile": tile}, **kw)
@@ -188,8 +187,14 @@ def _check_weights(weights: str) -> None:
     from neuralcodec import weights_io
 
     if not weights_io.resolve(weights).is_file():
-        known = ", ".join(sorted(set(weights_io.shipped().values())))
-        raise click.UsageError(f"weights {weights!r} not found: give a .safetensors path or a shipped name ({known})")
+        raise click.UsageError(f"weights {weights!r} not found: give a .safetensors path or a shipped name "
+                               f"({_shipped_names()})")
+
+
+def _shipped_names() -> str:
+    from neuralcodec import weights_io
+
+    return ", ".join(sorted(set(weights_io.shipped().values())))
 
 
 def _report(r, direction, quiet, verbose):
@@ -285,7 +290,7 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps):
               show_default=True, help="Directory for report.json, per-codec JSON and rd.png.")
 def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
     """Rate-distortion of real files on a directory of lossless images, with BD-rates and an RD plot."""
-    from neuralcodec.evaluate import available_classic, check_codecs, evaluate
+    from neuralcodec.evaluate import AnchorError, available_classic, check_codecs, evaluate
 
     try:
         qs = [float(q) for q in qualities.split(",") if q.strip()]
@@ -303,16 +308,10 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
         click.echo(f"note: Pillow here cannot write {c}; skipped", err=True)
     for w in weights:
         _check_weights(w)
-    from neuralcodec.rd import load_anchor
-
-    for a in anchors:  # before minutes of coding, not after
-        try:
-            curve = load_anchor(a)
-            curve["bpp"], curve["psnr-rgb"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise click.BadParameter(f"{a} is not an RD curve in the anchors' JSON layout ({e!r})",
-                                     param_hint="--anchors") from None
-    s = evaluate(dataset, output, qs, codecs, list(anchors), list(weights), limit, progress=sys.stderr.isatty())
+    try:  # evaluate() reads the anchors before minutes of coding, not after
+        s = evaluate(dataset, output, qs, codecs, list(anchors), list(weights), limit, progress=sys.stderr.isatty())
+    except AnchorError as e:
+        raise click.BadParameter(str(e), param_hint="--anchors") from None
     r = s["curves"]["neuralcodec"]
     for i, q in enumerate(r["quality"]):
         q = f"{q:5.1f}" if isinstance(q, (int, float)) else q

@@ -139,6 +139,23 @@ def plot(curves: dict[str, dict], path: Path, title: str = "Kodak") -> None:
     plt.close(fig)
 
 
+class AnchorError(ValueError):
+    """An --anchors file that is not an RD curve in the anchors' JSON layout."""
+
+
+def load_anchors(files: list[Path]) -> dict[str, dict]:
+    """Name (file stem) -> RD curve of each anchor file; AnchorError for one that is not such a curve."""
+    anchors = {}
+    for f in files:
+        try:
+            curve = load_anchor(f)
+            curve["bpp"], curve["psnr-rgb"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise AnchorError(f"{f} is not an RD curve in the anchors' JSON layout ({e!r})") from None
+        anchors[Path(f).stem] = curve
+    return anchors
+
+
 def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against: list[str] = (),
              anchor_files: list[Path] = (), weights: str | list[str] | None = None, limit: int | None = None,
              progress: bool = True) -> dict:
@@ -155,6 +172,7 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     if not images:
         raise SystemExit(f"no lossless images (png, ppm, bmp, tif) in {dataset}")
     check_codecs(against)
+    anchors = load_anchors(anchor_files)  # before minutes of coding, not after
     classic = [c for c in against if c in available_classic()]
     weights_list = [weights] if weights is None or isinstance(weights, (str, Path)) else list(weights) or [None]
     codecs = [load_codec(w) for w in weights_list]
@@ -179,7 +197,6 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
         reports[c] = rep
         curves[rep["name"]] = rep["results"]
     bar.close()
-    anchors = {Path(f).stem: load_anchor(f) for f in anchor_files}
     anchors.update({f"pillow-{c}": reports[c]["results"] for c in classic})
     ours["bd_rate"] = bd_table(ours, anchors)
     out_dir = Path(out_dir)

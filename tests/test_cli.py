@@ -92,6 +92,9 @@ def test_usage_errors_exit_2(tmp_path):
                          (["--weights", "nosuch"], "'nosuch' not found")):
         r = run("eval", tmp_path, *bad)  # refused before any weights load or image is coded
         assert r.exit_code == 2 and message in r.output, r.output
+    (tmp_path / "bad.json").write_text('{"name": "no results"}')
+    r = run("eval", tmp_path, "--anchors", tmp_path / "bad.json", "-o", tmp_path / "report")
+    assert r.exit_code == 2 and "not an RD curve" in r.output and not (tmp_path / "report").exists(), r.output
 
 
 def test_help_teaches():
