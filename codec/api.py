@@ -42,16 +42,17 @@ def _as_image(image) -> Image.Image:
 
 
 def compress(image, quality: float = DEFAULT_QUALITY, *, weights: str | None = None, device: str = "auto",
-             tile: int | None = None, precision: str = "fp32") -> bytes:
+             tile: int | None = None, precision: str = "fp32", refine: int = 0) -> bytes:
     """Compress a Pillow image, a uint8 array (HxW or HxWx3/4) or an image path; quality 0..100.
 
     ``tile``: pixels per tile side of the transforms (default 768; bigger is faster on a GPU and costs the
-    decoder memory), recorded in the file; ``precision``: fp32 or fp16 transforms."""
-    return _compress_planes(imaging.split(_as_image(image)), quality, weights, device, tile, precision)
+    decoder memory), recorded in the file; ``precision``: fp32 or fp16 transforms; ``refine``: gradient steps
+    of encoder-side latent refinement (slower encoding, smaller files at the same quality; 0: none)."""
+    return _compress_planes(imaging.split(_as_image(image)), quality, weights, device, tile, precision, refine)
 
 
 def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None, device: str,
-                     tile: int | None = None, precision: str = "fp32") -> bytes:
+                     tile: int | None = None, precision: str = "fp32", refine: int = 0) -> bytes:
     from neuralcodec.pipeline import rate_of_quality
 
     h, w = planes.rgb.shape[:2]
@@ -62,7 +63,11 @@ def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None
     per_latent = codec.levels[-1].downsampling  # pixels per latent of y
     if tile is not None and not MIN_TILE * per_latent <= tile <= MAX_TILE * per_latent:
         raise ValueError(f"tile must be within {MIN_TILE * per_latent}..{MAX_TILE * per_latent} pixels, got {tile}")
-    chunks, shapes = codec.encode(planes.rgb, rate, None if tile is None else -(-tile // per_latent))
+    if refine < 0:
+        raise ValueError(f"refine must be 0 or more steps, got {refine}")
+    if refine and not codec.refinable:
+        raise ValueError(f"model {codec.model_id!r} does not support latent refinement")
+    chunks, shapes = codec.encode(planes.rgb, rate, None if tile is None else -(-tile // per_latent), refine)
     flags = 0
     if planes.alpha is not None:
         chunks[b"ALPH"] = imaging.pack_alpha(planes.alpha)
@@ -131,7 +136,8 @@ def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
 
 
 def compress_file(src: Path, dst: Path, quality: float = DEFAULT_QUALITY, *, weights: str | None = None,
-                  device: str = "auto", tile: int | None = None, precision: str = "fp32") -> tuple[int, int]:
+                  device: str = "auto", tile: int | None = None, precision: str = "fp32",
+                  refine: int = 0) -> tuple[int, int]:
     """Compress one image file to ``dst`` atomically; returns (bytes written, pixels)."""
     from neuralcodec.fileio import write_atomic
 
@@ -139,7 +145,7 @@ def compress_file(src: Path, dst: Path, quality: float = DEFAULT_QUALITY, *, wei
     pixels = img.width * img.height
     planes = imaging.split(img)
     del img  # a big photo is held once, as the planes
-    data = _compress_planes(planes, quality, weights, device, tile, precision)
+    data = _compress_planes(planes, quality, weights, device, tile, precision, refine)
     write_atomic(dst, data)
     return len(data), pixels
 

@@ -103,6 +103,7 @@ class GaussianStage:
                  rate_gain: float | None, t_min: float = 0.0):
         self.prior = prior
         self.tables = tables
+        self.scale_table = np.asarray(scale_table, np.float32)  # the Gaussian scale of each table index
         self.rate_gain, self.t_min = rate_gain, t_min
         unit = 2.0 ** (ACT_BITS + GAIN_BITS)  # k = number of scale-table boundaries below S*G, in fixed point
         self.thresholds = np.array([math.floor(float(b) * unit) for b in scale_table[:-1]], np.int64)

@@ -230,12 +230,44 @@ class Codec:
             decoded.append(above)
         return decoded
 
+    @property
+    def refinable(self) -> bool:
+        """Whether encode can refine the latents: the bottom level is a plain Gaussian one the synthesis reads."""
+        return (type(self.stages[-1]) is GaussianStage and hasattr(self.model, "lmbda")
+                and tuple(self.model.synthesis_levels) == (self.levels[-1].name,))
+
+    def refined(self, rgb: np.ndarray, y: torch.Tensor, rate: int, steps: int) -> list[Decoded]:
+        """Every level's symbols, with the bottom one refined by ``steps`` gradient steps (neuralcodec.refine)
+        under the parameters the decoder will derive from the levels above."""
+        from neuralcodec.refine import refine
+
+        if not self.refinable:
+            raise ValueError(f"model {self.model_id!r} does not support latent refinement")
+        t = self._t(rate)
+        decoded, above = [], None
+        for i, (stage, x) in enumerate(zip(self.stages[:-1], self.model.upper_levels(y, t))):
+            above = stage.quantize(x, above, rate, value=self._values[i], context=self._contexts[i])
+            decoded.append(above)
+        stage = self.stages[-1]
+        idx, mu = stage.parameters(above, rate)
+        with torch.inference_mode(False), torch.enable_grad():
+            t = t.clone()
+            y = refine(lambda y_hat: self.model.synthesis(y_hat, t), self._padded(rgb).clone(), y.clone(),
+                       torch.from_numpy(mu)[None].to(self.device),
+                       torch.from_numpy(stage.scale_table[idx.astype(np.int64)])[None].to(self.device),
+                       float(self.model.lmbda(t)), steps, stride=self.levels[-1].downsampling, valid=rgb.shape[:2])
+        decoded.append(stage.quantize(y.detach(), above, rate))
+        return decoded
+
     @torch.inference_mode()
-    def encode(self, rgb: np.ndarray, rate: int, tile: int | None = None) -> tuple[dict[bytes, bytes], dict]:
-        """Code an HxWx3 uint8 image; returns the chunks and the header's latent shapes and tile geometry."""
+    def encode(self, rgb: np.ndarray, rate: int, tile: int | None = None,
+               refine: int = 0) -> tuple[dict[bytes, bytes], dict]:
+        """Code an HxWx3 uint8 image; returns the chunks and the header's latent shapes and tile geometry.
+        ``refine``: gradient steps of encoder-side latent refinement (0: the analysis transform's latents)."""
         y_shape, z_shape = self.header_shapes(*rgb.shape[:2])
         tile, halo = self.tile_geometry(tile)
-        decoded = self.quantize(self.analysis(rgb, self._t(rate), tile), rate)
+        y = self.analysis(rgb, self._t(rate), tile)
+        decoded = self.refined(rgb, y, rate, refine) if refine else self.quantize(y, rate)
         chunks = {}
         for tag, stage, d in zip(self.tags, self.stages, decoded):
             chunks[tag] = stage.encode(d)

@@ -40,6 +40,8 @@ class GDN(nn.Module):
         beta = _non_negative(self.beta, BETA_MIN)
         gamma = _non_negative(self.gamma, 0.0).reshape(c, c, 1, 1)
         norm = F.conv2d(x * x, gamma, beta)
+        if torch.is_grad_enabled() and x.requires_grad:  # differentiable (encoder-side refinement)
+            return (norm.sqrt() if self.inverse else norm.rsqrt()) * x
         norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
         return norm.mul_(x)
 

@@ -92,6 +92,20 @@ def test_cli_round_trip_with_a_seed_model(tiny_weights, tmp_path):
     assert Image.open(tmp_path / "b.png").size == (64, 48)
 
 
+def test_refinement_where_the_model_supports_it(tiny_weights, tmp_path):
+    arch, w = tiny_weights
+    img = photo(40, 48, 9)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--weights", str(w), "--refine", "2"])
+    if load_codec(str(w)).refinable:  # a hyperprior whose bottom level the synthesis reads alone
+        assert r.exit_code == 0, r.output
+        assert np.asarray(neuralcodec.decompress((tmp_path / "a.nic").read_bytes(), weights=str(w))).shape == img.shape
+    else:
+        assert r.exit_code == 2 and "does not support latent refinement" in r.output and not (tmp_path / "a.nic").exists()
+        with pytest.raises(ValueError, match="refinement"):
+            neuralcodec.compress(img, 50, weights=str(w), refine=2)
+
+
 def test_train_command_knows_the_seed_architectures(tmp_path):
     r = CliRunner().invoke(cli.main, ["train", "--arch", "nosuch", "--run-dir", str(tmp_path)])
     assert r.exit_code == 2 and "no shipped recipe" in r.output
