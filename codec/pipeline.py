@@ -252,10 +252,10 @@ class Codec:
         idx, mu = stage.parameters(above, rate)
         with torch.inference_mode(False), torch.enable_grad():
             t = t.clone()
-            y = refine(lambda y_hat: self.model.synthesis(y_hat, t), self._padded(rgb).clone(), y.clone(),
-                       torch.from_numpy(mu)[None].to(self.device),
-                       torch.from_numpy(stage.scale_table[idx.astype(np.int64)])[None].to(self.device),
-                       float(self.model.lmbda(t)), steps, stride=self.levels[-1].downsampling, valid=rgb.shape[:2])
+            y = refine(lambda y_hat: self.model.synthesis(y_hat, t), lambda rows, cols: self._padded(rgb, rows, cols),
+                       y.clone(), torch.from_numpy(mu)[None].to(self.device),
+                       torch.from_numpy(stage.scale_table[idx])[None].to(self.device), float(self.model.lmbda(t)),
+                       steps, rgb.shape[:2], stride=self.levels[-1].downsampling)
         decoded.append(stage.quantize(y.detach(), above, rate))
         return decoded
 

@@ -38,20 +38,21 @@ def step_size(lmbda: float) -> float:
     return min(0.03, max(0.003, 0.02 * math.sqrt(lmbda / 0.03)))
 
 
-def refine(synthesis, x: torch.Tensor, y: torch.Tensor, means: torch.Tensor, scales: torch.Tensor,
-           lmbda: float, steps: int, stride: int = 16, tile: int = TILE, halo: int = HALO,
-           valid: tuple[int, int] | None = None, seed: int = 0) -> torch.Tensor:
-    """A refined copy of ``y`` (1,C,h,w) for the target image ``x`` (1,3,h*stride,w*stride) in [0, 1].
+def refine(synthesis, image, y: torch.Tensor, means: torch.Tensor, scales: torch.Tensor, lmbda: float,
+           steps: int, valid: tuple[int, int], stride: int = 16, tile: int = TILE, halo: int = HALO,
+           seed: int = 0) -> torch.Tensor:
+    """A refined copy of ``y`` (1,C,h,w): the latent of the target image ``image(rows, columns)`` (pixel slices
+    -> (1,3,rows,columns) in [0, 1], read a window at a time), whose real size is ``valid`` (rows, columns)
+    inside the padded h*stride x w*stride (padding costs no distortion).
 
-    ``synthesis(y_hat)`` is the decoder; ``means``/``scales`` the bottom level's Gaussian parameters (fixed);
-    ``valid`` (rows, columns) the image's real size inside the padded ``x`` (padding costs no distortion).
+    ``synthesis(y_hat)`` is the decoder; ``means``/``scales`` the bottom level's Gaussian parameters (fixed).
     Deterministic for a given ``seed`` on one device."""
     out = y.detach().clone()
     if steps <= 0:
         return out
     gen = torch.Generator().manual_seed(seed)
     h, w = y.shape[2:]
-    H, W = valid or (x.shape[2], x.shape[3])  # noqa: N806
+    H, W = valid  # noqa: N806
     for r0 in range(0, h, tile):
         for c0 in range(0, w, tile):
             r1, c1 = min(h, r0 + tile), min(w, c0 + tile)
@@ -63,7 +64,8 @@ def refine(synthesis, x: torch.Tensor, y: torch.Tensor, means: torch.Tensor, sca
                 continue  # padding only: leave as analysed
             win = (slice(None), slice(None), slice(wr0, wr1), slice(wc0, wc1))
             inner = (slice(None), slice(None), slice(r0 - wr0, r1 - wr0), slice(c0 - wc0, c1 - wc0))
-            target = x[:, :, wr0 * stride:wr1 * stride, wc0 * stride:wc1 * stride][:, :, pr, pc]
+            target = image(slice(wr0 * stride + pr.start, wr0 * stride + pr.stop),
+                           slice(wc0 * stride + pc.start, wc0 * stride + pc.stop))
             best = _refine_window(synthesis, target, out[win].clone(), means[win], scales[win], inner, (pr, pc),
                                   lmbda, steps, gen)
             out[win][inner] = best[inner]

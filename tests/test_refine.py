@@ -20,6 +20,10 @@ def _toy(seed=0, stride=4, channels=6):
     return synth, x, y, means, scales
 
 
+def _reader(x):
+    return lambda rows, cols: x[:, :, rows, cols]
+
+
 def _cost(synth, x, y, means, scales, lmbda):
     with torch.no_grad():
         v = torch.round(y - means)
@@ -42,14 +46,15 @@ def test_refinement_lowers_the_estimated_cost(tile):
     synth, x, y, means, scales = _toy()
     with torch.no_grad():
         before = _cost(synth, x, y, means, scales, 0.01)
-    out = refine(synth, x, y, means, scales, 0.01, steps=30, stride=4, tile=tile, halo=1)
+    out = refine(synth, _reader(x), y, means, scales, 0.01, 30, x.shape[2:], stride=4, tile=tile, halo=1)
     assert _cost(synth, x, out, means, scales, 0.01) < before
-    assert torch.equal(refine(synth, x, y, means, scales, 0.01, steps=30, stride=4, tile=tile, halo=1), out)
+    assert torch.equal(refine(synth, _reader(x), y, means, scales, 0.01, 30, x.shape[2:], stride=4, tile=tile, halo=1),
+                       out)
 
 
 def test_latents_that_only_cover_padding_are_left_alone():
     synth, x, y, means, scales = _toy()
-    out = refine(synth, x, y, means, scales, 0.01, steps=5, stride=4, tile=2, halo=1, valid=(8, 28))
+    out = refine(synth, _reader(x), y, means, scales, 0.01, 5, (8, 28), stride=4, tile=2, halo=1)
     assert torch.equal(out[:, :, 2:], y[:, :, 2:]) and not torch.equal(out[:, :, :2], y[:, :, :2])
 
 
