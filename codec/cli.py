@@ -300,9 +300,11 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps):
               help="Weights to evaluate (default: flagship). Repeat it for one fixed-rate model trained at "
                    "several rates: each file is one point of its curve.")
 @click.option("--limit", type=int, default=None, help="Only the first N images (quick looks).")
+@click.option("--refine", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
+              help="Encode every file with compress --refine STEPS (slow; measures what refinement buys).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("report"),
               show_default=True, help="Directory for report.json, per-codec JSON and rd.png.")
-def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
+def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, output):
     """Rate-distortion of real files on a directory of lossless images, with BD-rates and an RD plot."""
     from neuralcodec.evaluate import AnchorError, available_classic, check_codecs, evaluate
 
@@ -323,7 +325,8 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, output):
     for w in weights:
         _check_weights(w)
     try:  # evaluate() reads the anchors before minutes of coding, not after
-        s = evaluate(dataset, output, qs, codecs, list(anchors), list(weights), limit, progress=sys.stderr.isatty())
+        s = evaluate(dataset, output, qs, codecs, list(anchors), list(weights), limit, progress=sys.stderr.isatty(),
+                     refine=refine)
     except AnchorError as e:
         raise click.BadParameter(str(e), param_hint="--anchors") from None
     r = s["curves"]["neuralcodec"]

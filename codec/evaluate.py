@@ -35,12 +35,12 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(f(ta, tb, data_range=255))
 
 
-def _neuralcodec_coder(quality: float, weights: str | None):
+def _neuralcodec_coder(quality: float, weights: str | None, refine: int = 0):
     import neuralcodec
 
     def code(img: np.ndarray):
         t0 = time.perf_counter()
-        data = neuralcodec.compress(img, quality, weights=weights)
+        data = neuralcodec.compress(img, quality, weights=weights, refine=refine)
         t1 = time.perf_counter()
         out = np.asarray(neuralcodec.decompress(data, weights=weights))
         return len(data), out, t1 - t0, time.perf_counter() - t1
@@ -158,11 +158,12 @@ def load_anchors(files: list[Path]) -> dict[str, dict]:
 
 def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against: list[str] = (),
              anchor_files: list[Path] = (), weights: str | list[str] | None = None, limit: int | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, refine: int = 0) -> dict:
     """Run the whole evaluation and write ``report.json``, per-codec JSONs and ``rd.png`` into ``out_dir``.
 
     ``weights``: one weights file (a variable-rate model is swept over ``qualities``), or several of one
-    fixed-rate model (one point each, e.g. the same recipe trained at several lambdas)."""
+    fixed-rate model (one point each, e.g. the same recipe trained at several lambdas); ``refine``: encoder-side
+    refinement steps of every neuralcodec file (compress's ``refine``)."""
     from tqdm import tqdm
 
     from neuralcodec.api import load_codec
@@ -178,16 +179,20 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     codecs = [load_codec(w) for w in weights_list]
     if len({c.model_id for c in codecs}) > 1 or (len(codecs) > 1 and any(c.variable_rate for c in codecs)):
         raise SystemExit("several weights make one curve only when they are the same fixed-rate model")
+    if refine and not codecs[0].refinable:
+        raise SystemExit(f"model {codecs[0].model_id!r} does not support latent refinement (--refine)")
     ours_coders = []
     for w, codec in zip(weights_list, codecs):
         if codec.variable_rate:
-            ours_coders += [(q, _neuralcodec_coder(q, w)) for q in qualities]
+            ours_coders += [(q, _neuralcodec_coder(q, w, refine)) for q in qualities]
         else:  # one operating point per weights file; its "quality" is the weights' name
-            ours_coders.append((codec.weights.path.stem, _neuralcodec_coder(0, w)))
+            ours_coders.append((codec.weights.path.stem, _neuralcodec_coder(0, w, refine)))
     total = len(images) * (len(ours_coders) + sum(len(CLASSIC_QUALITIES[c]) for c in classic))
     bar = tqdm(total=total, unit="img", disable=not progress)
     name = f"neuralcodec {codecs[0].weights.path.stem if len(codecs) == 1 else codecs[0].model_id}"
     ours = curve(name, ours_coders, images, bar)
+    if refine:
+        ours["refine_steps"] = refine
     ours.update(weights_digest=[c.weights.digest.hex() for c in codecs] if len(codecs) > 1
                 else codecs[0].weights.digest.hex(), description="real .nic files, neuralcodec eval")
     curves = {name: ours["results"]}

@@ -72,3 +72,16 @@ def test_refined_files_decode_anywhere_and_are_reproducible():
     assert codec.refinable
     with pytest.raises(ValueError, match="refine"):
         neuralcodec.compress(img, 60, refine=-1)
+
+
+def test_eval_measures_refined_files(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from neuralcodec.evaluate import evaluate
+
+    Image.fromarray(photo(176, 176, 4)).save(tmp_path / "a.png")  # MS-SSIM needs 161 px
+    evaluate(tmp_path, tmp_path / "report", [40], progress=False, refine=2)
+    rep = json.loads((tmp_path / "report" / "neuralcodec.json").read_text())
+    assert rep["refine_steps"] == 2 and len(rep["results"]["bpp"]) == 1
