@@ -6,6 +6,7 @@ import numpy as np
 from click.testing import CliRunner
 from PIL import Image
 
+import neuralcodec
 from neuralcodec.cli import main
 
 from conftest import photo
@@ -95,6 +96,17 @@ def test_usage_errors_exit_2(tmp_path):
     (tmp_path / "bad.json").write_text('{"name": "no results"}')
     r = run("eval", tmp_path, "--anchors", tmp_path / "bad.json", "-o", tmp_path / "report")
     assert r.exit_code == 2 and "not an RD curve" in r.output and not (tmp_path / "report").exists(), r.output
+
+
+def test_shipped_seed_models_by_name(tmp_path):
+    Image.fromarray(photo(32, 48, 3)).save(tmp_path / "a.png")
+    for model in ("lighthp", "hvae", "betavae", "vqvae"):
+        r = run("compress", tmp_path / "a.png", "--model", model, "-o", tmp_path / f"{model}.nic", "--quiet")
+        assert r.exit_code == 0, r.output
+        assert neuralcodec.info((tmp_path / f"{model}.nic").read_bytes())["model"] == model
+        assert run("decompress", tmp_path / f"{model}.nic", "-o", tmp_path / f"{model}.png").exit_code == 0
+    r = run("decompress", tmp_path / "lighthp.nic", "--perceptual", "-o", tmp_path / "p.png")
+    assert r.exit_code == 0 and Image.open(tmp_path / "p.png").size == (48, 32)
 
 
 def test_help_teaches():
