@@ -74,8 +74,8 @@ def _common(f):
                    "ones use less memory. Recorded in the file; the decoder follows it.")
 @click.option("--refine", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
               help="Spend encode time for smaller files: STEPS gradient steps on the latents against the decoder's "
-                   "own output (20: about 4 %% smaller at equal PSNR on Kodak, tens of times slower encoding; "
-                   "bench/refine.py). Decoding is unchanged. The flagship and the hyperprior seed models.")
+                   "own output (20: about 3.5 %% smaller at equal PSNR on Kodak, ~50x slower encoding; bench/refine.py). "
+                   "Decoding is unchanged. Models with a plain hyperprior (the flagship, lighthp, hvae).")
 @_common
 def compress(input, quality, model, tile, refine, **kw):
     """Compress an image, or every image in a directory, to .nic files."""
