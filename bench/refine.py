@@ -38,9 +38,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     qualities = [float(q) for q in args.qualities.split(",")]
-    steps = [int(s) for s in args.steps.split(",")]
-    if steps[0] != 0:
-        steps = [0, *steps]
+    steps = sorted({0, *(int(s) for s in args.steps.split(","))})
     images = sorted(KODAK.glob("*.png"))[: args.images]
     rows = []  # (steps, quality, image, bpp, psnr, encode seconds)
     for path in images:

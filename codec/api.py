@@ -6,6 +6,7 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import functools
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,8 @@ def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None
     per_latent = codec.levels[-1].downsampling  # pixels per latent of y
     if tile is not None and not MIN_TILE * per_latent <= tile <= MAX_TILE * per_latent:
         raise ValueError(f"tile must be within {MIN_TILE * per_latent}..{MAX_TILE * per_latent} pixels, got {tile}")
-    if refine < 0:
-        raise ValueError(f"refine must be 0 or more steps, got {refine}")
+    if not isinstance(refine, numbers.Integral) or refine < 0:
+        raise ValueError(f"refine must be a whole number of steps, 0 or more, got {refine!r}")
     if refine and not codec.refinable:
         raise ValueError(f"model {codec.model_id!r} does not support latent refinement")
     chunks, shapes = codec.encode(planes.rgb, rate, None if tile is None else -(-tile // per_latent), refine)

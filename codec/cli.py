@@ -74,7 +74,7 @@ def _common(f):
                    "ones use less memory. Recorded in the file; the decoder follows it.")
 @click.option("--refine", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
               help="Spend encode time for smaller files: STEPS gradient steps on the latents against the decoder's "
-                   "own output (20: about 3.5 %% smaller at equal PSNR on Kodak, ~50x slower encoding; bench/refine.py). "
+                   "own output (20: about 3.5 % smaller at equal PSNR on Kodak, ~50x slower encoding; bench/refine.py). "
                    "Decoding is unchanged. Models with a plain hyperprior (the flagship, lighthp, hvae).")
 @_common
 def compress(input, quality, model, tile, refine, **kw):
@@ -90,15 +90,7 @@ def compress(input, quality, model, tile, refine, **kw):
                                    f"`neuralcodec train --arch {model}`, export it and pass --weights FILE")
         kw["weights"] = name
     if refine:
-        from neuralcodec.api import load_codec
-
-        try:
-            refinable = load_codec(kw["weights"]).refinable
-        except Exception:  # noqa: BLE001 - unreadable weights: reported per file as usual
-            refinable = True
-        if not refinable:
-            raise click.UsageError(f"--refine: model {load_codec(kw['weights']).model_id!r} does not support latent "
-                                   "refinement (the flagship does)")
+        _check_refinable(kw["weights"])
     _convert("compress", input, {"quality": quality, "tile": tile, "refine": refine}, **kw)
 
 
@@ -203,6 +195,19 @@ def _check_weights(weights: str) -> None:
     if not weights_io.resolve(weights).is_file():
         raise click.UsageError(f"weights {weights!r} not found: give a .safetensors path or a shipped name "
                                f"({_shipped_names()})")
+
+
+def _check_refinable(weights: str | None) -> None:
+    """A usage error for --refine with a model that cannot refine its latents, before any work starts."""
+    from neuralcodec.api import load_codec
+
+    try:
+        codec = load_codec(weights, "cpu")  # refinability is the model's structure: the CPU tells
+    except Exception:  # noqa: BLE001 - unreadable weights are reported as usual, later
+        return
+    if not codec.refinable:
+        raise click.UsageError(f"--refine: model {codec.model_id!r} does not support latent refinement "
+                               "(the flagship does)")
 
 
 def _shipped_names() -> str:
@@ -324,6 +329,8 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, outpu
         click.echo(f"note: Pillow here cannot write {c}; skipped", err=True)
     for w in weights:
         _check_weights(w)
+    if refine:
+        _check_refinable(weights[0] if weights else None)
     try:  # evaluate() reads the anchors before minutes of coding, not after
         s = evaluate(dataset, output, qs, codecs, list(anchors), list(weights), limit, progress=sys.stderr.isatty(),
                      refine=refine)

@@ -68,7 +68,7 @@ class Codec:
         self.precision = precision
         # batched tiles on a GPU: windows of up to two of the largest a file may ask for (~1.6 GB of activations)
         self.batch_area = 2 * MAX_WINDOW**2 if self.device.type == "cuda" else 0
-        self.model = build_model(weights).to(self.device)
+        self.model = build_model(weights).to(self.device).requires_grad_(False)  # coding only: no weight gradients
         self.stride = self.model.stride
         self.levels = self.model.levels
         self.tags = [chunk_tag(level.name) for level in self.levels]
@@ -236,9 +236,11 @@ class Codec:
         return (type(self.stages[-1]) is GaussianStage and hasattr(self.model, "lmbda")
                 and tuple(self.model.synthesis_levels) == (self.levels[-1].name,))
 
+    @torch.inference_mode()
     def refined(self, rgb: np.ndarray, y: torch.Tensor, rate: int, steps: int) -> list[Decoded]:
         """Every level's symbols, with the bottom one refined by ``steps`` gradient steps (neuralcodec.refine)
-        under the parameters the decoder will derive from the levels above."""
+        under the parameters the decoder will derive from the levels above. ``y`` (the analysis output) is
+        consumed."""
         from neuralcodec.refine import refine
 
         if not self.refinable:
@@ -250,13 +252,14 @@ class Codec:
             decoded.append(above)
         stage = self.stages[-1]
         idx, mu = stage.parameters(above, rate)
-        with torch.inference_mode(False), torch.enable_grad():
-            t = t.clone()
+        with torch.inference_mode(False), torch.enable_grad():  # autograd needs tensors made outside it
+            t, y = t.clone(), y.clone()
             y = refine(lambda y_hat: self.model.synthesis(y_hat, t), lambda rows, cols: self._padded(rgb, rows, cols),
-                       y.clone(), torch.from_numpy(mu)[None].to(self.device),
-                       torch.from_numpy(stage.scale_table[idx])[None].to(self.device), float(self.model.lmbda(t)),
-                       steps, rgb.shape[:2], stride=self.levels[-1].downsampling)
-        decoded.append(stage.quantize(y.detach(), above, rate))
+                       y, torch.from_numpy(mu)[None].to(self.device), torch.from_numpy(idx).to(self.device),
+                       torch.from_numpy(stage.scale_table).to(self.device), float(self.model.lmbda(t)), steps,
+                       rgb.shape[:2], stride=self.levels[-1].downsampling)
+        del mu, idx
+        decoded.append(stage.quantize(y, above, rate))
         return decoded
 
     @torch.inference_mode()
@@ -266,8 +269,8 @@ class Codec:
         ``refine``: gradient steps of encoder-side latent refinement (0: the analysis transform's latents)."""
         y_shape, z_shape = self.header_shapes(*rgb.shape[:2])
         tile, halo = self.tile_geometry(tile)
-        y = self.analysis(rgb, self._t(rate), tile)
-        decoded = self.refined(rgb, y, rate, refine) if refine else self.quantize(y, rate)
+        latents = [self.analysis(rgb, self._t(rate), tile)]  # handed over, not held: refined() consumes it
+        decoded = self.refined(rgb, latents.pop(), rate, refine) if refine else self.quantize(latents.pop(), rate)
         chunks = {}
         for tag, stage, d in zip(self.tags, self.stages, decoded):
             chunks[tag] = stage.encode(d)

@@ -6,11 +6,12 @@ bottom latent ``y`` lower its rate-distortion cost ``bits/pixel + lambda * 255^2
 synthesis sees it (Campos et al. 2019, "Content adaptive optimization for neural image compression").
 The relaxation is the one the model trained with (rate of y plus uniform noise, distortion of the
 straight-through rounded y); every step is also scored on the hard-quantized cost, and the best one seen is
-kept, so refinement never ends worse (by the model's estimate) than where it started. Files keep the same
-format and decode with any decoder.
+kept, so a tile never ends worse (by the model's estimate, on its own pixels) than where it started. Files keep
+the same format and decode with any decoder.
 
-Large images are refined tile by tile (a window of tile + halo latents through the synthesis, the loss on the
-tile's own pixels), so memory stays bounded.
+Images are refined tile by tile: a window of tile + halo latents goes through the synthesis, the loss is taken
+on the tile's own pixels, tiles in raster order (each sees its refined neighbours above and to the left). The
+autograd graph is one window's; besides it, refinement holds about two latent-sized float tensors (y, the means).
 """
 
 from __future__ import annotations
@@ -38,16 +39,17 @@ def step_size(lmbda: float) -> float:
     return min(0.03, max(0.003, 0.02 * math.sqrt(lmbda / 0.03)))
 
 
-def refine(synthesis, image, y: torch.Tensor, means: torch.Tensor, scales: torch.Tensor, lmbda: float,
-           steps: int, valid: tuple[int, int], stride: int = 16, tile: int = TILE, halo: int = HALO,
-           seed: int = 0) -> torch.Tensor:
-    """A refined copy of ``y`` (1,C,h,w): the latent of the target image ``image(rows, columns)`` (pixel slices
-    -> (1,3,rows,columns) in [0, 1], read a window at a time), whose real size is ``valid`` (rows, columns)
-    inside the padded h*stride x w*stride (padding costs no distortion).
+def refine(synthesis, image, y: torch.Tensor, means: torch.Tensor, indexes: torch.Tensor,
+           scale_table: torch.Tensor, lmbda: float, steps: int, valid: tuple[int, int], stride: int = 16,
+           tile: int = TILE, halo: int = HALO, seed: int = 0) -> torch.Tensor:
+    """Refine ``y`` (1,C,h,w) in place and return it: the latent of the target image ``image(rows, columns)``
+    (pixel slices -> (1,3,rows,columns) in [0, 1], read a window at a time), whose real size is ``valid``
+    (rows, columns) inside the padded h*stride x w*stride (padding costs no distortion).
 
-    ``synthesis(y_hat)`` is the decoder; ``means``/``scales`` the bottom level's Gaussian parameters (fixed).
-    Deterministic for a given ``seed`` on one device."""
-    out = y.detach().clone()
+    ``synthesis(y_hat)`` is the decoder; ``means`` (1,C,h,w) and the table ``indexes`` (C,h,w, integers into
+    ``scale_table``) the bottom level's Gaussian parameters, fixed. Deterministic for a given ``seed`` on one
+    device (cuDNN is held to deterministic algorithms)."""
+    out = y.detach()
     if steps <= 0:
         return out
     gen = torch.Generator().manual_seed(seed)
@@ -64,10 +66,12 @@ def refine(synthesis, image, y: torch.Tensor, means: torch.Tensor, scales: torch
                 continue  # padding only: leave as analysed
             win = (slice(None), slice(None), slice(wr0, wr1), slice(wc0, wc1))
             inner = (slice(None), slice(None), slice(r0 - wr0, r1 - wr0), slice(c0 - wc0, c1 - wc0))
+            scales = scale_table[indexes[:, wr0:wr1, wc0:wc1].long()][None]
             target = image(slice(wr0 * stride + pr.start, wr0 * stride + pr.stop),
                            slice(wc0 * stride + pc.start, wc0 * stride + pc.stop))
-            best = _refine_window(synthesis, target, out[win].clone(), means[win], scales[win], inner, (pr, pc),
-                                  lmbda, steps, gen)
+            with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+                best = _refine_window(synthesis, target, out[win].clone(), means[win], scales, inner, (pr, pc),
+                                      lmbda, steps, gen)
             out[win][inner] = best[inner]
     return out
 
@@ -87,7 +91,7 @@ def _refine_window(synthesis, target, y, means, scales, inner, pixels, lmbda, st
         v_hat = torch.round(v)
         x_hat = synthesis(v + (v_hat - v).detach() + means)[:, :, pixels[0], pixels[1]].clamp(0, 1)
         distortion = lmbda * 255**2 * (x_hat - target).pow(2).mean()
-        cost = (symbol_bits(v_hat, scales) * mask).sum().item() / n_px + distortion.item()
+        cost = (symbol_bits(v_hat.detach(), scales) * mask).sum().item() / n_px + distortion.item()
         if cost < best_cost:
             best_cost, best = cost, y.detach().clone()
         if i == steps:

@@ -99,7 +99,8 @@ def test_refinement_where_the_model_supports_it(tiny_weights, tmp_path):
     r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--weights", str(w), "--refine", "2"])
     if load_codec(str(w)).refinable:  # a hyperprior whose bottom level the synthesis reads alone
         assert r.exit_code == 0, r.output
-        assert np.asarray(neuralcodec.decompress((tmp_path / "a.nic").read_bytes(), weights=str(w))).shape == img.shape
+        data = (tmp_path / "a.nic").read_bytes()
+        assert np.asarray(neuralcodec.decompress(data, weights=str(w))).shape == img.shape
     else:
         assert r.exit_code == 2 and "does not support latent refinement" in r.output and not (tmp_path / "a.nic").exists()
         with pytest.raises(ValueError, match="refinement"):
