@@ -66,8 +66,6 @@ def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None
         raise ValueError(f"tile must be within {MIN_TILE * per_latent}..{MAX_TILE * per_latent} pixels, got {tile}")
     if not isinstance(refine, numbers.Integral) or refine < 0:
         raise ValueError(f"refine must be a whole number of steps, 0 or more, got {refine!r}")
-    if refine and not codec.refinable:
-        raise ValueError(f"model {codec.model_id!r} does not support latent refinement")
     chunks, shapes = codec.encode(planes.rgb, rate, None if tile is None else -(-tile // per_latent), refine)
     flags = 0
     if planes.alpha is not None:

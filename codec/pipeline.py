@@ -222,8 +222,10 @@ class Codec:
 
     def quantize(self, y: torch.Tensor, rate: int, values: bool = False) -> list[Decoded]:
         """Every level's symbols, top-down, from the analysis output ``y`` (overwritten: big images)."""
-        t = self._t(rate)
-        latents = [*self.model.upper_levels(y, t), y]
+        return self._quantize_levels([*self.model.upper_levels(y, self._t(rate)), y], rate, values)
+
+    def _quantize_levels(self, latents: list[torch.Tensor], rate: int, values: bool = False) -> list[Decoded]:
+        """The symbols of the top ``len(latents)`` levels, top-down (each latent overwritten)."""
         decoded, above = [], None
         for i, (stage, x) in enumerate(zip(self.stages, latents)):
             above = stage.quantize(x, above, rate, value=values and self._values[i], context=self._contexts[i])
@@ -237,29 +239,26 @@ class Codec:
                 and tuple(self.model.synthesis_levels) == (self.levels[-1].name,))
 
     @torch.inference_mode()
-    def refined(self, rgb: np.ndarray, y: torch.Tensor, rate: int, steps: int) -> list[Decoded]:
+    def refined(self, rgb: np.ndarray, rate: int, steps: int, tile: int | None = None) -> list[Decoded]:
         """Every level's symbols, with the bottom one refined by ``steps`` gradient steps (neuralcodec.refine)
-        under the parameters the decoder will derive from the levels above. ``y`` (the analysis output) is
-        consumed."""
+        under the parameters the decoder will derive from the levels above."""
         from neuralcodec.refine import refine
 
         if not self.refinable:
             raise ValueError(f"model {self.model_id!r} does not support latent refinement")
         t = self._t(rate)
-        decoded, above = [], None
-        for i, (stage, x) in enumerate(zip(self.stages[:-1], self.model.upper_levels(y, t))):
-            above = stage.quantize(x, above, rate, value=self._values[i], context=self._contexts[i])
-            decoded.append(above)
+        y = self.analysis(rgb, t, tile)
+        decoded = self._quantize_levels(self.model.upper_levels(y, t), rate)
         stage = self.stages[-1]
-        idx, mu = stage.parameters(above, rate)
+        idx, mu = stage.parameters(decoded[-1], rate)
         with torch.inference_mode(False), torch.enable_grad():  # autograd needs tensors made outside it
-            t, y = t.clone(), y.clone()
+            t, y = t.clone(), y.clone()  # the clone replaces the analysis output: one latent held
             y = refine(lambda y_hat: self.model.synthesis(y_hat, t), lambda rows, cols: self._padded(rgb, rows, cols),
                        y, torch.from_numpy(mu)[None].to(self.device), torch.from_numpy(idx).to(self.device),
                        torch.from_numpy(stage.scale_table).to(self.device), float(self.model.lmbda(t)), steps,
                        rgb.shape[:2], stride=self.levels[-1].downsampling)
         del mu, idx
-        decoded.append(stage.quantize(y, above, rate))
+        decoded.append(stage.quantize(y, decoded[-1], rate))
         return decoded
 
     @torch.inference_mode()
@@ -269,8 +268,10 @@ class Codec:
         ``refine``: gradient steps of encoder-side latent refinement (0: the analysis transform's latents)."""
         y_shape, z_shape = self.header_shapes(*rgb.shape[:2])
         tile, halo = self.tile_geometry(tile)
-        latents = [self.analysis(rgb, self._t(rate), tile)]  # handed over, not held: refined() consumes it
-        decoded = self.refined(rgb, latents.pop(), rate, refine) if refine else self.quantize(latents.pop(), rate)
+        if refine:
+            decoded = self.refined(rgb, rate, refine, tile)
+        else:
+            decoded = self.quantize(self.analysis(rgb, self._t(rate), tile), rate)
         chunks = {}
         for tag, stage, d in zip(self.tags, self.stages, decoded):
             chunks[tag] = stage.encode(d)
