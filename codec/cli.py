@@ -268,7 +268,9 @@ def info(files, as_json):
               help="Start from shipped weights when the run dir has no checkpoint (fresh optimizer).")
 @click.option("--minutes", type=float, default=None, help="Stop (and checkpoint) after this many minutes.")
 @click.option("--steps", type=int, default=None, help="Override the recipe's total steps.")
-def train(arch, recipe, run_dir, init_weights, minutes, steps):
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
+              help="Training images (JPEG/PNG) instead of the recipe's directory.")
+def train(arch, recipe, run_dir, init_weights, minutes, steps, data):
     """Train (or resume training) a model; checkpoints every few minutes and on Ctrl-C/SIGTERM.
 
     \b
@@ -287,6 +289,8 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps):
         raise click.UsageError(f"the recipe trains {r.arch!r}, not --arch {arch!r}")
     if steps:
         r.steps = steps
+    if data:
+        r.data = data
     if init_weights:
         _check_weights(init_weights)
     run_training(r, run_dir or Path("runs") / ("flagship" if r.arch == "modhp" else r.arch), init_weights=init_weights, max_minutes=minutes,

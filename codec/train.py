@@ -175,6 +175,9 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":  # fixed input sizes: let cuDNN pick its fastest kernels; TF32 matrix products
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model = build(recipe.arch, **recipe.model).to(device).to(memory_format=torch.channels_last)
     named = dict(model.named_parameters())
     if recipe.train_only:  # e.g. a decoder-only fine-tune: everything else (and so every file) stays as it is

@@ -182,3 +182,21 @@ def test_rate_sampling_can_favour_the_rates_above_an_extension():
     assert abs((t < 0).mean() - 0.15) < 0.01 and abs(t[t >= 0].mean() - 0.5) < 0.01
     assert np.array_equal(sample_t(np.random.default_rng(4), 8, 0.0, 0.15),  # no extension: nothing to favour
                           sample_t(np.random.default_rng(4), 8, 0.0))
+
+
+def test_cli_data_option_replaces_the_recipes_directory(tmp_path):
+    from click.testing import CliRunner
+
+    from neuralcodec.cli import main
+
+    data = tmp_path / "elsewhere"
+    data.mkdir()
+    Image.fromarray(photo(70, 80, 1)).save(data / "a.jpg", quality=95)
+    recipe = tmp_path / "r.json"
+    r = tiny_recipe(tmp_path / "missing")  # the recipe's own directory does not exist
+    recipe.write_text(json.dumps({k: getattr(r, k) for k in r.__dataclass_fields__}))
+    res = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--data", str(data), "--run-dir",
+                                    str(tmp_path / "run"), "--steps", "1"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "run" / "recipe.json").read_text())
+    assert saved["data"] == str(data) and (tmp_path / "run" / "last.pt").exists()
