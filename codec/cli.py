@@ -28,7 +28,7 @@ Examples:
 @click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="neuralcodec")
 def main():
-    """neuralcodec: a learned image codec. Files about a quarter smaller than JPEG at the same quality.
+    """neuralcodec: a learned image codec. Files about a third smaller than JPEG at the same quality.
 
     Images go in as PNG, JPEG, WebP, TIFF, BMP or PPM; `.nic` files come out, and back.
     """
