@@ -110,3 +110,18 @@ def test_golden_files_still_decode(case):
 
 def test_golden_files_exist():
     assert len(golden_cases()) >= 3
+
+
+def test_every_weights_card_ships_its_weights():
+    """Weights that made files are never removed: each card in the package names a present weights file with
+    the card's digest (a superseded file too; `bench/device_prep.py` moves them aside only for a device run)."""
+    from neuralcodec import weights_io
+
+    cards = sorted(weights_io._weights_dir().glob("*.json"))
+    assert any(c.stem == "flagship" for c in cards)
+    for card in cards:
+        meta = json.loads(card.read_text())
+        if "digest" not in meta:
+            continue
+        w = weights_io.load(card.with_suffix(".safetensors"))  # raises if missing or if the digest differs
+        assert w.digest.hex() == meta["digest"], card.name
