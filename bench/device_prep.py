@@ -12,7 +12,8 @@ files, and the training corpus (~177 MB) stays behind. ``prepare``:
 
 Then call the device tool's ``run`` with ``carry=[".whl", ".gpu/train"]`` and the command
 ``bash bench/device_train.sh``. ``restore`` puts the weights back and re-stages them; run it before any commit
-(``prepare`` refuses to run twice, ``restore`` is safe to repeat).
+(``prepare`` refuses to run twice; ``restore`` is safe to repeat and also brings back from HEAD any
+weights file missing from ``.gpu/legacy``).
 
     python bench/device_prep.py prepare [--mib 28] [--seed 1]
     python bench/device_prep.py restore
@@ -51,7 +52,7 @@ def exclude(path: str) -> None:
 
 def legacy_weights() -> list[str]:
     """Tracked superseded flagship weights (the dated files)."""
-    return [p for p in git("ls-files", "weights").splitlines() if Path(p).name.startswith("flagship-")
+    return [p for p in git("ls-files", "weights").splitlines() if Path(p).name.startswith("flagship-20")
             and p.endswith(".safetensors")]
 
 
@@ -67,7 +68,7 @@ def prepare(mib: float, seed: int, data: Path) -> None:
     for p in ("/.whl/", "/.gpu/"):
         exclude(p)
     wheels = ROOT / ".whl"
-    if not list(wheels.glob("compressai-*cp312*.whl")):
+    if not all(list(wheels.glob(w.split("==")[0].replace("-", "_") + "-*.whl")) for w in WHEELS):
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
                "--implementation", "cp", *sum((["--platform", p] for p in PLATFORMS), []), "-d", str(wheels), *WHEELS]
         subprocess.run(cmd, check=True)
@@ -83,31 +84,37 @@ def prepare(mib: float, seed: int, data: Path) -> None:
         shutil.copyfile(p, train / p.name)
         budget -= p.stat().st_size
         n += 1
-    (GPU / "legacy").mkdir(exist_ok=True)
     moved = legacy_weights()
-    if moved:
-        git("rm", "--cached", "-q", *moved)
-    for p in moved:
-        shutil.move(str(ROOT / p), GPU / "legacy" / Path(p).name)
     carried = sum(f.stat().st_size for d in (train, wheels) for f in d.iterdir()) / 2**20
-    total = travelling_mib() + carried
+    total = travelling_mib() - sum((ROOT / p).stat().st_size for p in moved) / 2**20 + carried
     print(f"{n} of {len(images)} training images in .gpu/train ({mib - budget / 2**20:.1f} MiB); "
-          f"{len(moved)} superseded weights moved to .gpu/legacy and unstaged")
-    print(f"the device tool would send {total:.1f} MiB (limit {LIMIT_MIB})")
+          f"the device tool would send {total:.1f} MiB (limit {LIMIT_MIB})")
     if total > LIMIT_MIB:
-        sys.exit("too much to send: lower --mib")
+        sys.exit("too much to send: lower --mib (nothing moved)")
+    (GPU / "legacy").mkdir(exist_ok=True)
+    for p in moved:  # one by one: an interruption leaves each file either in place or moved and unstaged
+        shutil.move(str(ROOT / p), GPU / "legacy" / Path(p).name)
+        git("rm", "--cached", "-q", p)
+    print(f"{len(moved)} superseded weights moved to .gpu/legacy and unstaged")
     print('next: run(command="bash bench/device_train.sh", carry=[".whl", ".gpu/train"], timeout_s=600); '
           "then python bench/device_prep.py restore")
 
 
 def restore() -> None:
+    """Every weights file prepare took out, back in weights/ and in the index; one missing from .gpu/legacy
+    (e.g. after `git clean -fdX`) comes back from HEAD."""
     legacy = GPU / "legacy"
-    back = sorted(legacy.glob("*.safetensors")) if legacy.exists() else []
-    for p in back:
+    for p in sorted(legacy.glob("*.safetensors")) if legacy.exists() else []:
         shutil.move(str(p), ROOT / "weights" / p.name)
+    gone = git("diff", "--cached", "--name-only", "--diff-filter=D", "--", "weights").splitlines()
+    back = [p for p in gone if (ROOT / p).is_file()]
     if back:
-        git("add", *[f"weights/{p.name}" for p in back])
-    print(f"{len(back)} weights files back in weights/ and staged; `git status` should show no change to them")
+        git("add", *back)
+    lost = [p for p in gone if not (ROOT / p).is_file()]
+    if lost:
+        git("checkout", "HEAD", "--", *lost)
+    print(f"{len(back)} weights files back in weights/ and staged, {len(lost)} restored from HEAD; "
+          "`git status` should show no change to them")
 
 
 def main() -> None:

@@ -268,7 +268,7 @@ def info(files, as_json):
               help="Start from shipped weights when the run dir has no checkpoint (fresh optimizer).")
 @click.option("--minutes", type=float, default=None, help="Stop (and checkpoint) after this many minutes.")
 @click.option("--steps", type=int, default=None, help="Override the recipe's total steps.")
-@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
+@click.option("--data", type=click.Path(exists=True, file_okay=False, resolve_path=True), default=None, metavar="DIR",
               help="Training images (JPEG/PNG) instead of the recipe's directory.")
 def train(arch, recipe, run_dir, init_weights, minutes, steps, data):
     """Train (or resume training) a model; checkpoints every few minutes and on Ctrl-C/SIGTERM.

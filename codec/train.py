@@ -154,6 +154,8 @@ def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_mi
         stop["flag"] = True
 
     old_threads = torch.get_num_threads()
+    backends = torch.backends
+    old_cuda = (backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
     torch.set_num_threads(recipe.threads)
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -163,6 +165,7 @@ def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_mi
         for s, h in old_handlers.items():
             signal.signal(s, h)
         torch.set_num_threads(old_threads)
+        backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = old_cuda
 
 
 def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, stop) -> None:
