@@ -27,10 +27,7 @@ V_MAX = 4  # |v| of 4 and more share one offset
 
 def latents(codec, rgb: np.ndarray, rate: int):
     """y, its symbols v = round(y - mu), table indexes and means, as the decoder will know them."""
-    t = codec._t(rate)
-    y = codec.analysis(rgb, t)
-    decoded = codec._quantize_levels(codec.model.upper_levels(y.clone(), t), rate)
-    idx, mu = codec.stages[-1].parameters(decoded[-1], rate)
+    y, _, idx, mu = codec.analysis_with_prior(rgb, rate)
     y = y[0].numpy()
     return y, np.round(y - mu), idx.astype(np.int64), mu
 

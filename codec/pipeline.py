@@ -239,6 +239,16 @@ class Codec:
                 and tuple(self.model.synthesis_levels) == (self.levels[-1].name,))
 
     @torch.inference_mode()
+    def analysis_with_prior(self, rgb: np.ndarray, rate: int, tile: int | None = None):
+        """The analysis output y (1,C,H,W), the levels above it quantized (top-down), and the table indexes and
+        means (C,H,W) that the decoder derives for y from them: y's coding parameters before y is quantized."""
+        t = self._t(rate)
+        y = self.analysis(rgb, t, tile)
+        decoded = self._quantize_levels(self.model.upper_levels(y, t), rate)
+        idx, mu = self.stages[-1].parameters(decoded[-1], rate)
+        return y, decoded, idx, mu
+
+    @torch.inference_mode()
     def refined(self, rgb: np.ndarray, rate: int, steps: int, tile: int | None = None) -> list[Decoded]:
         """Every level's symbols, with the bottom one refined by ``steps`` gradient steps (neuralcodec.refine)
         under the parameters the decoder will derive from the levels above."""
@@ -247,10 +257,8 @@ class Codec:
         if not self.refinable:
             raise ValueError(f"model {self.model_id!r} does not support latent refinement")
         t = self._t(rate)
-        y = self.analysis(rgb, t, tile)
-        decoded = self._quantize_levels(self.model.upper_levels(y, t), rate)
+        y, decoded, idx, mu = self.analysis_with_prior(rgb, rate, tile)
         stage = self.stages[-1]
-        idx, mu = stage.parameters(decoded[-1], rate)
         with torch.inference_mode(False), torch.enable_grad():  # autograd needs tensors made outside it
             t, y = t.clone(), y.clone()  # the clone replaces the analysis output: one latent held
             y = refine(lambda y_hat: self.model.synthesis(y_hat, t), lambda rows, cols: self._padded(rgb, rows, cols),

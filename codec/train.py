@@ -157,6 +157,8 @@ def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_mi
     backends = torch.backends
     old_cuda = (backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
     torch.set_num_threads(recipe.threads)
+    if torch.cuda.is_available():  # fixed input sizes: let cuDNN pick its fastest kernels; TF32 matrix products
+        backends.cudnn.benchmark = backends.cuda.matmul.allow_tf32 = backends.cudnn.allow_tf32 = True
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         _train(recipe, Path(run_dir), init_weights, max_minutes, progress, stop)
@@ -178,9 +180,6 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":  # fixed input sizes: let cuDNN pick its fastest kernels; TF32 matrix products
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model = build(recipe.arch, **recipe.model).to(device).to(memory_format=torch.channels_last)
     named = dict(model.named_parameters())
     if recipe.train_only:  # e.g. a decoder-only fine-tune: everything else (and so every file) stays as it is
