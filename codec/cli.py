@@ -122,7 +122,7 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
     if input.is_dir() and output is not None and Path(output).is_file():
         raise click.UsageError(f"input is a directory but output {output} is a file")
     if weights:
-        _check_weights(weights)
+        _check_weights(weights, encoding=direction == "compress")
     if device == "cuda" or half:
         import torch
 
@@ -188,13 +188,17 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
     sys.exit(1 if failed else 0)
 
 
-def _check_weights(weights: str) -> None:
-    """A usage error (exit 2) for a --weights/--init-weights that names nothing, before any work starts."""
+def _check_weights(weights: str, encoding: bool = False) -> None:
+    """A usage error (exit 2) for a --weights/--init-weights that names nothing, or (``encoding``) names a
+    decoder-only archive, before any work starts."""
     from neuralcodec import weights_io
 
     if not weights_io.resolve(weights).is_file():
         raise click.UsageError(f"weights {weights!r} not found: give a .safetensors path or a shipped name "
                                f"({_shipped_names()})")
+    if encoding and weights_io.is_decoder_only(weights):
+        raise click.UsageError(f"weights {weights!r} are a decoder-only archive of superseded weights: they decode "
+                               "the files made with them but cannot make new ones (use the current weights)")
 
 
 def _check_refinable(weights: str | None) -> None:
@@ -292,7 +296,7 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps, data):
     if data:
         r.data = data
     if init_weights:
-        _check_weights(init_weights)
+        _check_weights(init_weights, encoding=True)
     run_training(r, run_dir or Path("runs") / ("flagship" if r.arch == "modhp" else r.arch), init_weights=init_weights, max_minutes=minutes,
                  progress=sys.stderr.isatty())
 
@@ -332,7 +336,7 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, outpu
     for c in sorted(set(codecs) - set(available_classic())):
         click.echo(f"note: Pillow here cannot write {c}; skipped", err=True)
     for w in weights:
-        _check_weights(w)
+        _check_weights(w, encoding=True)
     if refine:
         _check_refinable(weights[0] if weights else None)
     try:  # evaluate() reads the anchors before minutes of coding, not after
@@ -366,7 +370,7 @@ def export_weights(run_dir, output, note, decodes):
     if missing:
         raise click.UsageError(f"{run_dir} is not a training run directory (no {' or '.join(missing)})")
     if decodes:
-        _check_weights(decodes)
+        _check_weights(decodes, encoding=True)
     try:
         d = export_run(run_dir, output, note, decodes=decodes)
     except WeightsError as e:
@@ -376,3 +380,28 @@ def export_weights(run_dir, output, note, decodes):
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("retire")
+@click.argument("weights", metavar="NAME|PATH")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Destination .safetensors (may be WEIGHTS itself; its card is rewritten beside it).")
+def retire(weights, output):
+    """Keep superseded weights as a decoder-only archive, about a third smaller.
+
+    The archive drops the analysis transforms: every file made with WEIGHTS still decodes, bit for bit, and
+    nothing new can be encoded with it. For maintainers shipping new weights (weights/README.md)."""
+    import json
+
+    from neuralcodec import weights_io
+
+    _check_weights(weights)
+    try:
+        src = weights_io.load(weights)
+        card_path = src.path.with_suffix(".json")
+        card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+        d = weights_io.decoder_only(src, output, card)
+    except (weights_io.WeightsError, KeyError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {output} ({output.stat().st_size:,} bytes, digest {d.hex()[:16]}); it decodes the files of "
+               f"{src.digest.hex()[:16]}")

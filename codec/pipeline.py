@@ -171,6 +171,7 @@ class Codec:
 
     def analysis(self, rgb: np.ndarray, t: torch.Tensor, tile: int | None = None) -> torch.Tensor:
         """g_a of the padded image, tile by tile with overlap: the same y as one pass, in bounded memory."""
+        self._check_encodes()
         m, yh, yw = self.latent_shapes(*rgb.shape[:2])[-1]
         up = self.levels[-1].downsampling  # pixels per latent element of y
         y = torch.empty((1, m, yh, yw), device=self.device)
@@ -183,6 +184,11 @@ class Codec:
                 y[0, :, rows, cols] = yt[i, :, rows.start - hr.start:rows.stop - hr.start,
                                          cols.start - hc.start:cols.stop - hc.start].float()
         return y
+
+    def _check_encodes(self) -> None:
+        if self.weights.decoder_only:
+            raise WeightsError(f"{self.weights.path.name} is a decoder-only archive of superseded weights: it "
+                               "decodes their files but cannot make new ones; compress with the current weights")
 
     def synthesis(self, hats: list[torch.Tensor], t: torch.Tensor, height: int, width: int,
                   geometry: tuple[int, int] | None = None) -> np.ndarray:
@@ -323,6 +329,7 @@ class Codec:
     @torch.inference_mode()
     def reconstruct(self, rgb: np.ndarray, rate: int) -> np.ndarray:
         """The model's own forward output (hard quantization, no bitstream): what decode must reproduce."""
+        self._check_encodes()
         h, w = rgb.shape[:2]
         t = self._t(rate)
         decoded = self.quantize(self.model.analysis(self._padded(rgb), t), rate, values=True)

@@ -46,17 +46,30 @@ def resolve(name_or_path: str | Path | None) -> Path:
 def shipped() -> dict[bytes, str]:
     """Digest -> name of every weights file shipped in the package (read from the cards, cheap).
 
-    Weights that made files of an earlier release stay shipped, so those files keep decoding.
+    Weights that made files of an earlier release stay shipped, so those files keep decoding: superseded ones
+    as decoder-only archives (see ``decoder_only``), listed under the digest of the weights they decode.
     """
     out = {}
     for card in sorted(_weights_dir().glob("*.json")):
         try:
-            d = bytes.fromhex(json.loads(card.read_text())["digest"])
-        except (ValueError, KeyError, TypeError, OSError):
+            c = json.loads(card.read_text())
+            d = bytes.fromhex(c["decodes"] if c.get("decoder_only") else c["digest"])
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
             continue
         if card.with_suffix(".safetensors").is_file():
             out[d] = card.stem
     return out
+
+
+def is_decoder_only(name_or_path: str | Path | None) -> bool:
+    """Whether the weights file is a decoder-only archive (read from its header: no tensor is loaded)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(resolve(name_or_path)), framework="numpy") as f:
+            return (f.metadata() or {}).get("decoder_only") == "true"
+    except (SafetensorError, OSError):
+        return False  # unreadable: load() reports it
 
 
 def for_model(name: str) -> str | None:
@@ -96,7 +109,8 @@ class Weights:
     config: dict
     tensors: dict[str, np.ndarray]  # network parameters (fp16), `tables.*` and `int.*` (integer priors)
     digest: bytes
-    decodes: bytes | None = None  # a decoder-only fine-tune: the digest of the weights whose files it decodes
+    decodes: bytes | None = None  # a decoder-only fine-tune or archive: the digest of the weights whose files it decodes
+    decoder_only: bool = False  # an archive of superseded weights without the analysis transforms: decodes only
 
     def tables(self, prefix: str):
         from neuralcodec.entropy import CountTables
@@ -118,6 +132,9 @@ def load(name_or_path: str | Path | None = None) -> Weights:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         arch, config = meta["arch"], json.loads(meta["config"])
         decodes = bytes.fromhex(meta["decodes"]) if "decodes" in meta else None
+        decoder_only = meta.get("decoder_only") == "true"
+        if decoder_only and decodes is None:
+            raise KeyError("decodes")
     except (SafetensorError, KeyError, ValueError, OSError) as e:
         raise WeightsError(f"{path}: not a valid neuralcodec weights file ({e})") from None
     d = digest(tensors)
@@ -127,14 +144,15 @@ def load(name_or_path: str | Path | None = None) -> Weights:
         if expected and expected != d.hex():
             raise WeightsError(f"{path}: digest {d.hex()[:16]} differs from its card's {expected[:16]}: "
                                "the file is corrupt or not the shipped one")
-    return Weights(path, arch, config, tensors, d, decodes)
+    return Weights(path, arch, config, tensors, d, decodes, decoder_only)
 
 
 def perceptual_for(digest: bytes) -> str | None:
     """The shipped decoder-only fine-tune (``--perceptual``) of the weights with ``digest``, if any."""
     for card in sorted(_weights_dir().glob("*.json")):
         try:
-            if json.loads(card.read_text()).get("decodes") == digest.hex():
+            c = json.loads(card.read_text())
+            if c.get("decodes") == digest.hex() and not c.get("decoder_only"):
                 return card.stem
         except (ValueError, OSError, AttributeError):
             continue
@@ -143,7 +161,11 @@ def perceptual_for(digest: bytes) -> str | None:
 
 def load_state_dict(name_or_path) -> dict:
     """Network parameters of a weights file as float32 torch tensors (for training initialization)."""
-    return network_state(load(name_or_path))
+    w = load(name_or_path)
+    if w.decoder_only:
+        raise WeightsError(f"{w.path.name} is a decoder-only archive (no analysis transforms): it cannot "
+                           "initialize training; use the weights it was made from, or the current ones")
+    return network_state(w)
 
 
 def network_state(w: Weights) -> dict:
@@ -170,7 +192,8 @@ def build_model(w: Weights):
     if t_min.shape != (1,) or float(t_min[0]) != getattr(model, "t_min", 0.0):
         raise WeightsError(f"{w.path}: its rate range (t_min) disagrees with its config")
     missing, unexpected = model.load_state_dict(network_state(w), strict=False)
-    missing = [k for k in missing if not _is_derived_buffer(k)]
+    dropped = tuple(getattr(model, "analysis_modules", ())) if w.decoder_only else ()
+    missing = [k for k in missing if not _is_derived_buffer(k) and not (dropped and k.startswith(dropped))]
     unexpected = [k for k in unexpected if not k.startswith(getattr(model, "training_only", ()))]
     if missing or unexpected:
         raise WeightsError(f"{w.path}: weights do not fit {w.arch} (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -244,6 +267,36 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
                  "bytes": path.stat().st_size})
     if decodes is not None:
         card["decodes"] = decodes.digest.hex()
+    path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    return d
+
+
+def decoder_only(src: Weights, path: Path, card: dict | None = None) -> bytes:
+    """Write ``src`` without its analysis transforms (the model's ``analysis_modules``): a decoder-only archive
+    that decodes every file made with ``src`` exactly (the tensors it keeps are ``src``'s, bit for bit) and
+    refuses to encode. Superseded weights ship this way, about a third smaller. Returns the new digest; the
+    card (``card``, e.g. ``src``'s own) gets ``decodes`` = ``src``'s digest and ``decoder_only``."""
+    from safetensors.numpy import save_file
+
+    from neuralcodec.models import architecture
+
+    if src.decoder_only or src.decodes is not None:
+        raise WeightsError(f"{src.path.name} already decodes another weights' files; archive those instead")
+    drop = tuple(getattr(architecture(src.arch), "analysis_modules", ()))
+    if not drop:
+        raise WeightsError(f"model {src.arch!r} names no analysis modules: nothing to drop")
+    tensors = {k: v for k, v in src.tensors.items() if not k.startswith(drop)}
+    meta = {"arch": src.arch, "config": json.dumps(src.config), "decodes": src.digest.hex(), "decoder_only": "true"}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    d = digest(tensors)
+    card = dict(card or {})
+    card.update({"file": path.name, "arch": src.arch, "config": src.config, "digest": d.hex(),
+                 "bytes": path.stat().st_size, "decodes": src.digest.hex(), "decoder_only": True,
+                 "dropped": list(drop)})
     path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
     return d
 

@@ -48,11 +48,16 @@ def integer_modules(model, level: Level) -> list[str]:
     return [level.module, *(model.context_modules if level.kind == "checkerboard" else ())]
 
 
-def build(arch: str, **config):
-    """Instantiate the registered architecture ``arch`` with its config (imports torch lazily)."""
+def architecture(arch: str):
+    """The class registered as ``arch`` (imports torch lazily)."""
     if arch not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     module_name, cls_name = ARCHITECTURES[arch].split(":")
     import importlib
 
-    return getattr(importlib.import_module(module_name), cls_name)(**config)
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def build(arch: str, **config):
+    """Instantiate the registered architecture ``arch`` with its config."""
+    return architecture(arch)(**config)

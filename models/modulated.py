@@ -49,6 +49,7 @@ class ModulatedHyperprior(nn.Module):
     stride = 64  # total down-sampling of the hyper-latent: inputs are padded to a multiple of this
     synthesis_levels = ("y",)
     synthesis_modules = ("g_s.", "mod_s.")  # what a decoder-only fine-tune may change
+    analysis_modules = ("g_a.", "h_a.", "mod_a.")  # what only an encoder needs (a decoder-only archive drops them)
     training_only = ("entropy_bottleneck.", "gaussian_conditional.")  # the entropy models' training state
 
     def __init__(self, N: int = 128, M: int = 192, lmbda_min: float = 0.0015, lmbda_max: float = 0.2,

@@ -200,3 +200,43 @@ def test_cli_data_option_replaces_the_recipes_directory(tmp_path):
     assert res.exit_code == 0, res.output
     saved = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert saved["data"] == str(data) and (tmp_path / "run" / "last.pt").exists()
+
+
+def test_retired_weights_decode_their_files_and_refuse_to_encode(tmp_path):
+    """A decoder-only archive (`neuralcodec retire`) decodes the files of the weights it came from, pixel for
+    pixel, is smaller, and refuses every use that needs the analysis transforms, with a clear message."""
+    from click.testing import CliRunner
+
+    from neuralcodec import cli
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo(70, 80, 0)).save(data / "0.png")
+    train(tiny_recipe(data), tmp_path / "run", progress=False)
+    full, archive = tmp_path / "full.safetensors", tmp_path / "archive.safetensors"
+    export_run(tmp_path / "run", full, "test")
+    img = photo(40, 70, 9)
+    files = [neuralcodec.compress(img, q, weights=str(full)) for q in (0, 60, 100)]
+
+    r = CliRunner().invoke(cli.main, ["retire", str(full), "-o", str(archive)])
+    assert r.exit_code == 0, r.output
+    w, src = weights_io.load(archive), weights_io.load(full)
+    card = json.loads(archive.with_suffix(".json").read_text())
+    assert w.decoder_only and w.decodes == src.digest and card["decodes"] == src.digest.hex()
+    assert card["digest"] == w.digest.hex() and card["steps"] == 3  # the source card's record is kept
+    assert not any(k.startswith(("g_a.", "h_a.", "mod_a.")) for k in w.tensors)
+    assert all(np.array_equal(v, src.tensors[k]) for k, v in w.tensors.items())
+    assert archive.stat().st_size < full.stat().st_size  # tables dominate a tiny model; a third less at full size
+    for f in files:
+        assert np.array_equal(np.asarray(neuralcodec.decompress(f, weights=str(archive))),
+                              np.asarray(neuralcodec.decompress(f, weights=str(full))))
+
+    with pytest.raises(weights_io.WeightsError, match="decoder-only"):
+        neuralcodec.compress(img, 50, weights=str(archive))
+    with pytest.raises(weights_io.WeightsError, match="decoder-only"):
+        train(tiny_recipe(data), tmp_path / "run2", init_weights=str(archive), progress=False)
+    Image.fromarray(img).save(tmp_path / "img.png")
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "img.png"), "--weights", str(archive)])
+    assert r.exit_code == 2 and "decoder-only" in r.output and not (tmp_path / "img.nic").exists()
+    r = CliRunner().invoke(cli.main, ["retire", str(archive), "-o", str(tmp_path / "again.safetensors")])
+    assert r.exit_code == 1 and "already decodes" in r.output
