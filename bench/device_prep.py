@@ -1,8 +1,8 @@
 """Get the checkout ready for a training run on a lent GPU machine (bench/device_train.sh), and back.
 
 The device tool sends the working tree (tracked and untracked-not-ignored files, plus the ignored paths a call
-carries), 64 MiB at most. The tracked tree is ~89 MiB, mostly superseded flagship weights kept to decode old
-files, and the training corpus (~177 MB) stays behind. ``prepare``:
+carries), 64 MiB at most. The tracked tree is ~79 MiB, 47 MiB of it the superseded flagship weights kept to decode
+old files (decoder-only archives), and the training corpus (~177 MB) stays behind. ``prepare``:
 
 1. downloads the wheels the device image lacks (compressai, constriction, pytorch-msssim for Python 3.12) to
    ``.whl/``;

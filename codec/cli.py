@@ -68,7 +68,7 @@ def _common(f):
                    "Fixed-rate models (all but the flagship) have one rate and ignore it.")
 @click.option("--model", default=None, metavar="NAME",
               help="Code with the shipped weights of a model (modhp, lighthp, ...: docs/models.md) or a shipped "
-                   "weights name (flagship-2026-11-22); default: the flagship.")
+                   "weights name (lighthp); default: the flagship. Superseded flagship weights ship decoder-only.")
 @click.option("--tile", type=click.IntRange(128, 1024), default=None, metavar="PIXELS",
               help="Tile side of the transforms, 128..1024 (default 768): bigger tiles run faster on a GPU, smaller "
                    "ones use less memory. Recorded in the file; the decoder follows it.")

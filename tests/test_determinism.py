@@ -125,3 +125,25 @@ def test_every_weights_card_ships_its_weights():
             continue
         w = weights_io.load(card.with_suffix(".safetensors"))  # raises if missing or if the digest differs
         assert w.digest.hex() == meta["digest"], card.name
+
+
+def test_every_shipped_flagship_has_a_golden_file_and_archives_decode_only():
+    """Each flagship weights that ever shipped has a golden file made while its encoder shipped (so its
+    decoder-only archive is proven to decode it), and each archive lacks exactly the analysis transforms."""
+    from neuralcodec import weights_io
+    from neuralcodec.models import architecture
+
+    golden = {neuralcodec.info((GOLDEN / c["file"]).read_bytes())["weights_digest"] for c in golden_cases()}
+    by_digest = weights_io.shipped()
+    for card in sorted(weights_io._weights_dir().glob("*.json")):
+        meta = json.loads(card.read_text())
+        if meta.get("arch") != "modhp":
+            continue
+        made = meta["decodes"] if meta.get("decoder_only") else meta["digest"]
+        assert made in golden, f"no golden file made with {card.stem} ({made[:8]})"
+        assert by_digest[bytes.fromhex(made)] == card.stem
+        if meta.get("decoder_only"):
+            w = weights_io.load(card.with_suffix(".safetensors"))
+            assert w.decoder_only and w.decodes.hex() == made
+            drop = architecture("modhp").analysis_modules
+            assert not any(k.startswith(drop) for k in w.tensors) and "g_s.0.weight" in w.tensors
