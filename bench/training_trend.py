@@ -34,7 +34,7 @@ def shipped_points() -> list[tuple[str, int, dict]]:
     out = []
     for card in sorted((ROOT / "weights").glob("flagship*.json")):
         c = json.loads(card.read_text())
-        if c.get("decodes") or "kodak" not in c:  # a perceptual decoder, or weights never measured
+        if (c.get("decodes") and not c.get("decoder_only")) or "kodak" not in c:  # a perceptual decoder, or weights never measured
             continue
         out.append((card.stem, int(c.get("steps_total", c["steps"])), c["kodak"]["curve"]))
     return sorted(out, key=lambda p: p[1])
@@ -52,6 +52,8 @@ def main():
         path, steps = e.rsplit(":", 1)
         points.append((Path(path).parent.name, int(steps), load_anchor(path)))
     points.sort(key=lambda p: p[1])
+    if len({p[1] for p in points}) < 2:
+        raise SystemExit(f"a trend needs curves at two step counts at least; found {len(points)}")
     anchors = {k: load_anchor(ANCHORS / f"{v}.json") for k, v in NAMES.items()}
     rows = []
     print("| weights | steps | BD vs JPEG | vs WebP | vs AVIF |\n|---|---|---|---|---|")

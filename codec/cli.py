@@ -90,6 +90,8 @@ def compress(input, quality, model, tile, refine, **kw):
                                    f"`neuralcodec train --arch {model}`, export it and pass --weights FILE")
         kw["weights"] = name
     if refine:
+        if kw["weights"]:
+            _check_weights(kw["weights"], "encode")
         _check_refinable(kw["weights"])
     _convert("compress", input, {"quality": quality, "tile": tile, "refine": refine}, **kw)
 
@@ -122,7 +124,7 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
     if input.is_dir() and output is not None and Path(output).is_file():
         raise click.UsageError(f"input is a directory but output {output} is a file")
     if weights:
-        _check_weights(weights, encoding=direction == "compress")
+        _check_weights(weights, "encode" if direction == "compress" else None)
     if device == "cuda" or half:
         import torch
 
@@ -188,17 +190,16 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
     sys.exit(1 if failed else 0)
 
 
-def _check_weights(weights: str, encoding: bool = False) -> None:
-    """A usage error (exit 2) for a --weights/--init-weights that names nothing, or (``encoding``) names a
-    decoder-only archive, before any work starts."""
+def _check_weights(weights: str, action: str | None = None) -> None:
+    """A usage error (exit 2) for a --weights/--init-weights that names nothing, or that names a decoder-only
+    archive where they must ``action`` (e.g. "encode"), before any work starts."""
     from neuralcodec import weights_io
 
     if not weights_io.resolve(weights).is_file():
         raise click.UsageError(f"weights {weights!r} not found: give a .safetensors path or a shipped name "
                                f"({_shipped_names()})")
-    if encoding and weights_io.is_decoder_only(weights):
-        raise click.UsageError(f"weights {weights!r} are a decoder-only archive of superseded weights: they decode "
-                               "the files made with them but cannot make new ones (use the current weights)")
+    if action and weights_io.is_decoder_only(weights):
+        raise click.UsageError(weights_io.archive_refusal(repr(weights), action))
 
 
 def _check_refinable(weights: str | None) -> None:
@@ -296,7 +297,7 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps, data):
     if data:
         r.data = data
     if init_weights:
-        _check_weights(init_weights, encoding=True)
+        _check_weights(init_weights, "initialize training")
     run_training(r, run_dir or Path("runs") / ("flagship" if r.arch == "modhp" else r.arch), init_weights=init_weights, max_minutes=minutes,
                  progress=sys.stderr.isatty())
 
@@ -336,7 +337,7 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, outpu
     for c in sorted(set(codecs) - set(available_classic())):
         click.echo(f"note: Pillow here cannot write {c}; skipped", err=True)
     for w in weights:
-        _check_weights(w, encoding=True)
+        _check_weights(w, "encode")
     if refine:
         _check_refinable(weights[0] if weights else None)
     try:  # evaluate() reads the anchors before minutes of coding, not after
@@ -370,7 +371,7 @@ def export_weights(run_dir, output, note, decodes):
     if missing:
         raise click.UsageError(f"{run_dir} is not a training run directory (no {' or '.join(missing)})")
     if decodes:
-        _check_weights(decodes, encoding=True)
+        _check_weights(decodes, "be fine-tuned")
     try:
         d = export_run(run_dir, output, note, decodes=decodes)
     except WeightsError as e:
@@ -378,15 +379,12 @@ def export_weights(run_dir, output, note, decodes):
     click.echo(f"wrote {output} (digest {d.hex()[:16]})")
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command("retire")
 @click.argument("weights", metavar="NAME|PATH")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Destination .safetensors (may be WEIGHTS itself; its card is rewritten beside it).")
-def retire(weights, output):
+@click.option("-f", "--force", is_flag=True, help="Overwrite another existing output.")
+def retire(weights, output, force):
     """Keep superseded weights as a decoder-only archive, about a third smaller.
 
     The archive drops the analysis transforms: every file made with WEIGHTS still decodes, bit for bit, and
@@ -396,12 +394,23 @@ def retire(weights, output):
     from neuralcodec import weights_io
 
     _check_weights(weights)
+    src_path = weights_io.resolve(weights).resolve()
+    if output.suffix != ".safetensors":
+        raise click.UsageError(f"-o {output}: the archive is a .safetensors file")
+    if output.resolve() == weights_io.resolve(None).resolve():
+        raise click.UsageError(f"-o {output} is the default weights: nothing could encode any more; move the "
+                               "superseded weights to a dated name first (weights/README.md)")
+    if output.exists() and output.resolve() != src_path and not force:
+        raise click.UsageError(f"{output} exists (use -f to overwrite it)")
     try:
-        src = weights_io.load(weights)
-        card_path = src.path.with_suffix(".json")
+        src = weights_io.load(src_path)
+        card_path = src_path.with_suffix(".json")
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        d = weights_io.decoder_only(src, output, card)
-    except (weights_io.WeightsError, KeyError, ValueError) as e:
+        d = weights_io.write_archive(src, output, card)
+    except (weights_io.WeightsError, ValueError, OSError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"wrote {output} ({output.stat().st_size:,} bytes, digest {d.hex()[:16]}); it decodes the files of "
                f"{src.digest.hex()[:16]}")
+
+if __name__ == "__main__":
+    main()

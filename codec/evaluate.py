@@ -167,6 +167,7 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     from tqdm import tqdm
 
     from neuralcodec.api import load_codec
+    from neuralcodec.weights_io import archive_refusal
 
     images = sorted(p for p in Path(dataset).iterdir() if p.suffix.lower() in (".png", ".ppm", ".bmp", ".tif"))
     images = images[:limit] if limit else images
@@ -177,6 +178,9 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     classic = [c for c in against if c in available_classic()]
     weights_list = [weights] if weights is None or isinstance(weights, (str, Path)) else list(weights) or [None]
     codecs = [load_codec(w) for w in weights_list]
+    for c in codecs:
+        if c.weights.decoder_only:
+            raise SystemExit(archive_refusal(c.weights.path.name, "encode"))
     if len({c.model_id for c in codecs}) > 1 or (len(codecs) > 1 and any(c.variable_rate for c in codecs)):
         raise SystemExit("several weights make one curve only when they are the same fixed-rate model")
     if refine and not codecs[0].refinable:

@@ -17,7 +17,7 @@ from neuralcodec.latent_codecs import (RATE_MAX, CheckerboardStage, Decoded, Fac
                                        gain_fixed)
 from neuralcodec.models import integer_modules
 from neuralcodec.models.integer import IntegerStack
-from neuralcodec.weights_io import Weights, WeightsError, build_model
+from neuralcodec.weights_io import Weights, WeightsError, archive_refusal, build_model
 
 TILE = 48  # latent rows/columns of y per tile of the transforms (768 px) by default: ~0.4 GB of activations
 HALO = 4  # latent rows/columns each tile borrows from its neighbours: covers the flagship's g_a and g_s
@@ -187,8 +187,7 @@ class Codec:
 
     def _check_encodes(self) -> None:
         if self.weights.decoder_only:
-            raise WeightsError(f"{self.weights.path.name} is a decoder-only archive of superseded weights: it "
-                               "decodes their files but cannot make new ones; compress with the current weights")
+            raise WeightsError(archive_refusal(self.weights.path.name, "encode"))
 
     def synthesis(self, hats: list[torch.Tensor], t: torch.Tensor, height: int, width: int,
                   geometry: tuple[int, int] | None = None) -> np.ndarray:
@@ -294,9 +293,11 @@ class Codec:
     def check(self, header: Header, chunks: dict[bytes, bytes] | None = None) -> None:
         if header.model_id != self.model_id:
             raise FormatError(f"file was made by model {header.model_id!r}; loaded model is {self.model_id!r}")
-        if header.weights_digest not in (self.weights.digest, self.weights.decodes):
-            raise FormatError(f"file was made with weights {header.weights_digest.hex()[:16]}; loaded weights are "
-                              f"{self.weights.digest.hex()[:16]} ({self.weights.path.name})")
+        w = self.weights
+        decodes = (w.decodes,) if w.decoder_only else (w.digest, w.decodes)  # an archive: only its source's files
+        if header.weights_digest not in decodes:
+            raise FormatError(f"file was made with weights {header.weights_digest.hex()[:16]}; loaded weights "
+                              f"{w.path.name} decode {decodes[0].hex()[:16]}")
         y_shape, z_shape = self.header_shapes(header.height, header.width)
         if tuple(header.y_shape) != y_shape or tuple(header.z_shape) != z_shape:
             raise FormatError(f"latent shapes {header.y_shape}/{header.z_shape} do not fit a "

@@ -47,7 +47,7 @@ def shipped() -> dict[bytes, str]:
     """Digest -> name of every weights file shipped in the package (read from the cards, cheap).
 
     Weights that made files of an earlier release stay shipped, so those files keep decoding: superseded ones
-    as decoder-only archives (see ``decoder_only``), listed under the digest of the weights they decode.
+    as decoder-only archives (see ``write_archive``), listed under the digest of the weights they decode.
     """
     out = {}
     for card in sorted(_weights_dir().glob("*.json")):
@@ -59,6 +59,12 @@ def shipped() -> dict[bytes, str]:
         if card.with_suffix(".safetensors").is_file():
             out[d] = card.stem
     return out
+
+
+def archive_refusal(name: str, action: str) -> str:
+    """The message refusing to ``action`` with the decoder-only archive ``name``."""
+    return (f"{name} is a decoder-only archive of superseded weights: it decodes the files made with them but "
+            f"cannot {action}; use the current weights (flagship)")
 
 
 def is_decoder_only(name_or_path: str | Path | None) -> bool:
@@ -133,8 +139,8 @@ def load(name_or_path: str | Path | None = None) -> Weights:
         arch, config = meta["arch"], json.loads(meta["config"])
         decodes = bytes.fromhex(meta["decodes"]) if "decodes" in meta else None
         decoder_only = meta.get("decoder_only") == "true"
-        if decoder_only and decodes is None:
-            raise KeyError("decodes")
+        if (decoder_only and decodes is None) or (decodes is not None and len(decodes) != 32):
+            raise ValueError("decodes must name a 32-byte digest")
     except (SafetensorError, KeyError, ValueError, OSError) as e:
         raise WeightsError(f"{path}: not a valid neuralcodec weights file ({e})") from None
     d = digest(tensors)
@@ -163,8 +169,7 @@ def load_state_dict(name_or_path) -> dict:
     """Network parameters of a weights file as float32 torch tensors (for training initialization)."""
     w = load(name_or_path)
     if w.decoder_only:
-        raise WeightsError(f"{w.path.name} is a decoder-only archive (no analysis transforms): it cannot "
-                           "initialize training; use the weights it was made from, or the current ones")
+        raise WeightsError(archive_refusal(w.path.name, "initialize training"))
     return network_state(w)
 
 
@@ -197,7 +202,18 @@ def build_model(w: Weights):
     unexpected = [k for k in unexpected if not k.startswith(getattr(model, "training_only", ()))]
     if missing or unexpected:
         raise WeightsError(f"{w.path}: weights do not fit {w.arch} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if dropped:  # their modules hold no trained values: any call is refused, not computed
+        refuse = _refuse(archive_refusal(w.path.name, "encode"))
+        for name, module in model.named_modules():
+            if (name + ".").startswith(dropped):
+                module.register_forward_pre_hook(refuse)
     return model.eval()
+
+
+def _refuse(message: str):
+    def hook(module, args):
+        raise WeightsError(message)
+    return hook
 
 
 def _is_derived_buffer(name: str) -> bool:
@@ -271,33 +287,32 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
     return d
 
 
-def decoder_only(src: Weights, path: Path, card: dict | None = None) -> bytes:
+def write_archive(src: Weights, path: Path, card: dict | None = None) -> bytes:
     """Write ``src`` without its analysis transforms (the model's ``analysis_modules``): a decoder-only archive
     that decodes every file made with ``src`` exactly (the tensors it keeps are ``src``'s, bit for bit) and
     refuses to encode. Superseded weights ship this way, about a third smaller. Returns the new digest; the
     card (``card``, e.g. ``src``'s own) gets ``decodes`` = ``src``'s digest and ``decoder_only``."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
+    from neuralcodec.fileio import write_atomic
     from neuralcodec.models import architecture
 
     if src.decoder_only or src.decodes is not None:
-        raise WeightsError(f"{src.path.name} already decodes another weights' files; archive those instead")
+        raise WeightsError(f"{src.path.name} already decodes another weights' files (a fine-tune or an archive): "
+                           "only full weights can be archived")
     drop = tuple(getattr(architecture(src.arch), "analysis_modules", ()))
     if not drop:
         raise WeightsError(f"model {src.arch!r} names no analysis modules: nothing to drop")
     tensors = {k: v for k, v in src.tensors.items() if not k.startswith(drop)}
     meta = {"arch": src.arch, "config": json.dumps(src.config), "decodes": src.digest.hex(), "decoder_only": "true"}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    data = save(tensors, metadata=meta)
     d = digest(tensors)
     card = dict(card or {})
     card.update({"file": path.name, "arch": src.arch, "config": src.config, "digest": d.hex(),
-                 "bytes": path.stat().st_size, "decodes": src.digest.hex(), "decoder_only": True,
-                 "dropped": list(drop)})
-    path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+                 "bytes": len(data), "decodes": src.digest.hex(), "decoder_only": True, "dropped": list(drop)})
+    write_atomic(path, data)  # each file whole; the card last, so a card never names a file not yet there
+    write_atomic(path.with_suffix(".json"), (json.dumps(card, indent=1) + "\n").encode())
     return d
 
 

@@ -205,9 +205,11 @@ def test_cli_data_option_replaces_the_recipes_directory(tmp_path):
 def test_retired_weights_decode_their_files_and_refuse_to_encode(tmp_path):
     """A decoder-only archive (`neuralcodec retire`) decodes the files of the weights it came from, pixel for
     pixel, is smaller, and refuses every use that needs the analysis transforms, with a clear message."""
+    import torch
     from click.testing import CliRunner
 
     from neuralcodec import cli
+    from neuralcodec.api import load_codec
 
     data = tmp_path / "data"
     data.mkdir()
@@ -238,5 +240,17 @@ def test_retired_weights_decode_their_files_and_refuse_to_encode(tmp_path):
     Image.fromarray(img).save(tmp_path / "img.png")
     r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "img.png"), "--weights", str(archive)])
     assert r.exit_code == 2 and "decoder-only" in r.output and not (tmp_path / "img.nic").exists()
+    for args in (["compress", str(tmp_path / "img.png"), "--model", str(archive)],
+                 ["eval", str(tmp_path), "--weights", str(archive)],
+                 ["train", "--run-dir", str(tmp_path / "run3"), "--init-weights", str(archive)]):
+        r = CliRunner().invoke(cli.main, args)
+        assert r.exit_code == 2 and "decoder-only" in r.output, args
+    with pytest.raises(weights_io.WeightsError, match="decoder-only"):  # the untrained analysis never runs
+        load_codec(str(archive), "cpu").model.analysis(torch.zeros(1, 3, 64, 64), torch.ones(1))
+
     r = CliRunner().invoke(cli.main, ["retire", str(archive), "-o", str(tmp_path / "again.safetensors")])
     assert r.exit_code == 1 and "already decodes" in r.output
+    r = CliRunner().invoke(cli.main, ["retire", str(full), "-o", str(archive)])  # another existing file
+    assert r.exit_code == 2 and "-f" in r.output
+    r = CliRunner().invoke(cli.main, ["retire", str(full), "-o", str(weights_io.resolve(None))])
+    assert r.exit_code == 2 and "default weights" in r.output

@@ -1,7 +1,8 @@
 """Write the golden files: tiny sources, their `.nic` files and the expected latent digests and PSNR.
 
-Run once per format version / weights, deliberately: `python tests/golden/make_golden.py`. The test
-`test_golden_files_still_decode` then guards them forever.
+`python tests/golden/make_golden.py` writes the base cases with the default weights, once per format version,
+deliberately: it never overwrites a `.nic` that exists (the weights that made it may only decode by now), so
+delete one on purpose to remake it. The test `test_golden_files_still_decode` then guards them forever.
 
 `python tests/golden/make_golden.py --weights NAME --quality Q` adds one file made with the shipped weights NAME
 (from an existing source) and leaves the others as they are: one per shipped flagship, made while its encoder
@@ -46,19 +47,20 @@ def main():
     p.add_argument("--source", default="rgb-72x56.png")
     a = p.parse_args()
     manifest = HERE / "golden.json"
+    files = json.loads(manifest.read_text())["files"] if manifest.exists() else []
     if a.weights:
-        files = json.loads(manifest.read_text())["files"]
         from neuralcodec import weights_io
 
         digest = weights_io.load(a.weights).digest.hex()[:8]  # names change when weights are superseded
         name = f"{Path(a.source).stem}-{digest}-q{a.quality:g}.nic"
         files = [f for f in files if f["file"] != name] + [case(HERE / a.source, name, a.quality, a.weights)]
     else:
-        files = []
         for name, (h, w), seed, q in CASES:
+            if (HERE / f"{name}-q{q:g}.nic").exists():
+                continue
             src = HERE / f"{name}.png"
             Image.fromarray(photo(h, w, seed)).save(src)
-            files.append(case(src, f"{name}-q{q:g}.nic", q))
+            files = [f for f in files if f["file"] != f"{name}-q{q:g}.nic"] + [case(src, f"{name}-q{q:g}.nic", q)]
     manifest.write_text(json.dumps({"files": files}, indent=1) + "\n")
     print(json.dumps(files[-1] if a.weights else files, indent=1))
 
