@@ -35,7 +35,8 @@ def case(src: Path, name: str, q: float, weights: str | None = None) -> dict:
     data = neuralcodec.compress(Image.open(src), q, weights=weights)
     (HERE / name).write_bytes(data)
     out = np.asarray(neuralcodec.decompress(data, weights=weights))
-    return {"file": name, "source": src.name, "quality": q, **({"weights": weights} if weights else {}),
+    made_with = {"weights": Path(weights).stem} if weights else {}
+    return {"file": name, "source": src.name, "quality": q, **made_with,
             "format_version": bitstream.VERSION, "file_sha256": hashlib.sha256(data).hexdigest(),
             "latent_sha256": latent_digest(data), "psnr": round(psnr(out, np.asarray(Image.open(src))), 3)}
 
