@@ -43,7 +43,9 @@ def test_two_hundred_files_interrupted_then_resumed(tmp_path):
     make_tree(src)
     cmd = [sys.executable, "-c", "from neuralcodec.cli import main; main()", "compress", str(src), "-r", "-o", str(out),
            "-q", "40", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a shell's background jobs ignore SIGINT, and children inherit that: restore the default, as a terminal has
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while (len(complete_outputs(out)) if out.exists() else 0) < 20:  # let it get well into the batch
         assert proc.poll() is None and time.time() < deadline, "the batch ended before it could be interrupted"
