@@ -17,7 +17,7 @@ from neuralcodec.latent_codecs import (RATE_MAX, CheckerboardStage, Decoded, Fac
                                        gain_fixed)
 from neuralcodec.models import integer_modules
 from neuralcodec.models.integer import IntegerStack
-from neuralcodec.weights_io import Weights, WeightsError, archive_refusal, build_model
+from neuralcodec.weights_io import Weights, WeightsError, build_model
 
 TILE = 48  # latent rows/columns of y per tile of the transforms (768 px) by default: ~0.4 GB of activations
 HALO = 4  # latent rows/columns each tile borrows from its neighbours: covers the flagship's g_a and g_s
@@ -171,7 +171,6 @@ class Codec:
 
     def analysis(self, rgb: np.ndarray, t: torch.Tensor, tile: int | None = None) -> torch.Tensor:
         """g_a of the padded image, tile by tile with overlap: the same y as one pass, in bounded memory."""
-        self._check_encodes()
         m, yh, yw = self.latent_shapes(*rgb.shape[:2])[-1]
         up = self.levels[-1].downsampling  # pixels per latent element of y
         y = torch.empty((1, m, yh, yw), device=self.device)
@@ -184,10 +183,6 @@ class Codec:
                 y[0, :, rows, cols] = yt[i, :, rows.start - hr.start:rows.stop - hr.start,
                                          cols.start - hc.start:cols.stop - hc.start].float()
         return y
-
-    def _check_encodes(self) -> None:
-        if self.weights.decoder_only:
-            raise WeightsError(archive_refusal(self.weights.path.name, "encode"))
 
     def synthesis(self, hats: list[torch.Tensor], t: torch.Tensor, height: int, width: int,
                   geometry: tuple[int, int] | None = None) -> np.ndarray:
@@ -330,7 +325,6 @@ class Codec:
     @torch.inference_mode()
     def reconstruct(self, rgb: np.ndarray, rate: int) -> np.ndarray:
         """The model's own forward output (hard quantization, no bitstream): what decode must reproduce."""
-        self._check_encodes()
         h, w = rgb.shape[:2]
         t = self._t(rate)
         decoded = self.quantize(self.model.analysis(self._padded(rgb), t), rate, values=True)

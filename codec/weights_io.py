@@ -198,11 +198,11 @@ def build_model(w: Weights):
         raise WeightsError(f"{w.path}: its rate range (t_min) disagrees with its config")
     missing, unexpected = model.load_state_dict(network_state(w), strict=False)
     dropped = tuple(getattr(model, "analysis_modules", ())) if w.decoder_only else ()
-    missing = [k for k in missing if not _is_derived_buffer(k) and not (dropped and k.startswith(dropped))]
+    missing = [k for k in missing if not _is_derived_buffer(k) and not k.startswith(dropped)]
     unexpected = [k for k in unexpected if not k.startswith(getattr(model, "training_only", ()))]
     if missing or unexpected:
         raise WeightsError(f"{w.path}: weights do not fit {w.arch} (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    if dropped:  # their modules hold no trained values: any call is refused, not computed
+    if dropped:  # their modules hold no trained values: any call (any encode) is refused, not computed
         refuse = _refuse(archive_refusal(w.path.name, "encode"))
         for name, module in model.named_modules():
             if (name + ".").startswith(dropped):
