@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from neuralcodec import bitstream, imaging
-from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, MIN_TILE, Container, FormatError, Header
+from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, MAX_SIDE, MAX_TILE, MIN_TILE, Container, FormatError, Header
 
 DEFAULT_QUALITY = 50.0
 
@@ -57,8 +57,9 @@ def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None
     from neuralcodec.pipeline import rate_of_quality
 
     h, w = planes.rgb.shape[:2]
-    if h * w > DEFAULT_MAX_PIXELS or max(h, w) > 65535 * 64:
-        raise imaging.ImageError(f"image of {w}x{h} exceeds the {DEFAULT_MAX_PIXELS}-pixel limit")
+    if h * w > DEFAULT_MAX_PIXELS or max(h, w) > MAX_SIDE:
+        raise imaging.ImageError(f"image of {w}x{h} exceeds the limits of {DEFAULT_MAX_PIXELS} pixels and "
+                                 f"{MAX_SIDE} pixels a side")
     codec = load_codec(weights, device, precision)
     rate = rate_of_quality(quality) if codec.variable_rate else 0  # a fixed-rate model has one rate
     per_latent = codec.levels[-1].downsampling  # pixels per latent of y
@@ -150,12 +151,15 @@ def compress_file(src: Path, dst: Path, quality: float = DEFAULT_QUALITY, *, wei
 
 
 def decompress_file(src: Path, dst: Path, **kw) -> tuple[int, int]:
-    """Decode one `.nic` file to an image file (format from ``dst``'s extension) atomically;
+    """Decode one `.nic` file to an image file (format from ``dst``'s extension, PNG without one) atomically;
     returns (bytes written, pixels)."""
     from neuralcodec.fileio import write_atomic
 
+    suffix = Path(dst).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix, "PNG") if suffix else "PNG"
+    if suffix and (suffix not in Image.registered_extensions() or fmt not in Image.SAVE):
+        raise ValueError(f"cannot write {suffix} images: name the output .png, .webp, .tif, .bmp, .ppm or .jpg")
     img = decompress(Path(src).read_bytes(), **kw)
-    fmt = Image.registered_extensions().get(Path(dst).suffix.lower(), "PNG")
     buf = _encoded(img, fmt)
     write_atomic(dst, buf.getbuffer())
     return buf.tell(), img.width * img.height

@@ -15,6 +15,7 @@ READABLE = (2, 3)  # version 2: the same header without the tile geometry
 MIN_TILE, MAX_TILE, MAX_WINDOW = 8, 64, 80
 
 DEFAULT_MAX_PIXELS = 268_435_456
+MAX_SIDE = 16_383 * 64  # pixels: the finest latents (1/16, padded to a multiple of 64) keep u16 shapes
 MODES = ("RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr")
 ALPHA_TAG = b"ALPH"
 _TAG_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -115,8 +116,8 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
     error = tile_geometry_error(tile, halo) if version >= 3 else None
     if error:
         raise FormatError(f"bad tile geometry: {error}")
-    if w < 1 or h < 1:
-        raise FormatError(f"bad image size {w}x{h}")
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
+        raise FormatError(f"bad image size {w}x{h} (each side 1..{MAX_SIDE})")
     if w * h > max_pixels:
         raise FormatError(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (--max-pixels)")
     if ch not in (1, 2, 3, 4) or depth != 8 or mode >= len(MODES):

@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 import torch
 
-from neuralcodec.bitstream import MAX_WINDOW, FormatError, Header, tile_geometry_error
+from neuralcodec.bitstream import MAX_TILE, MAX_WINDOW, MIN_TILE, FormatError, Header, tile_geometry_error
 from neuralcodec.latent_codecs import (RATE_MAX, CheckerboardStage, Decoded, FactorizedStage, GaussianStage,  # noqa: F401
                                        gain_fixed)
 from neuralcodec.models import integer_modules
@@ -138,7 +138,11 @@ class Codec:
         tile = -(-tile // self._ratio) * self._ratio
         error = tile_geometry_error(tile, self._halo)
         if error:
-            raise ValueError(f"model {self.model_id!r}: {error}")
+            r, px = self._ratio, self.levels[-1].downsampling  # px: pixels per latent of y
+            lo = -(-max(MIN_TILE, 2 * self._halo) // r) * r
+            hi = min(MAX_TILE, MAX_WINDOW - 2 * self._halo) // r * r
+            raise ValueError(f"model {self.model_id!r} cannot use tiles of {tile * px} px ({error}); "
+                             f"its tiles are {lo * px}..{hi * px} px")
         return tile, self._halo
 
     def _geometry_of(self, header: Header) -> tuple[int, int]:
