@@ -109,8 +109,8 @@ def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
             weights = weights_io.shipped().get(h.weights_digest)
     codec = load_codec(weights, device, precision)
     try:
+        alpha = imaging.unpack_alpha(c.chunks[b"ALPH"], h.height, h.width) if h.has_alpha else None  # cheap: first
         rgb = codec.decode(h, c.chunks)
-        alpha = imaging.unpack_alpha(c.chunks[b"ALPH"], h.height, h.width) if h.has_alpha else None
     except (FormatError, EntropyError, ValueError) as e:
         raise DecodeError(str(e)) from None
     except (MemoryError, RuntimeError) as e:  # torch reports an exhausted GPU as a RuntimeError

@@ -17,6 +17,8 @@ MIN_TILE, MAX_TILE, MAX_WINDOW = 8, 64, 80
 DEFAULT_MAX_PIXELS = 268_435_456
 MAX_SIDE = 16_383 * 64  # pixels: the finest latents (1/16, padded to a multiple of 64) keep u16 shapes
 MODES = ("RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr")
+CHANNELS = {"RGB": 3, "L": 1, "RGBA": 4, "LA": 2, "P": 1, "PA": 2, "1": 1, "CMYK": 4, "YCbCr": 3}  # per mode
+ALPHA_MODES = ("RGBA", "LA", "PA")  # the modes whose files carry an ALPH chunk
 ALPHA_TAG = b"ALPH"
 _TAG_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 FLAG_ALPHA = 1
@@ -124,6 +126,8 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
         raise FormatError(f"unsupported pixel format (channels {ch}, depth {depth}, mode {mode})")
     if flags & ~FLAG_ALPHA:
         raise FormatError(f"unknown flags {flags:#x}")
+    if ch != CHANNELS[MODES[mode]] or bool(flags & FLAG_ALPHA) != (MODES[mode] in ALPHA_MODES):
+        raise FormatError(f"mode {MODES[mode]}, {ch} channels and the alpha flag ({flags & FLAG_ALPHA}) disagree")
     if not 1 <= count <= _MAX_CHUNKS:
         raise FormatError(f"bad chunk count {count}")
     header = Header(model_id, digest, rate, w, h, ch, depth, MODES[mode], flags, (yc, yh, yw), (zc, zh, zw),

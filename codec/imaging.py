@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from neuralcodec.bitstream import DEFAULT_MAX_PIXELS
+from neuralcodec.bitstream import ALPHA_MODES, CHANNELS, DEFAULT_MAX_PIXELS
 
 READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pbm", ".pnm")
-_CHANNELS = {"RGB": 3, "L": 1, "RGBA": 4, "LA": 2, "P": 1, "PA": 2, "1": 1, "CMYK": 4, "YCbCr": 3}
 
 
 class ImageError(ValueError):
@@ -37,17 +36,17 @@ def split(img: Image.Image) -> Planes:
     mode = img.mode
     if mode == "P" and "transparency" in img.info:
         mode = "PA"
-    if mode not in _CHANNELS:
+    if mode not in CHANNELS:
         raise ImageError(f"unsupported image mode {img.mode!r} (32-bit and float images are not supported; "
                          "convert to 8-bit RGB first)")
     alpha = None
-    if mode in ("RGBA", "LA", "PA"):
+    if mode in ALPHA_MODES:
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba.getchannel("A"))
         rgb = np.asarray(rgba.convert("RGB"))
     else:  # an RGB image is read directly: no converted copy (big images)
         rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
-    return Planes(np.ascontiguousarray(rgb), mode, _CHANNELS[mode], alpha)
+    return Planes(np.ascontiguousarray(rgb), mode, CHANNELS[mode], alpha)
 
 
 def merge(rgb: np.ndarray, mode: str, alpha: np.ndarray | None) -> Image.Image:
@@ -83,6 +82,8 @@ def unpack_alpha(data: bytes, height: int, width: int) -> np.ndarray:
         raise ValueError(f"corrupt alpha chunk ({e})") from None
     if len(raw) != size or d.unconsumed_tail:
         raise ValueError("alpha chunk does not match the image size")
+    if not d.eof or d.unused_data:
+        raise ValueError("alpha chunk is not one whole zlib stream")
     return np.frombuffer(raw, np.uint8).reshape(height, width)
 
 

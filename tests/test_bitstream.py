@@ -72,6 +72,17 @@ def test_absurd_dimensions_refused_before_decoding():
         bs.unpack(bs.pack(c), max_pixels=2**40)
 
 
+@pytest.mark.parametrize("mode, channels, flags", [("RGBA", 4, 0), ("RGB", 3, bs.FLAG_ALPHA), ("RGB", 4, 0),
+                                                    ("P", 3, 0)])
+def test_mode_channels_and_alpha_flag_must_agree(mode, channels, flags):
+    c = make()
+    c.header.mode, c.header.channels, c.header.flags = mode, channels, flags
+    if flags:
+        c.chunks[b"ALPH"] = zlib.compress(b"\xff" * 100)
+    with pytest.raises(bs.FormatError, match="disagree"):
+        bs.unpack(bs.pack(c))
+
+
 def test_chunk_length_past_end_refused():
     data = bytearray(bs.pack(make()))
     _, _, pos = bs.parse_header(bytes(data))

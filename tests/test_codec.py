@@ -70,6 +70,15 @@ def test_alpha_is_carried_losslessly(mode):
     out = neuralcodec.decompress(data)
     assert out.mode == mode
     assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(img.getchannel("A")))
+    if mode == "RGBA":  # an alpha chunk that is more, or less, than one whole zlib stream is refused
+        from neuralcodec import bitstream
+
+        c = bitstream.unpack(data)
+        whole = c.chunks[b"ALPH"]
+        for bad in (whole + b"\0", whole[:-4]):  # trailing bytes; the stream's end (its Adler-32) missing
+            c.chunks[b"ALPH"] = bad
+            with pytest.raises(api.DecodeError, match="alpha chunk"):
+                neuralcodec.decompress(bitstream.pack(c))
 
 
 def test_unsupported_mode_is_refused_clearly():
