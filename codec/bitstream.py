@@ -109,10 +109,9 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
     (crc,) = struct.unpack_from("<I", data, end)
     if zlib.crc32(data[:end]) != crc:
         raise FormatError("header checksum mismatch (file is corrupt)")
-    try:
-        model_id = data[10:10 + n].decode("ascii")
-    except UnicodeDecodeError:
-        raise FormatError("model id is not ASCII") from None
+    if not all(0x21 <= b <= 0x7E for b in data[10:10 + n]):  # it is printed in messages: no control characters
+        raise FormatError("model id is not printable ASCII")
+    model_id = data[10:10 + n].decode("ascii")
     digest, rate, w, h, ch, depth, mode, flags, yc, yh, yw, zc, zh, zw, *tiling, count = fixed.unpack_from(data, 10 + n)
     tile, halo = tiling or (0, 0)
     error = tile_geometry_error(tile, halo) if version >= 3 else None

@@ -83,6 +83,20 @@ def test_mode_channels_and_alpha_flag_must_agree(mode, channels, flags):
         bs.unpack(bs.pack(c))
 
 
+@pytest.mark.parametrize("model_id", ["mod\x1b[2Jhp", "mod hp", "modh\xe9"])
+def test_model_id_must_be_printable_ascii(model_id):
+    """The id is echoed in error messages: no terminal escapes, spaces or non-ASCII bytes."""
+    c = make()
+    c.header.model_id = "modhp"
+    data = bytearray(bs.pack(c))
+    raw = model_id.encode("latin-1")
+    data[10:15] = raw[:5]
+    n = 10 + 5 + bs._FIXED[3].size
+    data[n:n + 4] = zlib.crc32(bytes(data[:n])).to_bytes(4, "little")
+    with pytest.raises(bs.FormatError, match="printable ASCII"):
+        bs.unpack(bytes(data))
+
+
 def test_chunk_length_past_end_refused():
     data = bytearray(bs.pack(make()))
     _, _, pos = bs.parse_header(bytes(data))
