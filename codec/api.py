@@ -61,6 +61,9 @@ def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None
         raise imaging.ImageError(f"image of {w}x{h} exceeds the limits of {DEFAULT_MAX_PIXELS} pixels and "
                                  f"{MAX_SIDE} pixels a side")
     codec = load_codec(weights, device, precision)
+    if max(max(shape) for shape in codec.header_shapes(h, w)) > 65535:  # padding to the model's stride
+        raise imaging.ImageError(f"image of {w}x{h} is too wide or tall for {codec.model_id}'s latents (16-bit "
+                                 f"shapes: sides up to {65535 // (codec.stride // 16) * codec.stride} pixels)")
     rate = rate_of_quality(quality) if codec.variable_rate else 0  # a fixed-rate model has one rate
     per_latent = codec.levels[-1].downsampling  # pixels per latent of y
     if tile is not None and not MIN_TILE * per_latent <= tile <= MAX_TILE * per_latent:
@@ -156,15 +159,17 @@ def decompress_file(src: Path, dst: Path, **kw) -> tuple[int, int]:
     from neuralcodec.fileio import write_atomic
 
     suffix = Path(dst).suffix.lower()
-    fmt = Image.registered_extensions().get(suffix, "PNG") if suffix else "PNG"
-    if suffix and (suffix not in Image.registered_extensions() or fmt not in Image.SAVE):
-        raise ValueError(f"cannot write {suffix} images: name the output .png, .webp, .tif, .bmp, .ppm or .jpg")
+    fmt = WRITE_FORMATS.get(suffix or ".png")
+    if fmt is None:  # not every format Pillow writes keeps the image whole (ico resizes, dib drops alpha)
+        raise ValueError(f"cannot write {suffix} images: name the output {', '.join(WRITE_FORMATS)}")
     img = decompress(Path(src).read_bytes(), **kw)
     buf = _encoded(img, fmt)
     write_atomic(dst, buf.getbuffer())
     return buf.tell(), img.width * img.height
 
 
+WRITE_FORMATS = {".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".ppm": "PPM",
+                 ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF"}  # decoded images
 NO_ALPHA_FORMATS = ("JPEG", "BMP", "PPM", "GIF")  # Pillow writes or reads these without (full) alpha
 
 

@@ -15,7 +15,7 @@ READABLE = (2, 3)  # version 2: the same header without the tile geometry
 MIN_TILE, MAX_TILE, MAX_WINDOW = 8, 64, 80
 
 DEFAULT_MAX_PIXELS = 268_435_456
-MAX_SIDE = 16_383 * 64  # pixels: the finest latents (1/16, padded to a multiple of 64) keep u16 shapes
+MAX_SIDE = 65_535 * 16  # pixels: every model's finest latents are 1/16 of the image, and shapes are u16
 MODES = ("RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr")
 CHANNELS = {"RGB": 3, "L": 1, "RGBA": 4, "LA": 2, "P": 1, "PA": 2, "1": 1, "CMYK": 4, "YCbCr": 3}  # per mode
 ALPHA_MODES = ("RGBA", "LA", "PA")  # the modes whose files carry an ALPH chunk

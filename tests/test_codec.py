@@ -105,7 +105,7 @@ def test_decoded_files_keep_modes_the_format_holds_and_never_drop_alpha(tmp_path
         with pytest.raises(ValueError, match="cannot hold this image's alpha"):
             api.decompress_file(tmp_path / "a.nic", tmp_path / f"a{ext}")
         assert not (tmp_path / f"a{ext}").exists()
-    for name in ("a.nic", "a.foo", "a.psd"):  # not an image Pillow writes: refused, nothing written, input kept
+    for name in ("a.nic", "a.foo", "a.psd", "a.ico", "a.dib"):  # not written whole, or at all: refused, nothing written
         with pytest.raises(ValueError, match="cannot write"):
             api.decompress_file(tmp_path / "a.nic", tmp_path / f"x{name}")
         assert not (tmp_path / f"x{name}").exists()
@@ -114,10 +114,11 @@ def test_decoded_files_keep_modes_the_format_holds_and_never_drop_alpha(tmp_path
 
 
 def test_an_image_too_wide_for_the_format_is_refused_before_coding():
-    """A 1,048,513-pixel-wide strip is under the pixel limit, but its latents' width would not fit the header."""
+    """A 1,048,513-pixel-wide strip is under the pixel limit, but the flagship's latents (its width padded to a
+    multiple of 64, over 16) would not fit the header's 16-bit shapes."""
     from neuralcodec import imaging
 
-    with pytest.raises(imaging.ImageError, match="1048512 pixels a side"):
+    with pytest.raises(imaging.ImageError, match="sides up to 1048512 pixels"):
         neuralcodec.compress(np.zeros((1, 1_048_513, 3), np.uint8), 50)
 
 

@@ -76,9 +76,9 @@ def test_tile_geometry_is_recorded_and_followed(monkeypatch):
         neuralcodec.compress(rgb, 50, tile=64)
 
 
-def test_a_tile_too_small_for_the_models_halo_says_which_tiles_fit():
+def test_a_tile_too_small_for_the_models_halo_says_which_tiles_fit(monkeypatch):
     codec = load_codec()
-    codec._halo = 12  # a model with a wider receptive field (dcuvae's)
+    monkeypatch.setattr(codec, "_halo", 12)  # a model with a wider receptive field (dcuvae's)
     with pytest.raises(ValueError, match=r"cannot use tiles of 128 px .*its tiles are 384\.\.896 px"):
         codec.tile_geometry(8)
     assert codec.tile_geometry(24) == (24, 12)
