@@ -88,7 +88,7 @@ def main():
     y = np.array([r["bd_rate_psnr"]["avif"] for r in rows])
     slope, intercept = np.polyfit(x, y, 1)
     floor = next(r["bd_rate_psnr"]["avif"] for r in refs if r["anchor"] == ASYMPTOTE)
-    power, log_scale = np.polyfit(x, np.log10(np.maximum(y - floor, 1e-6)), 1) if (y > floor).all() else (0.0, 0.0)
+    power, log_scale = np.polyfit(x, np.log10(y - floor), 1) if (y > floor).all() else (0.0, 0.0)
     proj = {}
     for target in TARGETS:
         linear = 10 ** ((target - intercept) / slope) if slope < 0 else float("inf")

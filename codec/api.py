@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from neuralcodec import bitstream, imaging
-from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, MAX_SIDE, MAX_TILE, MIN_TILE, Container, FormatError, Header
+from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, MIN_TILE, Container, FormatError, Header
 
 DEFAULT_QUALITY = 50.0
 
@@ -57,15 +57,14 @@ def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None
     from neuralcodec.pipeline import rate_of_quality
 
     h, w = planes.rgb.shape[:2]
-    if h * w > DEFAULT_MAX_PIXELS or max(h, w) > MAX_SIDE:
-        raise imaging.ImageError(f"image of {w}x{h} exceeds the limits of {DEFAULT_MAX_PIXELS} pixels and "
-                                 f"{MAX_SIDE} pixels a side")
+    if h * w > DEFAULT_MAX_PIXELS:
+        raise imaging.ImageError(f"image of {w}x{h} exceeds the {DEFAULT_MAX_PIXELS}-pixel limit")
     codec = load_codec(weights, device, precision)
-    if max(max(shape) for shape in codec.header_shapes(h, w)) > 65535:  # padding to the model's stride
-        raise imaging.ImageError(f"image of {w}x{h} is too wide or tall for {codec.model_id}'s latents (16-bit "
-                                 f"shapes: sides up to {65535 // (codec.stride // 16) * codec.stride} pixels)")
-    rate = rate_of_quality(quality) if codec.variable_rate else 0  # a fixed-rate model has one rate
     per_latent = codec.levels[-1].downsampling  # pixels per latent of y
+    if max(max(shape) for shape in codec.header_shapes(h, w)) > 65535:  # after padding to the model's stride
+        raise imaging.ImageError(f"image of {w}x{h} is too wide or tall for {codec.model_id}'s latents (16-bit "
+                                 f"shapes: sides up to {65535 // (codec.stride // per_latent) * codec.stride} pixels)")
+    rate = rate_of_quality(quality) if codec.variable_rate else 0  # a fixed-rate model has one rate
     if tile is not None and not MIN_TILE * per_latent <= tile <= MAX_TILE * per_latent:
         raise ValueError(f"tile must be within {MIN_TILE * per_latent}..{MAX_TILE * per_latent} pixels, got {tile}")
     if not isinstance(refine, numbers.Integral) or refine < 0:
