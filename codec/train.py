@@ -45,6 +45,10 @@ class Recipe:
     distortion: str = "mse"  # or "ms-ssim": R + lambda * MSSSIM_SCALE * (1 - MS-SSIM); crops of 97 px or more
     budget_minutes: float = 0.0  # > 0: a wall-clock budget; the schedule (decay, gan_start) runs on the fraction
     # of it spent, read as that fraction of `steps`, and training stops when it is spent (equal-budget pilots)
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights (decay per step); the
+    # average is what `export` ships (the raw weights keep training at a steady rate)
+    wake_from: int = 0  # > 0: y channels from this index (grown by --init-weights from a narrower model) reach the
+    wake_steps: int = 0  # synthesis with uniform noise, not rounding, for the run's first wake_steps steps
     low_t_share: float | None = None  # modulated models with t_min < 0: the share of samples drawn from
     # [t_min, 0) (the extended low rates); None: t uniform over [t_min, 1]
 
@@ -180,6 +184,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(recipe.seed)  # the model's initialization (and so every tiny test model) is the recipe's
     model = build(recipe.arch, **recipe.model).to(device).to(memory_format=torch.channels_last)
     named = dict(model.named_parameters())
     if recipe.train_only:  # e.g. a decoder-only fine-tune: everything else (and so every file) stays as it is
@@ -221,8 +226,19 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         except (ValueError, KeyError) as e:  # another recipe's optimizers (e.g. a train_only run's)
             print(f"resumed weights of {ckpt} at step {step} with a fresh optimizer: {e}")
     elif init_weights:
-        model.load_state_dict(weights_io.load_state_dict(init_weights), strict=False)
+        init = weights_io.load_state_dict(init_weights)
+        own = model.state_dict()
+        if any(k in own and own[k].shape != v.shape for k, v in init.items()):
+            if not hasattr(model, "grown_state"):
+                raise ValueError(f"{init_weights} does not fit {recipe.arch} {recipe.model}")
+            init = model.grown_state(init)  # a narrower model: grown function-preservingly
+            print(f"grew {init_weights} to {recipe.model}")
+        model.load_state_dict(init, strict=False)
         print(f"initialized from shipped weights {init_weights} (fresh optimizer, warm-up {recipe.warmup})")
+    ema = [p.detach().clone() for p in model.parameters()] if recipe.ema_decay else None
+    if ema and ckpt.exists() and "ema" in state:
+        for e, v in zip(ema, state["ema"]):
+            e.copy_(v)
 
     def save():
         tmp = ckpt.with_suffix(".tmp")
@@ -230,6 +246,8 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
                  "spent": spent + time.time() - t0}
         if aux_opt:
             state["aux_opt"] = aux_opt.state_dict()
+        if ema:
+            state["ema"] = ema
         if disc:
             state.update(disc=disc.state_dict(), disc_opt=disc_opt.state_dict())
         torch.save(state, tmp)
@@ -239,7 +257,12 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     print(f"{len(images)} training images, device {device}, {sum(p.numel() for p in main_params)} parameters")
     log = open(run_dir / "log.jsonl", "a")
     t0 = last_ckpt = time.time()
-    acc = {"loss": [], "bpp": [[] for _ in range(4)], "psnr": [[] for _ in range(4)]}
+    def fresh_acc():
+        return {"loss": [], "bpp": [[] for _ in range(4)], "psnr": [[] for _ in range(4)],
+                "woken": [[] for _ in range(4)]}
+
+    acc = fresh_acc()
+    params = list(model.parameters())
     bar = tqdm(total=recipe.steps, initial=step, disable=not progress, smoothing=0.05)
     model.train()
     t_min = getattr(model, "t_min", 0.0)  # the modulated models sample t over [t_min, 1]; others ignore it
@@ -259,6 +282,8 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy(sample_t(rng, recipe.batch, t_min, recipe.low_t_share)).to(device)
+        if recipe.wake_from:
+            model.noisy_from = recipe.wake_from if step < recipe.wake_steps else None
         loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent, recipe.distortion)
         if disc and (step if position is None else position) >= recipe.gan_start:  # hinge generator loss: make the discriminator call x_hat real
             adv = -disc(out["x_hat"]).mean()
@@ -276,6 +301,8 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             continue
         nonfinite = 0
         opt.step()
+        if ema:
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - recipe.ema_decay)
         if disc:
             d_loss = (torch.relu(1 - disc(x)).mean() + torch.relu(1 + disc(out["x_hat"].detach())).mean())
             disc_opt.zero_grad(set_to_none=True)
@@ -290,10 +317,17 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         step += 1
         bar.update(1)
         acc["loss"].append(loss.item())
-        for ti, b, m in zip(t.tolist(), bpp.tolist(), mse.tolist()):
+        woken = [None] * len(t)
+        if recipe.wake_from:  # the grown channels' share of y's bits: do they come alive?
+            with torch.no_grad():
+                bits = -torch.log2(out["likelihoods"]["y"]).flatten(2).sum(2)
+                woken = (bits[:, recipe.wake_from:].sum(1) / bits.sum(1).clamp_min(1e-9)).tolist()
+        for ti, b, m, w in zip(t.tolist(), bpp.tolist(), mse.tolist(), woken):
             k = min(3, int((ti - t_min) / (1 - t_min) * 4))
             acc["bpp"][k].append(b)
             acc["psnr"][k].append(-10 * math.log10(max(m, 1e-10)))
+            if w is not None:
+                acc["woken"][k].append(w)
         if step % recipe.log_every == 0:
             rec = {"step": step, "time": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"],
                    "loss": float(np.mean(acc["loss"])), "aux": aux.item(),
@@ -301,10 +335,12 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
                    "bpp_by_t_quarter": [round(float(np.mean(v)), 4) if v else None for v in acc["bpp"]],
                    "psnr_by_t_quarter": [round(float(np.mean(v)), 2) if v else None for v in acc["psnr"]]}
             rec.update({k: round(float(np.mean(acc[k])), 4) for k in ("adv", "disc") if acc.get(k)})
+            if recipe.wake_from:
+                rec["grown_bit_share_by_t_quarter"] = [round(float(np.mean(v)), 4) if v else None for v in acc["woken"]]
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=rec["bpp_by_t_quarter"][2], psnr=rec["psnr_by_t_quarter"][2])
-            acc = {"loss": [], "bpp": [[] for _ in range(4)], "psnr": [[] for _ in range(4)]}
+            acc = fresh_acc()
         if time.time() - last_ckpt > 60 * recipe.checkpoint_minutes:
             save()
             last_ckpt = time.time()
@@ -331,6 +367,11 @@ def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None 
     model = build(recipe.arch, **recipe.model)
     model.load_state_dict(state["model"])
     card = {"recipe": asdict(recipe), "steps": state["step"], "note": note}
+    if "ema" in state:  # ship the moving average, not the last step's weights
+        with torch.no_grad():
+            for p, e in zip(model.parameters(), state["ema"]):
+                p.copy_(e)
+        card["weights"] = f"exponential moving average, decay {recipe.ema_decay}"
     log = run_dir / "log.jsonl"
     lines = log.read_text().splitlines() if log.exists() else []
     if lines:  # each resumed segment restarts its clock: add up the segments' last times

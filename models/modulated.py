@@ -83,6 +83,9 @@ class ModulatedHyperprior(nn.Module):
             self.entropy_bottleneck = _compressai().entropy_models.EntropyBottleneck(N)
             self.gaussian_conditional = _compressai().entropy_models.GaussianConditional(None, scale_bound=SCALE_BOUND)
         self.rate_gain = nn.Parameter(torch.tensor(0.5 * math.log(lmbda_max / lmbda_min)))
+        self.inference = inference
+        self.noisy_from: int | None = None  # training only: y channels from this index reach the synthesis with
+        # uniform noise instead of straight-through rounding (wakes channels grown by :meth:`grown_state`)
         self.levels = (Level("z", "factorized", "entropy_bottleneck", N, 64), Level("y", "gaussian", "h_s", M, 16))
 
     # -- rate selector ---------------------------------------------------------------------------------
@@ -121,7 +124,13 @@ class ModulatedHyperprior(nn.Module):
         """Returns (scales, means) of the conditional Gaussian of y at rate ``t``; scales are lower-bounded."""
         scales, means = self.h_s(z_hat).chunk(2, 1)
         g = self.gain(t)
-        return (scales * g).clamp_min(SCALE_BOUND), means * g
+        scales = scales * g
+        if self.inference or not torch.is_grad_enabled():
+            return scales.clamp_min(SCALE_BOUND), means * g
+        # training: the same value, but a gradient that would raise a bounded scale passes (compressai's
+        # LowerBound), so a scale that starts at the bound (e.g. of a grown channel) can leave it
+        bound = torch.tensor(SCALE_BOUND, dtype=scales.dtype, device=scales.device)
+        return _compressai().ops.bound_ops.LowerBoundFunction.apply(scales, bound), means * g
 
     # -- training --------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict:
@@ -132,8 +141,74 @@ class ModulatedHyperprior(nn.Module):
         scales, means = self.hyper_synthesis(z_hat, t)
         _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
         y_hat = _compressai().ops.quantize_ste(y - means) + means
+        if self.noisy_from is not None:
+            k = self.noisy_from
+            y_hat = torch.cat([y_hat[:, :k], y[:, k:] + torch.empty_like(y[:, k:]).uniform_(-0.5, 0.5)], 1)
         x_hat = self.synthesis(y_hat, t)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def grown_state(self, state: dict[str, torch.Tensor], shrink: float = 0.03) -> dict[str, torch.Tensor]:
+        """This model's parameters, grown function-preservingly from ``state``: a model of the same N and rate
+        range with a narrower y (M_old < self.M). The old channels keep their values; of the new ones:
+
+        - the analysis' new outputs keep this model's random initialization times ``shrink`` (small: they
+          quantize to 0, so coded files are unchanged, but they carry signal and gradient);
+        - everything that reads y (synthesis, hyper-analysis) reads them through zero weights;
+        - the hyper-synthesis grows its hidden layers with units read through zero weights, and gets new
+          mean and scale outputs with zero weights and bias (mean 0, scale at the lower bound);
+        - the modulation networks get zero rows (scale exp(0) = 1).
+
+        Training then wakes the new channels: see ``noisy_from``.
+        """
+        own = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        m_old, m = state["g_a.6.bias"].shape[0], self.M
+        if m_old > m or state["g_a.0.bias"].shape[0] != self.N:
+            raise ValueError(f"cannot grow y from {m_old} to {m} channels with N {state['g_a.0.bias'].shape[0]} != {self.N}")
+        h_old, h = m_old * 3 // 2, m * 3 // 2
+        out = dict(own)
+
+        def put(name, value, zero_rest=True, shrink_rest=None):
+            new = torch.zeros_like(own[name]) if zero_rest else own[name].clone()
+            if shrink_rest is not None:
+                new = new * shrink_rest
+            new[tuple(slice(0, n) for n in value.shape)] = value
+            out[name] = new
+
+        for name, value in state.items():
+            if name not in own:
+                continue
+            if own[name].shape == value.shape:
+                out[name] = value.clone()
+        # analysis output: old channels first, new ones small
+        put("g_a.6.weight", state["g_a.6.weight"], zero_rest=False, shrink_rest=shrink)
+        put("g_a.6.bias", state["g_a.6.bias"], zero_rest=False, shrink_rest=shrink)
+        # readers of y: zero weights for the new input channels
+        put("g_s.0.weight", state["g_s.0.weight"])  # ConvTranspose2d: (in, out, k, k)
+        put("h_a.0.weight", state["h_a.0.weight"])  # Conv2d: (out, in, k, k)
+        # hyper-synthesis: new hidden units keep their random inputs, read through zero weights
+        put("h_s.0.weight", state["h_s.0.weight"], zero_rest=False)
+        put("h_s.0.bias", state["h_s.0.bias"], zero_rest=False)
+        put("h_s.2.weight", state["h_s.2.weight"], zero_rest=False)
+        out["h_s.2.weight"][m_old:] = 0  # rows: inputs from the new units of layer 0
+        put("h_s.2.bias", state["h_s.2.bias"], zero_rest=False)
+        w4, b4 = state["h_s.4.weight"], state["h_s.4.bias"]  # (2 M_old, H_old, 3, 3): scales then means
+        new_w = torch.zeros_like(own["h_s.4.weight"])
+        new_b = torch.zeros_like(own["h_s.4.bias"])
+        new_w[:m_old, :h_old], new_w[m:m + m_old, :h_old] = w4[:m_old], w4[m_old:]
+        new_b[:m_old], new_b[m:m + m_old] = b4[:m_old], b4[m_old:]
+        out["h_s.4.weight"], out["h_s.4.bias"] = new_w, new_b
+        # modulation: the y block is last in mod_a, first in mod_s; new rows zero (scale 1)
+        n3 = 3 * self.N
+        for name, lo in (("mod_a.net.2", n3), ("mod_s.net.2", 0)):
+            w, b = state[name + ".weight"], state[name + ".bias"]
+            new_w, new_b = torch.zeros_like(own[name + ".weight"]), torch.zeros_like(own[name + ".bias"])
+            old_y = slice(lo, lo + m_old)
+            rest_old = [i for i in range(w.shape[0]) if not (lo <= i < lo + m_old)]
+            rest_new = [i for i in range(new_w.shape[0]) if not (lo <= i < lo + m)]
+            new_w[lo:lo + m_old], new_b[lo:lo + m_old] = w[old_y], b[old_y]
+            new_w[rest_new], new_b[rest_new] = w[rest_old], b[rest_old]
+            out[name + ".weight"], out[name + ".bias"] = new_w, new_b
+        return out
 
     def fast_parameters(self) -> list[str]:
         """Names of the few rate-control parameters that train at a higher learning rate."""
