@@ -110,6 +110,33 @@ def learning_rate(r: Recipe, step: int, start: int, position: float | None = Non
     return warm * (r.lr_final + 0.5 * (r.lr - r.lr_final) * (1 + math.cos(math.pi * p)))
 
 
+class PhaseClock:
+    """Wall time per phase of the training step, summed between log lines (the run profiles itself: on the
+    CPU every op is synchronous, so a phase's time is its own)."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.t = time.perf_counter()
+
+    def start(self) -> None:
+        self.t = time.perf_counter()
+        self.steps += 1
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.sums[phase] = self.sums.get(phase, 0.0) + now - self.t
+        self.t = now
+
+    def report(self) -> dict[str, float]:
+        """Mean milliseconds per step of each phase since the last report (and "step": their sum)."""
+        n = max(1, self.steps)
+        out = {k: round(1000 * v / n, 1) for k, v in self.sums.items()}
+        out["step"] = round(sum(out.values()), 1)
+        self.sums, self.steps = {}, 0
+        return out
+
+
 MAX_NONFINITE = 20  # non-finite losses in a row before training gives up (skipped batches until then)
 MSSSIM_SCALE = 1300.0  # compressai's pretrained tables pair MSE lambda 0.0067 with MS-SSIM lambda 8.73
 
@@ -222,6 +249,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             if disc and "disc" in state:
                 disc.load_state_dict(state["disc"])
                 disc_opt.load_state_dict(state["disc_opt"])
+            start = step - recipe.warmup  # the optimizer's state is back: no second warm-up
             print(f"resumed {ckpt} at step {step}")
         except (ValueError, KeyError) as e:  # another recipe's optimizers (e.g. a train_only run's)
             print(f"resumed weights of {ckpt} at step {step} with a fresh optimizer: {e}")
@@ -263,6 +291,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
 
     acc = fresh_acc()
     params = list(model.parameters())
+    clock = PhaseClock()
     bar = tqdm(total=recipe.steps, initial=step, disable=not progress, smoothing=0.05)
     model.train()
     t_min = getattr(model, "t_min", 0.0)  # the modulated models sample t over [t_min, 1]; others ignore it
@@ -278,19 +307,23 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             position = frac * recipe.steps
         for g in opt.param_groups:
             g["lr"] = learning_rate(recipe, step, start, position) * g["mult"]
+        clock.start()
         batch = sample_batch(images, recipe.crop, recipe.batch, rng)
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy(sample_t(rng, recipe.batch, t_min, recipe.low_t_share)).to(device)
         if recipe.wake_from:
             model.noisy_from = recipe.wake_from if step < recipe.wake_steps else None
+        clock.lap("data")
         loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent, recipe.distortion)
+        clock.lap("forward")
         if disc and (step if position is None else position) >= recipe.gan_start:  # hinge generator loss: make the discriminator call x_hat real
             adv = -disc(out["x_hat"]).mean()
             loss = loss + recipe.gan_weight * adv
             acc.setdefault("adv", []).append(adv.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        clock.lap("backward")
         norm = torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)
         if not (torch.isfinite(loss) and torch.isfinite(norm)):  # a diverging batch: skip it, keep the weights
             nonfinite += 1
@@ -301,8 +334,10 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             continue
         nonfinite = 0
         opt.step()
+        clock.lap("clip+adam")
         if ema:
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - recipe.ema_decay)
+            clock.lap("ema")
         if disc:
             d_loss = (torch.relu(1 - disc(x)).mean() + torch.relu(1 + disc(out["x_hat"].detach())).mean())
             disc_opt.zero_grad(set_to_none=True)
@@ -314,6 +349,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             aux_opt.zero_grad(set_to_none=True)
             aux.backward()
             aux_opt.step()
+        clock.lap("aux")
         step += 1
         bar.update(1)
         acc["loss"].append(loss.item())
@@ -335,12 +371,14 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
                    "bpp_by_t_quarter": [round(float(np.mean(v)), 4) if v else None for v in acc["bpp"]],
                    "psnr_by_t_quarter": [round(float(np.mean(v)), 2) if v else None for v in acc["psnr"]]}
             rec.update({k: round(float(np.mean(acc[k])), 4) for k in ("adv", "disc") if acc.get(k)})
+            rec["ms_per_phase"] = clock.report()
             if recipe.wake_from:
                 rec["grown_bit_share_by_t_quarter"] = [round(float(np.mean(v)), 4) if v else None for v in acc["woken"]]
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=rec["bpp_by_t_quarter"][2], psnr=rec["psnr_by_t_quarter"][2])
             acc = fresh_acc()
+        clock.lap("bookkeeping")
         if time.time() - last_ckpt > 60 * recipe.checkpoint_minutes:
             save()
             last_ckpt = time.time()

@@ -62,7 +62,7 @@ class ModulatedHyperprior(nn.Module):
         if not (isinstance(t_min, (int, float)) and -1.0 <= t_min <= 0.0):
             raise ValueError(f"t_min must be within [-1, 0], got {t_min}")
         self.t_min = t_min
-        GDN = layers.GDN if inference else _compressai().layers.GDN  # noqa: N806
+        GDN = layers.GDN if inference else layers.training_gdn()  # noqa: N806
         self.g_a = nn.ModuleList([conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)])
         self.g_s = nn.ModuleList([
             deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
