@@ -42,7 +42,9 @@ def test_round_trip_is_the_models_own_output_at_every_rate(cb_weights):
         out = np.asarray(neuralcodec.decompress(data, weights=str(cb_weights)))
         assert np.abs(out.astype(int) - codec.reconstruct(img, c.header.rate).astype(int)).max() <= 1
         sizes.append(len(data))
-    assert sizes[0] < sizes[1]
+    # a 3-step model guarantees a finer quantization step at q 90, not that its latents leave zero at q 10:
+    # never smaller (all-zero latents at both rates give equal files)
+    assert sizes[0] <= sizes[1]
 
 
 def test_decoded_latents_are_the_encoders(cb_weights):
