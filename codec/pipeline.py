@@ -20,7 +20,6 @@ from neuralcodec.models.integer import IntegerStack
 from neuralcodec.weights_io import Weights, WeightsError, build_model
 
 TILE = 48  # latent rows/columns of y per tile of the transforms (768 px) by default: ~0.4 GB of activations
-HALO = 4  # latent rows/columns each tile borrows from its neighbours: covers the flagship's g_a and g_s
 # receptive fields; a model with wider ones says so in `tile_halo`
 LEGACY_TAGS = {"z": b"ZHYP", "y": b"YLAT"}  # the flagship's chunk tags (format version 2)
 
@@ -79,7 +78,7 @@ class Codec:
         # tiles and halos are whole numbers of every level the synthesis reads (coarser levels are cut with y)
         by_name = {lv.name: lv for lv in self.levels}
         self._ratio = max(by_name[n].downsampling for n in self.model.synthesis_levels) // self.levels[-1].downsampling
-        self._halo = -(-getattr(self.model, "tile_halo", HALO) // self._ratio) * self._ratio
+        self._halo = -(-self.model.tile_halo // self._ratio) * self._ratio
 
     def _stage(self, level):
         w = self.weights
@@ -215,7 +214,7 @@ class Codec:
     @property
     def t_min(self) -> float:
         """The model's rate t at selector 0: t = t_min + (1 - t_min) * rate/65535 (0 unless its weights say)."""
-        return getattr(self.model, "t_min", 0.0)
+        return self.model.t_min
 
     def _t(self, rate: int) -> torch.Tensor:
         return torch.tensor([self.t_min + (1.0 - self.t_min) * rate / RATE_MAX], device=self.device)
@@ -239,7 +238,7 @@ class Codec:
     @property
     def refinable(self) -> bool:
         """Whether encode can refine the latents: the bottom level is a plain Gaussian one the synthesis reads."""
-        return (type(self.stages[-1]) is GaussianStage and hasattr(self.model, "lmbda")
+        return (type(self.stages[-1]) is GaussianStage
                 and tuple(self.model.synthesis_levels) == (self.levels[-1].name,))
 
     @torch.inference_mode()

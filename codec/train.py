@@ -47,8 +47,8 @@ class Recipe:
     # of it spent, read as that fraction of `steps`, and training stops when it is spent (equal-budget pilots)
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights (decay per step); the
     # average is what `export` ships (the raw weights keep training at a steady rate)
-    wake_from: int = 0  # > 0: y channels from this index (grown by --init-weights from a narrower model) reach the
-    wake_steps: int = 0  # synthesis with uniform noise, not rounding, for the run's first wake_steps steps
+    wake_from: int = 0  # > 0: y channels from this index were grown (--init-weights from a narrower model): their
+    wake_steps: int = 0  # rate enters the loss with a weight ramped from 0 to 1 over the run's first wake_steps
     low_t_share: float | None = None  # modulated models with t_min < 0: the share of samples drawn from
     # [t_min, 0) (the extended low rates); None: t uniform over [t_min, 1]
 
@@ -218,7 +218,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         for n, p in named.items():
             p.requires_grad_(n.startswith(tuple(recipe.train_only)))
         named = {n: p for n, p in named.items() if p.requires_grad}
-    fast = set(model.fast_parameters()) if hasattr(model, "fast_parameters") else set()
+    fast = set(model.fast_parameters())
     aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]
     main_params = [p for n, p in named.items() if not n.endswith(".quantiles")]
     groups = [{"params": [p for n, p in named.items() if not n.endswith(".quantiles") and n not in fast], "mult": 1.0}]
@@ -257,9 +257,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         init = weights_io.load_state_dict(init_weights)
         own = model.state_dict()
         if any(k in own and own[k].shape != v.shape for k, v in init.items()):
-            if not hasattr(model, "grown_state"):
-                raise ValueError(f"{init_weights} does not fit {recipe.arch} {recipe.model}")
-            init = model.grown_state(init)  # a narrower model: grown function-preservingly
+            init = model.grown_state(init)  # a narrower model: grown function-preservingly (or ValueError)
             print(f"grew {init_weights} to {recipe.model}")
         model.load_state_dict(init, strict=False)
         print(f"initialized from shipped weights {init_weights} (fresh optimizer, warm-up {recipe.warmup})")
@@ -294,7 +292,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     clock = PhaseClock()
     bar = tqdm(total=recipe.steps, initial=step, disable=not progress, smoothing=0.05)
     model.train()
-    t_min = getattr(model, "t_min", 0.0)  # the modulated models sample t over [t_min, 1]; others ignore it
+    t_min = model.t_min  # the modulated models sample t over [t_min, 1]; others ignore it
     nonfinite = 0
     while (recipe.budget_minutes or step < recipe.steps) and not stop["flag"]:
         if max_minutes and time.time() - t0 > 60 * max_minutes:
@@ -313,7 +311,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         x = x.contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy(sample_t(rng, recipe.batch, t_min, recipe.low_t_share)).to(device)
         if recipe.wake_from:
-            model.noisy_from = recipe.wake_from if step < recipe.wake_steps else None
+            model.wake = (recipe.wake_from, step / recipe.wake_steps) if step < recipe.wake_steps else None
         clock.lap("data")
         loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent, recipe.distortion)
         clock.lap("forward")
@@ -354,10 +352,8 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         bar.update(1)
         acc["loss"].append(loss.item())
         woken = [None] * len(t)
-        if recipe.wake_from:  # the grown channels' share of y's bits: do they come alive?
-            with torch.no_grad():
-                bits = -torch.log2(out["likelihoods"]["y"]).flatten(2).sum(2)
-                woken = (bits[:, recipe.wake_from:].sum(1) / bits.sum(1).clamp_min(1e-9)).tolist()
+        if recipe.wake_from:  # do the grown channels come alive? the share of their coded symbols that are not 0
+            woken = (out["y_symbols"][:, recipe.wake_from:].abs() > 0.5).flatten(1).float().mean(1).tolist()
         for ti, b, m, w in zip(t.tolist(), bpp.tolist(), mse.tolist(), woken):
             k = min(3, int((ti - t_min) / (1 - t_min) * 4))
             acc["bpp"][k].append(b)
@@ -367,13 +363,13 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         if step % recipe.log_every == 0:
             rec = {"step": step, "time": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"],
                    "loss": float(np.mean(acc["loss"])), "aux": aux.item(),
-                   "rate_gain": round(float(getattr(model, "rate_gain", torch.zeros(())).detach()), 4),
+                   "rate_gain": None if model.rate_gain_value() is None else round(model.rate_gain_value(), 4),
                    "bpp_by_t_quarter": [round(float(np.mean(v)), 4) if v else None for v in acc["bpp"]],
                    "psnr_by_t_quarter": [round(float(np.mean(v)), 2) if v else None for v in acc["psnr"]]}
             rec.update({k: round(float(np.mean(acc[k])), 4) for k in ("adv", "disc") if acc.get(k)})
             rec["ms_per_phase"] = clock.report()
             if recipe.wake_from:
-                rec["grown_bit_share_by_t_quarter"] = [round(float(np.mean(v)), 4) if v else None for v in acc["woken"]]
+                rec["grown_nonzero_by_t_quarter"] = [round(float(np.mean(v)), 4) if v else None for v in acc["woken"]]
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=rec["bpp_by_t_quarter"][2], psnr=rec["psnr_by_t_quarter"][2])

@@ -194,12 +194,12 @@ def build_model(w: Weights):
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{w.path}: bad config for {w.arch}: {e}") from None
     t_min = w.tensors.get("tables.rate_t_min", np.zeros(1))
-    if t_min.shape != (1,) or float(t_min[0]) != getattr(model, "t_min", 0.0):
+    if t_min.shape != (1,) or float(t_min[0]) != model.t_min:
         raise WeightsError(f"{w.path}: its rate range (t_min) disagrees with its config")
     missing, unexpected = model.load_state_dict(network_state(w), strict=False)
-    dropped = tuple(getattr(model, "analysis_modules", ())) if w.decoder_only else ()
+    dropped = model.analysis_modules if w.decoder_only else ()
     missing = [k for k in missing if not _is_derived_buffer(k) and not k.startswith(dropped)]
-    unexpected = [k for k in unexpected if not k.startswith(getattr(model, "training_only", ()))]
+    unexpected = [k for k in unexpected if not k.startswith(model.training_only)]
     if missing or unexpected:
         raise WeightsError(f"{w.path}: weights do not fit {w.arch} (missing {missing[:3]}, unexpected {unexpected[:3]})")
     if dropped:  # their modules hold no trained values: any call (any encode) is refused, not computed
@@ -260,7 +260,7 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
         elif lv.kind == "categorical":
             tensors.update(_categorical_tables(getattr(model, lv.module), lv.name))
     tensors.update(integer)
-    if getattr(model, "t_min", 0.0):  # the rate range changes decoding: a tensor, so the digest covers it
+    if model.t_min:  # the rate range changes decoding: a tensor, so the digest covers it
         tensors["tables.rate_t_min"] = np.array([model.t_min], np.float64)
     if priors:
         y = gaussian_tables(SCALE_TABLE.astype(np.float64))
@@ -268,7 +268,7 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
                         "tables.scale_table": SCALE_TABLE})
     meta = {"arch": model_arch(model), "config": json.dumps(model.config())}
     if decodes is not None:
-        mine = tuple(getattr(model, "synthesis_modules", ("g_s.",)))
+        mine = model.synthesis_modules
         changed = sorted(k for k in set(tensors) | set(decodes.tensors) if not k.startswith(mine) and (
             k not in tensors or k not in decodes.tensors or not np.array_equal(tensors[k], decodes.tensors[k])))
         if decodes.arch != meta["arch"] or changed:
@@ -300,7 +300,7 @@ def write_archive(src: Weights, path: Path, card: dict | None = None) -> bytes:
     if src.decoder_only or src.decodes is not None:
         raise WeightsError(f"{src.path.name} already decodes another weights' files (a fine-tune or an archive): "
                            "only full weights can be archived")
-    drop = tuple(getattr(architecture(src.arch), "analysis_modules", ()))
+    drop = architecture(src.arch).analysis_modules
     if not drop:
         raise WeightsError(f"model {src.arch!r} names no analysis modules: nothing to drop")
     tensors = {k: v for k, v in src.tensors.items() if not k.startswith(drop)}

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from neuralcodec.models import Level, layers
+from neuralcodec.models.base import CodecModel
 from neuralcodec.models.layers import compressai as _compressai, conv, deconv
 
 SCALE_BOUND = 0.11
@@ -35,7 +36,7 @@ class Modulation(nn.Module):
         return [v[:, :, None, None] for v in torch.split(s, self.channels, dim=1)]
 
 
-class ModulatedHyperprior(nn.Module):
+class ModulatedHyperprior(CodecModel):
     """Mean-scale hyperprior codec whose transforms are modulated by lambda.
 
     ``t`` everywhere is the normalized rate selector: lambda = lmbda_min * (lmbda_max/lmbda_min) ** t, over
@@ -47,7 +48,7 @@ class ModulatedHyperprior(nn.Module):
     """
 
     stride = 64  # total down-sampling of the hyper-latent: inputs are padded to a multiple of this
-    synthesis_levels = ("y",)
+    variable_rate = True
     synthesis_modules = ("g_s.", "mod_s.")  # what a decoder-only fine-tune may change
     analysis_modules = ("g_a.", "h_a.", "mod_a.")  # what only an encoder needs (a decoder-only archive drops them)
     training_only = ("entropy_bottleneck.", "gaussian_conditional.")  # the entropy models' training state
@@ -84,8 +85,8 @@ class ModulatedHyperprior(nn.Module):
             self.gaussian_conditional = _compressai().entropy_models.GaussianConditional(None, scale_bound=SCALE_BOUND)
         self.rate_gain = nn.Parameter(torch.tensor(0.5 * math.log(lmbda_max / lmbda_min)))
         self.inference = inference
-        self.noisy_from: int | None = None  # training only: y channels from this index reach the synthesis with
-        # uniform noise instead of straight-through rounding (wakes channels grown by :meth:`grown_state`)
+        self.wake: tuple[int, float] | None = None  # training only: (k, w): the rate of y's channels from k on
+        # (grown by :meth:`grown_state`) enters the loss with weight w in [0, 1] (see :meth:`forward`)
         self.levels = (Level("z", "factorized", "entropy_bottleneck", N, 64), Level("y", "gaussian", "h_s", M, 16))
 
     # -- rate selector ---------------------------------------------------------------------------------
@@ -141,24 +142,28 @@ class ModulatedHyperprior(nn.Module):
         scales, means = self.hyper_synthesis(z_hat, t)
         _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
         y_hat = _compressai().ops.quantize_ste(y - means) + means
-        if self.noisy_from is not None:
-            k = self.noisy_from
-            y_hat = torch.cat([y_hat[:, :k], y[:, k:] + torch.empty_like(y[:, k:]).uniform_(-0.5, 0.5)], 1)
+        if self.wake is not None:  # wake grown channels: their rate weighs w (likelihood ** w: log-rate * w)
+            k, w = self.wake
+            y_likelihoods = torch.cat([y_likelihoods[:, :k], y_likelihoods[:, k:] ** w], 1)
         x_hat = self.synthesis(y_hat, t)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
+                "y_symbols": (y_hat - means).detach()}  # the coded integers round(y - mu), for training logs
 
     def grown_state(self, state: dict[str, torch.Tensor], shrink: float = 0.03) -> dict[str, torch.Tensor]:
         """This model's parameters, grown function-preservingly from ``state``: a model of the same N and rate
         range with a narrower y (M_old < self.M). The old channels keep their values; of the new ones:
 
         - the analysis' new outputs keep this model's random initialization times ``shrink`` (small: they
-          quantize to 0, so coded files are unchanged, but they carry signal and gradient);
-        - everything that reads y (synthesis, hyper-analysis) reads them through zero weights;
+          quantize to 0, so coded files are unchanged);
+        - the synthesis reads them through its random initialization (any weights read a 0 as 0, so this
+          changes nothing either, and straight-through rounding passes them a gradient that says what they
+          should carry); the hyper-analysis reads them through zero weights;
         - the hyper-synthesis grows its hidden layers with units read through zero weights, and gets new
           mean and scale outputs with zero weights and bias (mean 0, scale at the lower bound);
         - the modulation networks get zero rows (scale exp(0) = 1).
 
-        Training then wakes the new channels: see ``noisy_from``.
+        The trap avoided: new channels that round to zero, read through zero weights, get no gradient. Rate
+        pulls them back to zero hard (a scale at the bound), so training ramps their rate in (``wake``).
         """
         own = {k: v.detach().clone() for k, v in self.state_dict().items()}
         m_old, m = state["g_a.6.bias"].shape[0], self.M
@@ -182,8 +187,8 @@ class ModulatedHyperprior(nn.Module):
         # analysis output: old channels first, new ones small
         put("g_a.6.weight", state["g_a.6.weight"], zero_rest=False, shrink_rest=shrink)
         put("g_a.6.bias", state["g_a.6.bias"], zero_rest=False, shrink_rest=shrink)
-        # readers of y: zero weights for the new input channels
-        put("g_s.0.weight", state["g_s.0.weight"])  # ConvTranspose2d: (in, out, k, k)
+        # readers of y: the synthesis through random weights, the hyper-analysis through zero weights
+        put("g_s.0.weight", state["g_s.0.weight"], zero_rest=False)  # ConvTranspose2d: (in, out, k, k)
         put("h_a.0.weight", state["h_a.0.weight"])  # Conv2d: (out, in, k, k)
         # hyper-synthesis: new hidden units keep their random inputs, read through zero weights
         put("h_s.0.weight", state["h_s.0.weight"], zero_rest=False)
@@ -209,6 +214,9 @@ class ModulatedHyperprior(nn.Module):
             new_w[rest_new], new_b[rest_new] = w[rest_old], b[rest_old]
             out[name + ".weight"], out[name + ".bias"] = new_w, new_b
         return out
+
+    def rate_gain_value(self) -> float:
+        return float(self.rate_gain.detach())
 
     def fast_parameters(self) -> list[str]:
         """Names of the few rate-control parameters that train at a higher learning rate."""

@@ -15,16 +15,15 @@ import torch
 from torch import nn
 
 from neuralcodec.models import Level, layers
+from neuralcodec.models.base import CodecModel
 from neuralcodec.models.layers import compressai, conv, deconv
 
 SCALE_BOUND = 0.11
 
 
-class FixedRate(nn.Module):
+class FixedRate(CodecModel):
     """What every fixed-rate seed model shares: one lambda, entropy models built for training or coding."""
 
-    synthesis_levels = ("y",)
-    synthesis_modules = ("g_s.",)  # what a decoder-only fine-tune (--perceptual) may change
     training_only = ("entropy_bottleneck.", "gaussian_conditional.")
 
     def __init__(self, lmbda: float, inference: bool):

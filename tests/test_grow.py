@@ -56,20 +56,26 @@ def test_growing_refuses_a_wider_or_other_model():
         build("modhp", **CFG, M=4).grown_state(_trained_narrow().state_dict())
 
 
-def test_grown_channels_learn_while_the_synthesis_reads_them_noisy():
-    """The trap: grown channels that round to zero, read through zero weights, get no gradient. Reading them
-    with uniform noise gives the synthesis weights that read them a gradient; rounding alone does not."""
+def test_grown_channels_get_a_gradient_and_their_rate_ramps_in():
+    """The trap: grown channels that round to zero, read through zero weights, get no gradient. The synthesis
+    reads them through random weights, so straight-through rounding passes a gradient to the analysis that
+    makes them; during the wake-up their rate counts with a weight w (0: none of it)."""
     wide = build("modhp", **CFG, M=10)
     wide.load_state_dict(wide.grown_state(_trained_narrow().state_dict()), strict=False)
     x = torch.from_numpy(photo(64, 64, 4)).permute(2, 0, 1)[None].float() / 255
     t = torch.tensor([0.8])
-    grads = {}
-    for noisy in (None, 6):
-        wide.zero_grad()
-        wide.noisy_from = noisy
-        rd_terms(wide, x, t)[0].backward()
-        grads[noisy] = wide.g_s[0].weight.grad[6:].abs().sum().item()
-    assert grads[None] == 0 and grads[6] > 0
+    out = wide(x, t)
+    assert torch.all(out["y_symbols"][:, 6:] == 0)  # they carry nothing yet
+    rd_terms(wide, x, t)[0].backward()
+    assert wide.g_a[6].weight.grad[6:].abs().sum() > 0
+    rates = {}
+    for w in (0.0, 0.5, 1.0):
+        wide.wake = (6, w)
+        torch.manual_seed(0)  # the same noise in the rate term each time
+        lik = wide(x, t)["likelihoods"]["y"]
+        rates[w] = -torch.log2(lik[:, 6:]).sum().item()
+    wide.wake = None
+    assert rates[0.0] == 0 and rates[0.5] == pytest.approx(rates[1.0] / 2, rel=0.05)
 
 
 def test_scale_bound_passes_a_gradient_that_raises_the_scale():
@@ -116,7 +122,7 @@ def test_train_grows_exports_the_average_and_logs_the_grown_share(tmp_path):
                    "steps": 3})
     train(r2, wide_run, init_weights=str(narrow), progress=False)
     log = [json.loads(x) for x in (wide_run / "log.jsonl").read_text().splitlines()]
-    assert all("grown_bit_share_by_t_quarter" in rec and "ms_per_phase" in rec for rec in log)
+    assert all("grown_nonzero_by_t_quarter" in rec and "ms_per_phase" in rec for rec in log)
     wide = tmp_path / "wide.safetensors"
     export_run(wide_run, wide)
     card = json.loads(wide.with_suffix(".json").read_text())
