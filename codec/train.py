@@ -49,6 +49,8 @@ class Recipe:
     # average is what `export` ships (the raw weights keep training at a steady rate)
     wake_from: int = 0  # > 0: y channels from this index were grown (--init-weights from a narrower model): their
     wake_steps: int = 0  # rate enters the loss with a weight ramped from 0 to 1 over the run's first wake_steps
+    wake_lr: float = 0.0  # > 0: during those steps only the grown entries train, at this learning rate (the old
+    # model stays exactly as it was); then everything trains at `lr` after a fresh warm-up
     low_t_share: float | None = None  # modulated models with t_min < 0: the share of samples drawn from
     # [t_min, 0) (the extended low rates); None: t uniform over [t_min, 1]
 
@@ -294,6 +296,15 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     model.train()
     t_min = model.t_min  # the modulated models sample t over [t_min, 1]; others ignore it
     nonfinite = 0
+    waking = None  # the wake phase: only the grown entries train (gradient masks), with their own optimizer
+    if recipe.wake_from and recipe.wake_lr and step < recipe.wake_steps:
+        masks = model.grown_entries(recipe.wake_from)
+        for n, p in named.items():
+            p.requires_grad_(n in masks or n.endswith(".quantiles"))
+        hooks = [named[n].register_hook(lambda g, m=m.to(device): g * m) for n, m in masks.items()]
+        waking = {"opt": torch.optim.Adam([named[n] for n in masks], lr=recipe.wake_lr), "hooks": hooks}
+        print(f"waking the grown channels: {sum(int(m.sum()) for m in masks.values())} entries train at "
+              f"lr {recipe.wake_lr} until step {recipe.wake_steps}")
     while (recipe.budget_minutes or step < recipe.steps) and not stop["flag"]:
         if max_minutes and time.time() - t0 > 60 * max_minutes:
             break
@@ -303,8 +314,19 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             if frac >= 1:
                 break
             position = frac * recipe.steps
-        for g in opt.param_groups:
-            g["lr"] = learning_rate(recipe, step, start, position) * g["mult"]
+        if waking and step >= recipe.wake_steps:  # awake: everything trains, after a fresh warm-up
+            for h in waking["hooks"]:
+                h.remove()
+            for n, p in named.items():
+                p.requires_grad_(True)
+            waking, start = None, step
+        active = waking["opt"] if waking else opt
+        if waking:
+            for g in active.param_groups:
+                g["lr"] = recipe.wake_lr * min(1.0, (step - start + 1) / max(1, recipe.warmup))
+        else:
+            for g in opt.param_groups:
+                g["lr"] = learning_rate(recipe, step, start, position) * g["mult"]
         clock.start()
         batch = sample_batch(images, recipe.crop, recipe.batch, rng)
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
@@ -319,7 +341,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             adv = -disc(out["x_hat"]).mean()
             loss = loss + recipe.gan_weight * adv
             acc.setdefault("adv", []).append(adv.item())
-        opt.zero_grad(set_to_none=True)
+        active.zero_grad(set_to_none=True)
         loss.backward()
         clock.lap("backward")
         norm = torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)
@@ -331,7 +353,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
                                    f"{step}; lower the learning rate")
             continue
         nonfinite = 0
-        opt.step()
+        active.step()
         clock.lap("clip+adam")
         if ema:
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - recipe.ema_decay)
@@ -361,7 +383,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             if w is not None:
                 acc["woken"][k].append(w)
         if step % recipe.log_every == 0:
-            rec = {"step": step, "time": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"],
+            rec = {"step": step, "time": round(time.time() - t0, 1), "lr": active.param_groups[0]["lr"],
                    "loss": float(np.mean(acc["loss"])), "aux": aux.item(),
                    "rate_gain": None if model.rate_gain_value() is None else round(model.rate_gain_value(), 4),
                    "bpp_by_t_quarter": [round(float(np.mean(v)), 4) if v else None for v in acc["bpp"]],

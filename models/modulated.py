@@ -215,6 +215,17 @@ class ModulatedHyperprior(CodecModel):
             out[name + ".weight"], out[name + ".bias"] = new_w, new_b
         return out
 
+    def grown_entries(self, m_old: int) -> dict[str, torch.Tensor]:
+        """Masks (True = grown) of the entries :meth:`grown_state` does not copy from a model with y of
+        ``m_old`` channels, for the tensors that have any; the hyper-analysis is left out (its grown inputs
+        stay 0 while the grown channels wake, so the hyper-latent, and the old channels' rate, are unchanged)."""
+        narrow = type(self)(**{**self.config(), "M": m_old})
+        copies = [self.grown_state({k: torch.full_like(v, fill) for k, v in narrow.state_dict().items()})
+                  for fill in (0.0, 1.0)]
+        return {k: copies[0][k] == copies[1][k] for k, _ in self.named_parameters()
+                if not k.startswith("h_a.") and k in copies[0]
+                and bool((copies[0][k] == copies[1][k]).any()) and not bool((copies[0][k] == copies[1][k]).all())}
+
     def rate_gain_value(self) -> float:
         return float(self.rate_gain.detach())
 

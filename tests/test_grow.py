@@ -136,3 +136,28 @@ def test_train_grows_exports_the_average_and_logs_the_grown_share(tmp_path):
     img = photo(40, 56, 7)
     out = np.asarray(neuralcodec.decompress(neuralcodec.compress(img, 60, weights=str(wide)), weights=str(wide)))
     assert out.shape == img.shape
+
+
+def test_the_wake_phase_trains_only_the_grown_entries(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(photo(70, 80, i)).save(data / f"{i}.png")
+    r = Recipe(model={**CFG, "M": 6}, data=str(data), crop=64, batch=2, steps=1, warmup=1, threads=1,
+               log_every=1, checkpoint_minutes=100)
+    train(r, tmp_path / "narrow", progress=False)
+    narrow = tmp_path / "narrow.safetensors"
+    export_run(tmp_path / "narrow", narrow)
+    before = weights_io.load_state_dict(narrow)
+    r2 = Recipe(**{**r.__dict__, "model": {**CFG, "M": 10}, "wake_from": 6, "wake_steps": 3, "wake_lr": 1e-2,
+                   "steps": 3})
+    train(r2, tmp_path / "wide", init_weights=str(narrow), progress=False)
+    after = torch.load(tmp_path / "wide" / "last.pt", weights_only=False)["model"]
+    grown = build("modhp", **CFG, M=10).grown_entries(6)
+    assert set(grown) >= {"g_a.6.weight", "g_s.0.weight", "h_s.4.weight"} and not any(k.startswith("h_a") for k in grown)
+    assert torch.equal(after["g_a.6.weight"][:6], before["g_a.6.weight"])  # the old model is untouched
+    assert torch.equal(after["g_s.2.weight"], before["g_s.2.weight"]) and torch.equal(after["h_a.0.weight"][:, 6:], torch.zeros_like(after["h_a.0.weight"][:, 6:]))
+    assert not torch.equal(after["g_a.6.weight"][6:], torch.zeros_like(after["g_a.6.weight"][6:]))
+    torch.manual_seed(r2.seed)  # the wide model's initialization in train()
+    init = build("modhp", **CFG, M=10).grown_state(before)
+    assert not torch.equal(after["g_s.0.weight"][6:], init["g_s.0.weight"][6:])  # the grown entries train
