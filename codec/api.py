@@ -14,11 +14,12 @@ from PIL import Image
 
 from neuralcodec import bitstream, imaging
 from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, MIN_TILE, Container, FormatError, Header
+from neuralcodec.errors import GPU_OUT_OF_MEMORY, NeuralcodecError
 
 DEFAULT_QUALITY = 50.0
 
 
-class DecodeError(ValueError):
+class DecodeError(NeuralcodecError, ValueError):
     """A `.nic` file cannot be decoded; the message says why in one line."""
 
 
@@ -83,7 +84,7 @@ def read_container(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Contain
     try:
         return bitstream.unpack(data, max_pixels)
     except FormatError as e:
-        raise DecodeError(str(e)) from None
+        raise DecodeError(str(e), e.reason) from None
 
 
 def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
@@ -114,12 +115,12 @@ def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
         alpha = imaging.unpack_alpha(c.chunks[b"ALPH"], h.height, h.width) if h.has_alpha else None  # cheap: first
         rgb = codec.decode(h, c.chunks)
     except (FormatError, EntropyError, ValueError) as e:
-        raise DecodeError(str(e)) from None
+        raise DecodeError(str(e), getattr(e, "reason", None)) from None
     except (MemoryError, RuntimeError) as e:  # torch reports an exhausted GPU as a RuntimeError
         if not isinstance(e, MemoryError) and "out of memory" not in str(e).lower():
             raise
-        raise DecodeError(f"out of memory decoding a {h.width}x{h.height} image on {codec.device}"
-                          + (" (try --device cpu)" if codec.device.type == "cuda" else "")) from None
+        raise DecodeError(f"out of memory decoding a {h.width}x{h.height} image on {codec.device}",
+                          GPU_OUT_OF_MEMORY if codec.device.type == "cuda" else None) from None
     return imaging.merge(rgb, h.mode, alpha)
 
 

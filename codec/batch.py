@@ -12,6 +12,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neuralcodec.errors import GPU_OUT_OF_MEMORY, PIXEL_LIMIT
 from neuralcodec.imaging import READ_EXTENSIONS
 
 NIC = ".nic"
@@ -39,6 +40,18 @@ class Result:
 class Plan:
     jobs: list[Job] = field(default_factory=list)
     problems: list[Result] = field(default_factory=list)  # inputs refused before any work (name clashes)
+
+
+HINTS = {  # what the command line can do about an error the library names (neuralcodec.errors)
+    PIXEL_LIMIT: "--max-pixels raises the limit",
+    GPU_OUT_OF_MEMORY: "try --device cpu",
+}
+
+
+def with_hint(e: Exception) -> str:
+    """The error's message, plus what a flag can do about it."""
+    hint = HINTS.get(getattr(e, "reason", None))
+    return f"{e} ({hint})" if hint else str(e)
 
 
 def _walk(root: Path, recursive: bool, extensions: tuple[str, ...]) -> list[Path]:
@@ -100,7 +113,7 @@ def _run_one(job: Job, direction: str, options: dict) -> Result:
         out_bytes, pixels = convert(job.src, job.dst, **options)
         return Result(job, True, in_bytes, out_bytes, pixels, time.perf_counter() - t0)
     except (ValueError, OSError) as e:  # ImageError, DecodeError, WeightsError, FormatError are ValueErrors
-        return Result(job, False, error=str(e), seconds=time.perf_counter() - t0)
+        return Result(job, False, error=with_hint(e), seconds=time.perf_counter() - t0)
     except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
         if not isinstance(e, MemoryError) and not any(m in text.lower() for m in ("out of memory", "allocate")):

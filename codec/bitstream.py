@@ -6,6 +6,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from neuralcodec.errors import PIXEL_LIMIT, NeuralcodecError
+
 MAGIC = b"\x89NIC\r\n\x1a\n"
 VERSION = 3
 READABLE = (2, 3)  # version 2: the same header without the tile geometry
@@ -35,7 +37,7 @@ def tile_geometry_error(tile: int, halo: int) -> str | None:
     return None
 
 
-class FormatError(ValueError):
+class FormatError(NeuralcodecError, ValueError):
     """The data is not a valid `.nic` file; the message says why in one line."""
 
 
@@ -120,7 +122,7 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
     if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
         raise FormatError(f"bad image size {w}x{h} (each side 1..{MAX_SIDE})")
     if w * h > max_pixels:
-        raise FormatError(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (--max-pixels)")
+        raise FormatError(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}", PIXEL_LIMIT)
     if ch not in (1, 2, 3, 4) or depth != 8 or mode >= len(MODES):
         raise FormatError(f"unsupported pixel format (channels {ch}, depth {depth}, mode {mode})")
     if flags & ~FLAG_ALPHA:

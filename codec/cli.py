@@ -236,13 +236,14 @@ def _report(r, direction, quiet, verbose):
 def info(files, as_json):
     """Show the header of .nic files (no model is loaded)."""
     from neuralcodec.api import DecodeError, info as read_info
+    from neuralcodec.batch import with_hint
 
     status = 0
     for f in files:
         try:
             h = read_info(f.read_bytes())
         except (DecodeError, OSError) as e:
-            click.echo(f"error: {f}: {e}", err=True)
+            click.echo(f"error: {f}: {with_hint(e)}", err=True)
             status = 1
             continue
         if as_json:
@@ -284,7 +285,7 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps, data):
     neuralcodec export runs/lighthp -o lighthp.safetensors
     neuralcodec compress img.png --weights lighthp.safetensors
     """
-    from neuralcodec.train import Recipe, default_recipe, train as run_training
+    from neuralcodec.train import Recipe, TrainingError, default_recipe, train as run_training
 
     try:
         r = Recipe.load(recipe or default_recipe(arch or "modhp"))
@@ -298,8 +299,11 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps, data):
         r.data = data
     if init_weights:
         _check_weights(init_weights, "initialize training")
-    run_training(r, run_dir or Path("runs") / ("flagship" if r.arch == "modhp" else r.arch), init_weights=init_weights, max_minutes=minutes,
-                 progress=sys.stderr.isatty())
+    try:
+        run_training(r, run_dir or Path("runs") / ("flagship" if r.arch == "modhp" else r.arch),
+                     init_weights=init_weights, max_minutes=minutes, progress=sys.stderr.isatty())
+    except TrainingError as e:
+        raise click.ClickException(str(e)) from None
 
 
 @main.command("eval")
@@ -320,7 +324,7 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps, data):
               show_default=True, help="Directory for report.json, per-codec JSON and rd.png.")
 def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, output):
     """Rate-distortion of real files on a directory of lossless images, with BD-rates and an RD plot."""
-    from neuralcodec.evaluate import AnchorError, available_classic, check_codecs, evaluate
+    from neuralcodec.evaluate import AnchorError, EvaluationError, available_classic, check_codecs, evaluate
 
     try:
         qs = [float(q) for q in qualities.split(",") if q.strip()]
@@ -345,6 +349,8 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, outpu
                      refine=refine)
     except AnchorError as e:
         raise click.BadParameter(str(e), param_hint="--anchors") from None
+    except EvaluationError as e:
+        raise click.ClickException(str(e)) from None
     r = s["curves"]["neuralcodec"]
     for i, q in enumerate(r["quality"]):
         q = f"{q:5.1f}" if isinstance(q, (int, float)) else q

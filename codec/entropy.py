@@ -14,13 +14,15 @@ import numpy as np
 
 import constriction
 
+from neuralcodec.errors import NeuralcodecError
+
 _Categorical = constriction.stream.model.Categorical
 _HALF = constriction.stream.model.Uniform(1 << 16)
 _ESCAPE_COUNT = 1
 TABLE_PRECISION = 16  # counts of each table sum to about 2**16
 
 
-class EntropyError(ValueError):
+class EntropyError(NeuralcodecError, ValueError):
     """A coded stream does not decode under the given tables (corrupt or foreign data)."""
 
 

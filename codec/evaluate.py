@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from neuralcodec.errors import NeuralcodecError
 from neuralcodec.rd import bd_rate, load_anchor, msssim_db
 
 DEFAULT_QUALITIES = (0, 20, 40, 60, 80, 100)
@@ -139,7 +140,11 @@ def plot(curves: dict[str, dict], path: Path, title: str = "Kodak") -> None:
     plt.close(fig)
 
 
-class AnchorError(ValueError):
+class EvaluationError(NeuralcodecError, ValueError):
+    """An evaluation that cannot run as asked (no images, weights that cannot encode, mixed models)."""
+
+
+class AnchorError(EvaluationError):
     """An --anchors file that is not an RD curve in the anchors' JSON layout."""
 
 
@@ -172,7 +177,7 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     images = sorted(p for p in Path(dataset).iterdir() if p.suffix.lower() in (".png", ".ppm", ".bmp", ".tif"))
     images = images[:limit] if limit else images
     if not images:
-        raise SystemExit(f"no lossless images (png, ppm, bmp, tif) in {dataset}")
+        raise EvaluationError(f"no lossless images (png, ppm, bmp, tif) in {dataset}")
     check_codecs(against)
     anchors = load_anchors(anchor_files)  # before minutes of coding, not after
     classic = [c for c in against if c in available_classic()]
@@ -180,11 +185,11 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     codecs = [load_codec(w) for w in weights_list]
     for c in codecs:
         if c.weights.decoder_only:
-            raise SystemExit(archive_refusal(c.weights.path.name, "encode"))
+            raise EvaluationError(archive_refusal(c.weights.path.name, "encode"))
     if len({c.model_id for c in codecs}) > 1 or (len(codecs) > 1 and any(c.variable_rate for c in codecs)):
-        raise SystemExit("several weights make one curve only when they are the same fixed-rate model")
+        raise EvaluationError("several weights make one curve only when they are the same fixed-rate model")
     if refine and not codecs[0].refinable:
-        raise SystemExit(f"model {codecs[0].model_id!r} does not support latent refinement (--refine)")
+        raise EvaluationError(f"model {codecs[0].model_id!r} does not support latent refinement")
     ours_coders = []
     for w, codec in zip(weights_list, codecs):
         if codec.variable_rate:

@@ -10,11 +10,12 @@ import numpy as np
 from PIL import Image
 
 from neuralcodec.bitstream import ALPHA_MODES, CHANNELS, DEFAULT_MAX_PIXELS
+from neuralcodec.errors import NeuralcodecError
 
 READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pbm", ".pnm")
 
 
-class ImageError(ValueError):
+class ImageError(NeuralcodecError, ValueError):
     """The input image cannot be coded (unsupported mode or depth); the message says why."""
 
 

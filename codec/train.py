@@ -17,6 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from neuralcodec.errors import NeuralcodecError
+
+
+class TrainingError(NeuralcodecError, ValueError):
+    """Training cannot start as asked (e.g. no usable training images)."""
+
 
 @dataclass
 class Recipe:
@@ -82,7 +88,7 @@ def load_corpus(root: str | os.PathLike, min_side: int) -> list[np.ndarray]:
         if min(a.shape[:2]) >= min_side:
             images.append(a)
     if not images:
-        raise SystemExit(f"no training images of at least {min_side}px in {root}")
+        raise TrainingError(f"no training images of at least {min_side}px in {root}")
     return images
 
 

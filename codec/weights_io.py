@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neuralcodec.errors import NeuralcodecError
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = "flagship"
 Z_MARGIN = 1.5
@@ -21,7 +23,7 @@ DERIVED_PREFIXES = ("tables.", "int.")  # entropy tables and integer networks, d
 SCALE_TABLE = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64)).astype(np.float32)
 
 
-class WeightsError(ValueError):
+class WeightsError(NeuralcodecError, ValueError):
     """A weights file is missing, corrupt, or not the one expected."""
 
 

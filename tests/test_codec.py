@@ -181,3 +181,21 @@ def test_truncated_files_are_refused(rgb64):
         with pytest.raises(DecodeError):
             neuralcodec.decompress(data[:n])
     assert api.info(data)["bytes"] == len(data)
+
+
+def test_library_errors_share_one_base_and_name_no_flags(tmp_path):
+    """Every error the library raises on purpose is a NeuralcodecError (and still a ValueError); messages do not
+    name command-line flags, the CLI adds those hints from the error's reason."""
+    from neuralcodec import errors
+    from neuralcodec.batch import with_hint
+    from neuralcodec.evaluate import EvaluationError, evaluate
+
+    data = neuralcodec.compress(photo(40, 56, 1), 30)
+    with pytest.raises(neuralcodec.NeuralcodecError) as e:
+        neuralcodec.decompress(data, max_pixels=100)
+    assert isinstance(e.value, DecodeError) and isinstance(e.value, ValueError)
+    assert e.value.reason == errors.PIXEL_LIMIT and "--" not in str(e.value)
+    assert with_hint(e.value).endswith("(--max-pixels raises the limit)")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EvaluationError, match="no lossless images"):
+        evaluate(tmp_path / "empty", tmp_path / "out", [50.0], [], [], None)
