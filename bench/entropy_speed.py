@@ -30,7 +30,7 @@ def main():
     ap.add_argument("--quality", type=float, default=50)
     a = ap.parse_args()
     from big_images import mosaic
-    from neuralcodec.pipeline import rate_of_quality
+    from neuralcodec.rate import rate_of_quality
 
     rgb = np.asarray(mosaic(HERE.parent.parent / "shared" / "data" / "kodak", a.size))
     codec = load_codec(a.weights, "cpu")

@@ -28,7 +28,8 @@ from PIL import Image
 
 from neuralcodec import entropy, weights_io
 from neuralcodec.models.integer import ACT_BITS
-from neuralcodec.pipeline import Codec, gain_fixed, rate_of_quality
+from neuralcodec.pipeline import Codec
+from neuralcodec.rate import gain_fixed, rate_of_quality
 from neuralcodec.rd import bd_rate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from neuralcodec.api import load_codec
-from neuralcodec.pipeline import rate_of_quality
+from neuralcodec.rate import rate_of_quality
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"

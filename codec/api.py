@@ -15,6 +15,7 @@ from PIL import Image
 from neuralcodec import bitstream, imaging
 from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, MIN_TILE, Container, FormatError, Header
 from neuralcodec.errors import GPU_OUT_OF_MEMORY, NeuralcodecError
+from neuralcodec.rate import quality_of_rate
 
 DEFAULT_QUALITY = 50.0
 
@@ -55,7 +56,7 @@ def compress(image, quality: float = DEFAULT_QUALITY, *, weights: str | None = N
 
 def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None, device: str,
                      tile: int | None = None, precision: str = "fp32", refine: int = 0) -> bytes:
-    from neuralcodec.pipeline import rate_of_quality
+    from neuralcodec.rate import rate_of_quality
 
     h, w = planes.rgb.shape[:2]
     if h * w > DEFAULT_MAX_PIXELS:
@@ -130,7 +131,7 @@ def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     h = c.header
     return {
         "format_version": h.version, "model": h.model_id, "weights_digest": h.weights_digest.hex(),
-        "quality": round(h.rate / 65535 * 100, 2), "rate_selector": h.rate, "width": h.width, "height": h.height,
+        "quality": quality_of_rate(h.rate), "rate_selector": h.rate, "width": h.width, "height": h.height,
         "channels": h.channels, "bit_depth": h.bit_depth, "mode": h.mode, "alpha": h.has_alpha,
         "y_shape": list(h.y_shape), "z_shape": list(h.z_shape), "tile": h.tile, "halo": h.halo,
         "chunks": {t.decode(): len(p) for t, p in c.chunks.items()}, "bytes": len(data),

@@ -45,7 +45,7 @@ class FormatError(NeuralcodecError, ValueError):
 class Header:
     model_id: str
     weights_digest: bytes
-    rate: int  # u16 rate selector q; the model's t = t_min + (1 - t_min) * q / 65535
+    rate: int  # u16 rate selector (neuralcodec.rate: quality -> rate -> t -> gain)
     width: int
     height: int
     channels: int

@@ -14,7 +14,6 @@ exact integer arithmetic (models/integer.py), so a file decodes to the same late
 
 from __future__ import annotations
 
-import decimal
 import math
 import struct
 from dataclasses import dataclass
@@ -24,26 +23,9 @@ import torch
 
 from neuralcodec import entropy
 from neuralcodec.models.integer import ACT_BITS, ACT_LIMIT, IntegerStack
+from neuralcodec.rate import GAIN_BITS, gain_fixed
 
-RATE_MAX = 65535
-GAIN_BITS = 16
 CONTEXT_LIMIT = 1 << 9  # symbols are clamped to +-512 before they enter a prior network (docs/bitstream.md)
-
-
-def gain_fixed(rate_gain: float | None, rate: int, t_min: float = 0.0) -> int:
-    """round(2^16 * exp(rate_gain * (t - 1/2))) with t = t_min + ((1 - t_min) * rate) / 65535, in decimal
-    arithmetic on the floats' exact binary values, every step correctly rounded to 34 digits.
-
-    The model's gain(t) in fixed point; the same integer on every machine (libm's exp may differ by an ulp).
-    A fixed-rate model (``rate_gain`` None) has gain 1.
-    """
-    if rate_gain is None:
-        return 1 << GAIN_BITS
-    with decimal.localcontext(decimal.Context(prec=34)):
-        lo = decimal.Decimal(t_min)
-        t = lo + (1 - lo) * decimal.Decimal(rate) / RATE_MAX
-        x = decimal.Decimal(rate_gain) * (t - decimal.Decimal("0.5"))
-        return int((x.exp() * (1 << GAIN_BITS)).to_integral_value(decimal.ROUND_HALF_EVEN))
 
 
 @dataclass

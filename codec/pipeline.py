@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from neuralcodec.bitstream import MAX_TILE, MAX_WINDOW, MIN_TILE, FormatError, Header, tile_geometry_error
-from neuralcodec.latent_codecs import (RATE_MAX, CheckerboardStage, Decoded, FactorizedStage, GaussianStage,  # noqa: F401
-                                       gain_fixed)
+from neuralcodec.latent_codecs import CheckerboardStage, Decoded, FactorizedStage, GaussianStage
+from neuralcodec.rate import t_of_rate
 from neuralcodec.models import integer_modules
 from neuralcodec.models.integer import IntegerStack
 from neuralcodec.weights_io import Weights, WeightsError, build_model
@@ -40,13 +40,6 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device cuda was asked for, but no CUDA device is available")
     return torch.device(device)
-
-
-def rate_of_quality(quality: float) -> int:
-    """Quality 0..100 (continuous) -> the stored u16 rate selector; monotonic."""
-    if not 0 <= quality <= 100:
-        raise ValueError(f"quality must be within 0..100, got {quality}")
-    return int(round(quality / 100 * RATE_MAX))
 
 
 PRECISIONS = ("fp32", "fp16")
@@ -217,7 +210,7 @@ class Codec:
         return self.model.t_min
 
     def _t(self, rate: int) -> torch.Tensor:
-        return torch.tensor([self.t_min + (1.0 - self.t_min) * rate / RATE_MAX], device=self.device)
+        return torch.tensor([t_of_rate(rate, self.t_min)], device=self.device)
 
     def _synthesis_inputs(self, decoded: list[Decoded]) -> list[torch.Tensor]:
         by_name = {lv.name: d.value for lv, d in zip(self.levels, decoded)}

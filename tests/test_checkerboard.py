@@ -8,6 +8,7 @@ import neuralcodec
 from neuralcodec import bitstream
 from neuralcodec.api import DecodeError, load_codec, read_container
 from neuralcodec.models import build
+from neuralcodec.rate import RATE_MAX
 from neuralcodec.train import Recipe, export_run, train
 
 from conftest import photo
@@ -53,7 +54,7 @@ def test_decoded_latents_are_the_encoders(cb_weights):
     rate = 30000
     with torch.inference_mode():
         enc = codec.quantize(codec.analysis(img, codec._t(rate)), rate)
-    c = read_container(neuralcodec.compress(img, rate / 65535 * 100, weights=str(cb_weights)))
+    c = read_container(neuralcodec.compress(img, rate / RATE_MAX * 100, weights=str(cb_weights)))
     dec = codec.decode_latents(c.header, c.chunks)
     for e, d in zip(enc, dec):
         assert np.array_equal(e.symbols, d.symbols)

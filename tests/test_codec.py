@@ -7,7 +7,7 @@ from PIL import Image
 import neuralcodec
 from neuralcodec import api, bitstream
 from neuralcodec.api import DecodeError, load_codec
-from neuralcodec.pipeline import rate_of_quality
+from neuralcodec.rate import rate_of_quality
 
 from conftest import photo, psnr
 

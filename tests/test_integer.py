@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from neuralcodec.models.integer import ACT_BITS, IntegerStack, float_parameters
-from neuralcodec.pipeline import gain_fixed
+from neuralcodec.rate import gain_fixed
 
 
 def small_hs(seed=0, n=6, m=8):

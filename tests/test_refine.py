@@ -64,7 +64,7 @@ def test_latents_that_only_cover_padding_are_left_alone():
 def test_refined_files_cost_less_and_decode_like_any_other():
     """Real files: the refined one has the lower rate-distortion cost (bpp + lambda * 255^2 * MSE), the same
     header geometry, and is reproducible on one device."""
-    from neuralcodec.pipeline import rate_of_quality
+    from neuralcodec.rate import rate_of_quality
 
     img = photo(64, 96, 2)
     codec = load_codec(None, "cpu")

@@ -132,7 +132,8 @@ def test_an_extended_rate_range_reaches_the_files(tmp_path):
     import torch
 
     from neuralcodec.api import read_container
-    from neuralcodec.pipeline import Codec, gain_fixed
+    from neuralcodec.pipeline import Codec
+    from neuralcodec.rate import gain_fixed
 
     data = tmp_path / "data"
     data.mkdir()
