@@ -354,9 +354,12 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, outpu
     r = s["curves"]["neuralcodec"]
     for i, q in enumerate(r["quality"]):
         q = f"{q:5.1f}" if isinstance(q, (int, float)) else q
-        click.echo(f"q={q}  bpp {r['bpp'][i]:.4f}  PSNR {r['psnr-rgb'][i]:.3f}  MS-SSIM {r['ms-ssim'][i]:.5f}")
+        ms = f"  MS-SSIM {r['ms-ssim'][i]:.5f}" if "ms-ssim" in r else ""
+        click.echo(f"q={q}  bpp {r['bpp'][i]:.4f}  PSNR {r['psnr-rgb'][i]:.3f}{ms}")
     for name, row in s["bd_rate"].items():
         click.echo(f"BD-rate vs {name}: " + ", ".join(f"{k} {v:+.2f} %" for k, v in row.items()))
+    if "note" in s:
+        click.echo(f"note: {s['note']}")
     click.echo(f"report in {output}/")
 
 

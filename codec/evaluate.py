@@ -28,6 +28,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
 
 
+MSSSIM_MIN_SIDE = 161  # five scales of an 11-tap window: pytorch_msssim refuses smaller images
+
+
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     import torch
     from pytorch_msssim import ms_ssim as f
@@ -199,7 +202,8 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     total = len(images) * (len(ours_coders) + sum(len(CLASSIC_QUALITIES[c]) for c in classic))
     bar = tqdm(total=total, unit="img", disable=not progress)
     name = f"neuralcodec {codecs[0].weights.path.stem if len(codecs) == 1 else codecs[0].model_id}"
-    ours = curve(name, ours_coders, images, bar)
+    with_msssim = all(min(Image.open(f).size) >= MSSSIM_MIN_SIDE for f in images)  # else PSNR only
+    ours = curve(name, ours_coders, images, bar, with_msssim)
     if refine:
         ours["refine_steps"] = refine
     ours.update(weights_digest=[c.weights.digest.hex() for c in codecs] if len(codecs) > 1
@@ -207,7 +211,7 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     curves = {name: ours["results"]}
     reports = {"neuralcodec": ours}
     for c in classic:
-        rep = curve(f"pillow-{c}", [(q, _pillow_coder(c, q)) for q in CLASSIC_QUALITIES[c]], images, bar)
+        rep = curve(f"pillow-{c}", [(q, _pillow_coder(c, q)) for q in CLASSIC_QUALITIES[c]], images, bar, with_msssim)
         reports[c] = rep
         curves[rep["name"]] = rep["results"]
     bar.close()
@@ -221,5 +225,7 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
          f"{Path(dataset).name}: {len(images)} images")
     summary = {"images": len(images), "curves": {k: reports[k]["results"] for k in reports},
                "bd_rate": ours["bd_rate"], "skipped": [c for c in against if c not in classic]}
+    if not with_msssim:
+        summary["note"] = f"no MS-SSIM: some images are smaller than {MSSSIM_MIN_SIDE} px on a side"
     (out_dir / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -154,3 +154,77 @@ def test_atomic_write_failure_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_atomic(tmp_path / "x.nic", b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_info_text_names_model_weights_quality_and_geometry(tmp_path):
+    Image.fromarray(photo(40, 56, 3)).save(tmp_path / "x.png")
+    assert run("compress", tmp_path / "x.png", "-o", tmp_path / "x.nic", "-q", 50).exit_code == 0
+    r = run("info", tmp_path / "x.nic")
+    lines = r.output.splitlines()
+    assert r.exit_code == 0 and len(lines) == 3
+    assert "neuralcodec v3, model modhp" in lines[0] and "quality 50" in lines[0]
+    assert "56x40 RGB" in lines[1] and "bpp" in lines[2]
+
+
+def test_verbose_prints_one_line_per_file_and_quiet_none(tmp_path, photo_dir):
+    (photo_dir / "broken.png").unlink()
+    r = run("compress", photo_dir, "-o", tmp_path / "v", "-r", "-v")
+    per_file = [line for line in r.output.splitlines() if " -> " in line and "bpp" in line and "converted" not in line]
+    assert r.exit_code == 0 and len(per_file) == 3
+    r = run("compress", photo_dir, "-o", tmp_path / "q", "-r", "--quiet")
+    assert r.exit_code == 0 and r.output.strip() == ""
+
+
+def test_decompress_format_names_directory_outputs(tmp_path, photo_dir):
+    (photo_dir / "broken.png").unlink()
+    assert run("compress", photo_dir, "-o", tmp_path / "nic").exit_code == 0
+    r = run("decompress", tmp_path / "nic", "-o", tmp_path / "back", "--format", "tif")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["a.tif", "b.tif"]
+    assert Image.open(tmp_path / "back" / "a.tif").format == "TIFF"
+
+
+def test_max_pixels_refuses_a_bigger_file_and_says_which_flag(tmp_path):
+    Image.fromarray(photo(40, 56, 3)).save(tmp_path / "x.png")
+    run("compress", tmp_path / "x.png", "-o", tmp_path / "x.nic")
+    r = run("decompress", tmp_path / "x.nic", "--max-pixels", 100, "-o", tmp_path / "y.png")
+    assert r.exit_code == 1 and "2240 pixels exceeds the limit of 100" in r.output and "--max-pixels" in r.output
+    assert not (tmp_path / "y.png").exists()
+    assert run("decompress", tmp_path / "x.nic", "--max-pixels", 2240, "-o", tmp_path / "y.png").exit_code == 0
+
+
+def test_parallel_workers_report_failures_both_ways(tmp_path, photo_dir):
+    r = run("compress", photo_dir, "-o", tmp_path / "nic", "-r", "-j", 2)
+    assert r.exit_code == 1 and "broken.png" in r.output and "3 converted, 1 failed" in r.output
+    (tmp_path / "nic" / "junk.nic").write_bytes(b"NIC\x00 not really")
+    r = run("decompress", tmp_path / "nic", "-o", tmp_path / "back", "-r", "-j", 2)
+    assert r.exit_code == 1 and "junk.nic" in r.output and "3 converted, 1 failed" in r.output
+    assert sorted(p.relative_to(tmp_path / "back").as_posix() for p in (tmp_path / "back").rglob("*.png")) == [
+        "a.png", "b.png", "sub/c.png"]
+
+
+def test_empty_directory_name_clashes_and_output_over_input(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = run("compress", tmp_path / "empty", "-o", tmp_path / "out")
+    assert r.exit_code == 1 and "no images found" in r.output
+    d = tmp_path / "d"
+    d.mkdir()
+    Image.fromarray(photo(40, 56, 1)).save(d / "a.png")
+    Image.fromarray(photo(40, 56, 2)).save(d / "a.jpg", quality=95)
+    r = run("compress", d, "-o", tmp_path / "out")
+    assert r.exit_code == 1 and "would also come from" in r.output and "1 converted, 1 failed" in r.output
+    src = tmp_path / "x.png"
+    Image.fromarray(photo(40, 56, 3)).save(src)
+    before = src.read_bytes()
+    r = run("compress", src, "-o", src)
+    assert r.exit_code == 1 and "overwrite the input" in r.output and src.read_bytes() == before
+
+
+def test_bd_rate_of_known_curves():
+    from neuralcodec.rd import bd_rate
+
+    rate = [0.1, 0.25, 0.5, 1.0]
+    psnr = [26.0, 29.0, 32.0, 35.0]
+    assert bd_rate(rate, psnr, rate, psnr) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate(rate, psnr, [0.9 * r for r in rate], psnr) == pytest.approx(-10.0, abs=1e-6)
+    assert bd_rate(rate, psnr, [1.25 * r for r in rate], [p + 0.5 for p in psnr]) < 25.0  # better quality too
