@@ -19,6 +19,14 @@ def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def photo_files(d, n: int, h: int, w: int):
+    """A directory ``d`` of ``n`` PNG photos of h x w (made on the fly); returns ``d``."""
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(photo(h, w, i)).save(d / f"{i}.png")
+    return d
+
+
 @pytest.fixture(scope="session")
 def rgb64():
     return photo(64, 96)

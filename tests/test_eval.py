@@ -4,18 +4,13 @@ numbers come from this path), on two tiny images."""
 import json
 
 from click.testing import CliRunner
-from PIL import Image
-
 from neuralcodec.cli import main
 
-from conftest import photo
+from conftest import photo_files
 
 
 def test_eval_against_jpeg_writes_curves_and_bd_rates(tmp_path):
-    data = tmp_path / "imgs"
-    data.mkdir()
-    for i in range(2):
-        Image.fromarray(photo(64, 96, i)).save(data / f"{i}.png")
+    data = photo_files(tmp_path / "imgs", 2, 64, 96)
     out = tmp_path / "report"
     r = CliRunner().invoke(main, ["eval", str(data), "--qualities", "10,50,90", "--against", "jpeg", "-o", str(out)])
     assert r.exit_code == 0, r.output

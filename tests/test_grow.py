@@ -6,14 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import neuralcodec
 from neuralcodec import weights_io
 from neuralcodec.models import build, layers
 from neuralcodec.train import Recipe, export_run, rd_terms, train
 
-from conftest import photo
+from conftest import photo, photo_files
 
 CFG = {"N": 8, "lmbda_min": 0.0015, "lmbda_max": 0.2, "t_min": -0.3}
 
@@ -107,10 +106,7 @@ def test_training_gdn_matches_compressai():
 
 
 def test_train_grows_exports_the_average_and_logs_the_grown_share(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(2):
-        Image.fromarray(photo(70, 80, i)).save(data / f"{i}.png")
+    data = photo_files(tmp_path / "data", 2, 70, 80)
     narrow_run = tmp_path / "narrow"
     r = Recipe(model={**CFG, "M": 6}, data=str(data), crop=64, batch=2, steps=2, warmup=1, threads=1,
                log_every=1, checkpoint_minutes=100)
@@ -139,10 +135,7 @@ def test_train_grows_exports_the_average_and_logs_the_grown_share(tmp_path):
 
 
 def test_the_wake_phase_trains_only_the_grown_entries(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(2):
-        Image.fromarray(photo(70, 80, i)).save(data / f"{i}.png")
+    data = photo_files(tmp_path / "data", 2, 70, 80)
     r = Recipe(model={**CFG, "M": 6}, data=str(data), crop=64, batch=2, steps=1, warmup=1, threads=1,
                log_every=1, checkpoint_minutes=100)
     train(r, tmp_path / "narrow", progress=False)
