@@ -93,7 +93,7 @@ class Codec:
     @property
     def variable_rate(self) -> bool:
         """Whether the model reads the rate selector (the modulated flagship); others have one rate."""
-        return "rate_gain" in self.weights.tensors
+        return self.model.variable_rate
 
     @property
     def model_id(self) -> str:
