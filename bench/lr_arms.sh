@@ -13,12 +13,17 @@ run=$1; steps=$2; out=$3; shift 3
 mkdir -p "$out"
 start=$(python -c "import torch;print(torch.load('$run/last.pt',map_location='cpu',weights_only=False)['step'])")
 own=$(python -c "import json;print(json.load(open('$run/recipe.json'))['lr'])")
-for lr in "$@"; do
-  arm="$out/lr$lr"
-  if python -c "import sys;sys.exit(abs($lr-$own)>1e-12)"; then arm=$run; fi
+arm_dir() {  # the arm at the run's own LR is the run itself
+  if python -c "import sys;sys.exit(abs($1-$own)>1e-12)"; then echo "$run"; else echo "$out/lr$1"; fi
+}
+for lr in "$@"; do  # every fork is taken before any arm trains (the run's own arm moves its checkpoint on)
+  arm=$(arm_dir "$lr")
   if [ "$arm" != "$run" ] && [ ! -e "$arm/last.pt" ]; then
     mkdir -p "$arm"; cp "$run/last.pt" "$arm/last.pt"
   fi
+done
+for lr in "$@"; do
+  arm=$(arm_dir "$lr")
   python - "$run/recipe.json" "$arm/arm-recipe.json" "$lr" <<'P'
 import json, sys
 r = json.load(open(sys.argv[1])); r.update(lr=float(sys.argv[3]), wake_from=0, wake_steps=0, wake_lr=0.0)
