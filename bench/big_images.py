@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-CLI = [sys.executable, "-m", "neuralcodec.cli"]
+CLI = [sys.executable, "-m", "neuralcodec"]
 
 
 def mosaic(kodak: Path, size: int) -> Image.Image:

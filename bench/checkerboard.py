@@ -69,7 +69,7 @@ def main():
     ap.add_argument("--weights", default=None, help="modhpc weights: measure their real streams too")
     ap.add_argument("-o", "--output", type=Path, default=HERE / "results" / "checkerboard.json")
     a = ap.parse_args()
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import weights_io
     from neuralcodec.models import build
 
     flagship = build("modhp", **weights_io.load("flagship").config)

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-from neuralcodec.rd import bd_rate, msssim_db
+from neuralcodec.evaluation.rd import bd_rate, msssim_db
 
 
 def main():

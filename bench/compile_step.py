@@ -28,7 +28,7 @@ OUT = Path(__file__).resolve().parent / "results" / "compile_step.json"
 def flagship():
     import torch
 
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import weights_io
     from neuralcodec.models import build
 
     model = build("modhp", N=128, M=192, lmbda_min=0.0015, lmbda_max=0.2).to(memory_format=torch.channels_last)
@@ -39,7 +39,7 @@ def flagship():
 def gradient_errors() -> dict[str, float]:
     import torch
 
-    from neuralcodec.train import rd_terms
+    from neuralcodec.train.loop import rd_terms
 
     model = flagship().eval()
     x = torch.rand(4, 3, 128, 128, generator=torch.Generator().manual_seed(0)).contiguous(
@@ -58,7 +58,7 @@ def gradient_errors() -> dict[str, float]:
 def step_time(compiled: bool, steps: int) -> float:
     import torch
 
-    from neuralcodec.train import rd_terms
+    from neuralcodec.train.loop import rd_terms
 
     model = flagship()
     forward = torch.compile(model) if compiled else model

@@ -14,7 +14,7 @@ REPO=$(pwd)
 PY=${PY:-python3}
 TRAIN_MIN=${TRAIN_MIN:-7}
 DEADLINE_S=${DEADLINE_S:-570}
-RECIPE=${RECIPE:-$REPO/codec/recipes/flagship-gpu.json}
+RECIPE=${RECIPE:-$REPO/codec/train/recipes/flagship-gpu.json}
 SEED=${SEED:-100}
 export PYTHONUNBUFFERED=1
 : "${OUT:?OUT must name the folder for the results}"
@@ -38,12 +38,12 @@ json.dump(r, open("/tmp/recipe.json", "w"), indent=1)
 PYEOF
 rm -rf /tmp/run
 status=0  # the budget stops training; the timeout (SIGTERM: a clean checkpoint) only guards it
-timeout -k 15 -s TERM "$($PY -c "print(int($BUDGET_MIN * 60 + 45))")" $PY -m neuralcodec.cli train \
+timeout -k 15 -s TERM "$($PY -c "print(int($BUDGET_MIN * 60 + 45))")" $PY -m neuralcodec train \
     --recipe /tmp/recipe.json --data "$REPO/.gpu/train" --run-dir /tmp/run --init-weights flagship || status=$?
 echo "train exited $status"
 cp /tmp/run/log.jsonl /tmp/run/recipe.json "$OUT/" || true
 if [ "$status" -ne 0 ] && [ "$status" -ne 124 ]; then exit "$status"; fi
-$PY -m neuralcodec.cli export /tmp/run -o "$OUT/flagship-gpu.safetensors" \
+$PY -m neuralcodec export /tmp/run -o "$OUT/flagship-gpu.safetensors" \
     --note "GPU run: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo cpu), $BUDGET_MIN min, data subset $(ls "$REPO/.gpu/train" | wc -l) images"
 tail -n 2 "$OUT/log.jsonl"
 echo "done in $(( $(date +%s) - START )) s"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuralcodec import entropy
+from neuralcodec.coding import entropy
 from neuralcodec.api import load_codec
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +40,7 @@ def main():
     whole = time.perf_counter() - t0
     with torch.inference_mode():
         t = codec._t(rate)
-        y = codec.quantize(codec.analysis(rgb, t), rate)[-1]
+        y = codec.quantize(codec.transforms.analysis(rgb, t), rate)[-1]
         y_sym, idx, tables = y.symbols, y.indexes, codec.stages[-1].tables
     t0 = time.perf_counter()
     data = entropy.encode(y_sym, idx, tables)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import neuralcodec
-from neuralcodec import bitstream
+from neuralcodec.format import bitstream
 from neuralcodec.api import DecodeError
 
 OUT = Path(__file__).resolve().parent / "results" / "fuzz"

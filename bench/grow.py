@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 import neuralcodec
-from neuralcodec import weights_io
+from neuralcodec.zoo import weights_io
 from neuralcodec.models import build
 
 ROOT = Path(__file__).resolve().parent.parent

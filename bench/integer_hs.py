@@ -26,11 +26,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from neuralcodec import entropy, weights_io
-from neuralcodec.models.integer import ACT_BITS
-from neuralcodec.pipeline import Codec
+from neuralcodec.coding import entropy
+from neuralcodec.zoo import weights_io
+from neuralcodec.coding.integer import ACT_BITS
+from neuralcodec.pipeline.codec import Codec
 from neuralcodec.rate import gain_fixed, rate_of_quality
-from neuralcodec.rd import bd_rate
+from neuralcodec.evaluation.rd import bd_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
@@ -89,7 +90,7 @@ def main():
             rate = rate_of_quality(q)
             t = codec._t(rate)
             with torch.inference_mode():
-                x = codec._padded(rgb)
+                x = codec.transforms.padded(rgb)
                 y = codec.model.analysis(x, t)
                 z_stage, y_stage = codec.stages
                 z_dec = z_stage.quantize(codec.model.hyper_analysis(y, t), None, rate, context=True)

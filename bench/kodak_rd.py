@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from neuralcodec.evaluate import evaluate
+from neuralcodec.evaluation.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -38,9 +38,9 @@ def main():
                  args.weights, args.images, progress=False)
     r = s["curves"]["neuralcodec"]
     if args.card:
-        from neuralcodec import weights_io
+        from neuralcodec.zoo import catalog
 
-        card_path = weights_io.resolve(args.weights).with_suffix(".json")
+        card_path = catalog.resolve(args.weights).with_suffix(".json")
         card = json.loads(card_path.read_text())
         card["kodak"] = {"measured_by": "python bench/kodak_rd.py --card", "threads": args.threads,
                          "images": s["images"], "curve": r, "bd_rate_percent": s["bd_rate"]}

@@ -59,7 +59,7 @@ def count(module: nn.Module, fn) -> int:
 
 def measure(arch: str) -> dict:
     """Cost of ``arch`` in the configuration its shipped recipe trains."""
-    from neuralcodec.train import Recipe, default_recipe
+    from neuralcodec.train.loop import Recipe, default_recipe
 
     model = build(arch, **Recipe.load(default_recipe(arch)).model, inference=True).eval()
     x = torch.rand(1, 3, SIZE, SIZE)

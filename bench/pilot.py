@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from neuralcodec.models import build
-from neuralcodec.train import Recipe, load_corpus, rd_loss, sample_batch
+from neuralcodec.train.loop import Recipe, load_corpus, rd_loss, sample_batch
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
@@ -60,8 +60,8 @@ def step_time(c: dict, images: list[np.ndarray], steps: int) -> float:
 
 
 def rd_after(c: dict, minutes: float) -> dict:
-    from neuralcodec.evaluate import evaluate
-    from neuralcodec.train import export_run, train
+    from neuralcodec.evaluation.evaluate import evaluate
+    from neuralcodec.train.loop import export_run, train
 
     recipe = replace(Recipe(), model={"N": c["N"], "M": c["M"], "lmbda_min": 0.0015, "lmbda_max": 0.2},
                      crop=c["crop"], batch=c["batch"], threads=c["threads"], data=str(SHARED / "train"))

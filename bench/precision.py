@@ -36,7 +36,8 @@ def emulated_fp16_codec(weights=None):
     import torch
     from torch import nn
 
-    from neuralcodec import pipeline, weights_io
+    from neuralcodec.pipeline import codec as pipeline
+    from neuralcodec.zoo import weights_io
 
     codec = pipeline.Codec(weights_io.load(weights), "cpu")
     codec.overflows = 0

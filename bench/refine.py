@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 import neuralcodec
-from neuralcodec.rd import bd_rate
+from neuralcodec.evaluation.rd import bd_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 KODAK = ROOT.parent / "shared" / "data" / "kodak"

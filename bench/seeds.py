@@ -44,7 +44,7 @@ def points(arch: str) -> list[tuple[str, dict]]:
 
 
 def train_point(arch: str, label: str, overrides: dict, minutes: float, threads: int) -> Path:
-    from neuralcodec.train import Recipe, default_recipe, export_run, train
+    from neuralcodec.train.loop import Recipe, default_recipe, export_run, train
 
     out = RUNS / f"{arch}-{label}.safetensors"
     if out.exists():
@@ -63,7 +63,7 @@ def train_point(arch: str, label: str, overrides: dict, minutes: float, threads:
 
 def perceptual(minutes: float, threads: int) -> Path | None:
     """lighthp's decoder-only GAN fine-tune of its middle point (decodes the same files)."""
-    from neuralcodec.train import Recipe, default_recipe, export_run, train
+    from neuralcodec.train.loop import Recipe, default_recipe, export_run, train
 
     base = RUNS / f"lighthp-l{LAMBDAS[1]:g}.safetensors"
     out = RUNS / "lighthp-perceptual.safetensors"
@@ -79,7 +79,7 @@ def perceptual(minutes: float, threads: int) -> Path | None:
 
 
 def evaluate_arch(arch: str, weights: list[Path], limit: int | None) -> dict:
-    from neuralcodec.evaluate import evaluate
+    from neuralcodec.evaluation.evaluate import evaluate
 
     anchors = [JPEG]
     flagship = RESULTS / "modhp" / "neuralcodec.json"

@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--golden-quality", type=float, default=40.0)
     a = ap.parse_args()
 
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import weights_io
 
     new_card = json.loads(a.new.with_suffix(".json").read_text())
     if "kodak" not in new_card or not (a.eval / "neuralcodec.json").is_file():

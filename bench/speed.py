@@ -26,7 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-CLI = [sys.executable, "-m", "neuralcodec.cli"]
+CLI = [sys.executable, "-m", "neuralcodec"]
 ANCHORS = HERE.parent.parent / "shared" / "data" / "anchors" / "kodak"
 
 

@@ -39,12 +39,12 @@ def main():
         img = Path(tmp) / "tiny.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(img)
         rows = {
-            "neuralcodec --help": [py, "-m", "neuralcodec.cli", "--help"],
+            "neuralcodec --help": [py, "-m", "neuralcodec", "--help"],
             "python (nothing)": [py, "-c", "pass"],
             "import torch": [py, "-c", "import torch"],
             "import compressai": [py, "-W", "ignore", "-c", "import compressai"],
             "load shipped weights (coding model)": [py, "-c", "from neuralcodec.api import load_codec; load_codec()"],
-            "neuralcodec compress 64x64": [py, "-m", "neuralcodec.cli", "compress", str(img), "-o",
+            "neuralcodec compress 64x64": [py, "-m", "neuralcodec", "compress", str(img), "-o",
                                            str(Path(tmp) / "t.nic"), "-f", "--quiet"],
         }
         res = {}

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from neuralcodec.models import build, layers
-from neuralcodec.train import rd_terms
+from neuralcodec.train.loop import rd_terms
 
 HERE = Path(__file__).resolve().parent
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuralcodec.rd import bd_rate, load_anchor
+from neuralcodec.evaluation.rd import bd_rate, load_anchor
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHORS = ROOT.parent / "shared" / "data" / "anchors" / "kodak"

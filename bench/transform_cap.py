@@ -25,7 +25,7 @@ KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
 
 def psnr(x_hat, rgb: np.ndarray) -> float:
     """PSNR of a reconstruction (1,3,H,W float) against the 8-bit original, as a decoder writes it."""
-    from neuralcodec.evaluate import psnr as psnr_8bit
+    from neuralcodec.evaluation.evaluate import psnr as psnr_8bit
 
     out = x_hat[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
     return psnr_8bit(out, rgb)
@@ -53,7 +53,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import weights_io
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="flagship")

@@ -1,7 +1,7 @@
 """neuralcodec: a learned image codec. ``compress(image, quality) -> bytes``, ``decompress(bytes) -> image``."""
 
 __version__ = "0.4.0"
-__all__ = ["compress", "decompress", "info", "DecodeError", "NeuralcodecError"]
+__all__ = ["compress", "decompress", "info", "EncodeSettings", "DecodeSettings", "DecodeError", "NeuralcodecError"]
 
 
 def __getattr__(name):  # lazy: `import neuralcodec` must not pay for torch
@@ -9,6 +9,10 @@ def __getattr__(name):  # lazy: `import neuralcodec` must not pay for torch
         from neuralcodec.errors import NeuralcodecError
 
         return NeuralcodecError
+    if name in ("EncodeSettings", "DecodeSettings"):
+        from neuralcodec import settings
+
+        return getattr(settings, name)
     if name in __all__:
         from neuralcodec import api
 

@@ -5,31 +5,41 @@ The CLI is a thin layer over these functions.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import numbers
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from neuralcodec import bitstream, imaging
-from neuralcodec.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, MIN_TILE, Container, FormatError, Header
+from neuralcodec.format import bitstream
+from neuralcodec.format import imaging
+from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, MIN_TILE, Container, FormatError, Header
 from neuralcodec.errors import GPU_OUT_OF_MEMORY, NeuralcodecError
 from neuralcodec.rate import quality_of_rate
+from neuralcodec.settings import DEFAULT_QUALITY, DecodeSettings, EncodeSettings
 
-DEFAULT_QUALITY = 50.0
 
 
 class DecodeError(NeuralcodecError, ValueError):
     """A `.nic` file cannot be decoded; the message says why in one line."""
 
 
+def _settings(cls, settings, options: dict):
+    """``settings`` as given, or made from keyword ``options`` (not both)."""
+    if settings is None:
+        return cls(**options)
+    if not isinstance(settings, cls):
+        raise TypeError(f"settings must be {cls.__name__}, got {type(settings).__name__}")
+    return dataclasses.replace(settings, **options) if options else settings
+
+
 @functools.lru_cache(maxsize=4)
 def load_codec(weights: str | None = None, device: str = "auto", precision: str = "fp32"):
     """The loaded codec for ``weights`` (a shipped name or a path) on ``device``, cached per process;
     ``precision`` of the transforms: fp32, or fp16 (a GPU option)."""
-    from neuralcodec import weights_io
-    from neuralcodec.pipeline import Codec
+    from neuralcodec.zoo import weights_io
+    from neuralcodec.pipeline.codec import Codec
 
     return Codec(weights_io.load(weights), device, precision)
 
@@ -44,34 +54,35 @@ def _as_image(image) -> Image.Image:
     return imaging.open_image(image)
 
 
-def compress(image, quality: float = DEFAULT_QUALITY, *, weights: str | None = None, device: str = "auto",
-             tile: int | None = None, precision: str = "fp32", refine: int = 0) -> bytes:
+def compress(image, quality: float = DEFAULT_QUALITY, *, settings: EncodeSettings | None = None, **options) -> bytes:
     """Compress a Pillow image, a uint8 array (HxW or HxWx3/4) or an image path; quality 0..100.
 
-    ``tile``: pixels per tile side of the transforms (default 768; bigger is faster on a GPU and costs the
-    decoder memory), recorded in the file; ``precision``: fp32 or fp16 transforms; ``refine``: gradient steps
-    of encoder-side latent refinement (slower encoding, smaller files at the same quality; 0: none)."""
-    return _compress_planes(imaging.split(_as_image(image)), quality, weights, device, tile, precision, refine)
+    Options are the fields of :class:`EncodeSettings` (weights, device, tile, precision, refine), as keywords or
+    as one ``settings`` object (keywords then override its fields)::
+
+        data = neuralcodec.compress("photo.png", 60)
+        data = neuralcodec.compress(img, settings=EncodeSettings(quality=60, refine=20))
+    """
+    if settings is None or quality != DEFAULT_QUALITY:
+        options["quality"] = quality
+    return _compress_planes(imaging.split(_as_image(image)), _settings(EncodeSettings, settings, options))
 
 
-def _compress_planes(planes: imaging.Planes, quality: float, weights: str | None, device: str,
-                     tile: int | None = None, precision: str = "fp32", refine: int = 0) -> bytes:
+def _compress_planes(planes: imaging.Planes, s: EncodeSettings) -> bytes:
     from neuralcodec.rate import rate_of_quality
 
     h, w = planes.rgb.shape[:2]
     if h * w > DEFAULT_MAX_PIXELS:
         raise imaging.ImageError(f"image of {w}x{h} exceeds the {DEFAULT_MAX_PIXELS}-pixel limit")
-    codec = load_codec(weights, device, precision)
+    codec = load_codec(s.weights, s.device, s.precision)
     per_latent = codec.levels[-1].downsampling  # pixels per latent of y
     if max(max(shape) for shape in codec.header_shapes(h, w)) > 65535:  # after padding to the model's stride
         raise imaging.ImageError(f"image of {w}x{h} is too wide or tall for {codec.model_id}'s latents (16-bit "
                                  f"shapes: sides up to {65535 // (codec.stride // per_latent) * codec.stride} pixels)")
-    rate = rate_of_quality(quality) if codec.variable_rate else 0  # a fixed-rate model has one rate
-    if tile is not None and not MIN_TILE * per_latent <= tile <= MAX_TILE * per_latent:
-        raise ValueError(f"tile must be within {MIN_TILE * per_latent}..{MAX_TILE * per_latent} pixels, got {tile}")
-    if not isinstance(refine, numbers.Integral) or refine < 0:
-        raise ValueError(f"refine must be a whole number of steps, 0 or more, got {refine!r}")
-    chunks, shapes = codec.encode(planes.rgb, rate, None if tile is None else -(-tile // per_latent), refine)
+    rate = rate_of_quality(s.quality) if codec.variable_rate else 0  # a fixed-rate model has one rate
+    if s.tile is not None and not MIN_TILE * per_latent <= s.tile <= MAX_TILE * per_latent:
+        raise ValueError(f"tile must be within {MIN_TILE * per_latent}..{MAX_TILE * per_latent} pixels, got {s.tile}")
+    chunks, shapes = codec.encode(planes.rgb, rate, None if s.tile is None else -(-s.tile // per_latent), s.refine)
     flags = 0
     if planes.alpha is not None:
         chunks[b"ALPH"] = imaging.pack_alpha(planes.alpha)
@@ -88,30 +99,30 @@ def read_container(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Contain
         raise DecodeError(str(e), e.reason) from None
 
 
-def decompress(data: bytes, *, weights: str | None = None, device: str = "auto",
-               max_pixels: int = DEFAULT_MAX_PIXELS, perceptual: bool = False, precision: str = "fp32") -> Image.Image:
+def decompress(data: bytes, *, settings: DecodeSettings | None = None, **options) -> Image.Image:
     """Decode a `.nic` file's bytes to a Pillow image in the original mode (a palette with transparency comes
     back as RGBA, 16-bit grayscale as 8-bit L); DecodeError if it is not valid.
 
-    Without ``weights``, the shipped weights whose digest the file names are used; with ``perceptual``, their
-    shipped GAN-fine-tuned decoder (same latents, sharper texture)."""
-    from neuralcodec.entropy import EntropyError
+    Options are the fields of :class:`DecodeSettings` (weights, device, max_pixels, perceptual, precision), as
+    keywords or as one ``settings`` object. Without ``weights``, the shipped weights whose digest the file
+    names are used; with ``perceptual``, their shipped GAN-fine-tuned decoder (same latents, sharper texture)."""
+    from neuralcodec.coding.entropy import EntropyError
 
-    if perceptual and weights is not None:
-        raise ValueError("perceptual picks the shipped perceptual decoder: give it or weights, not both")
-    c = read_container(data, max_pixels)
+    s = _settings(DecodeSettings, settings, options)
+    weights, perceptual = s.weights, s.perceptual
+    c = read_container(data, s.max_pixels)
     h = c.header
     if weights is None:  # the shipped weights that made the file, else the default (which refuses it clearly)
-        from neuralcodec import weights_io
+        from neuralcodec.zoo import catalog
 
         if perceptual:
-            weights = weights_io.perceptual_for(h.weights_digest)
+            weights = catalog.perceptual_for(h.weights_digest)
             if weights is None:
                 raise DecodeError(f"no perceptual decoder ships for the weights of this file "
                                   f"({h.model_id}, {h.weights_digest.hex()[:16]})")
         else:
-            weights = weights_io.shipped().get(h.weights_digest)
-    codec = load_codec(weights, device, precision)
+            weights = catalog.shipped().get(h.weights_digest)
+    codec = load_codec(weights, s.device, s.precision)
     try:
         alpha = imaging.unpack_alpha(c.chunks[b"ALPH"], h.height, h.width) if h.has_alpha else None  # cheap: first
         rgb = codec.decode(h, c.chunks)
@@ -139,31 +150,29 @@ def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     }
 
 
-def compress_file(src: Path, dst: Path, quality: float = DEFAULT_QUALITY, *, weights: str | None = None,
-                  device: str = "auto", tile: int | None = None, precision: str = "fp32",
-                  refine: int = 0) -> tuple[int, int]:
+def compress_file(src: Path, dst: Path, settings: EncodeSettings = EncodeSettings()) -> tuple[int, int]:
     """Compress one image file to ``dst`` atomically; returns (bytes written, pixels)."""
-    from neuralcodec.fileio import write_atomic
+    from neuralcodec.format.fileio import write_atomic
 
     img = imaging.open_image(src)
     pixels = img.width * img.height
     planes = imaging.split(img)
     del img  # a big photo is held once, as the planes
-    data = _compress_planes(planes, quality, weights, device, tile, precision, refine)
+    data = _compress_planes(planes, settings)
     write_atomic(dst, data)
     return len(data), pixels
 
 
-def decompress_file(src: Path, dst: Path, **kw) -> tuple[int, int]:
+def decompress_file(src: Path, dst: Path, settings: DecodeSettings = DecodeSettings()) -> tuple[int, int]:
     """Decode one `.nic` file to an image file (format from ``dst``'s extension, PNG without one) atomically;
     returns (bytes written, pixels)."""
-    from neuralcodec.fileio import write_atomic
+    from neuralcodec.format.fileio import write_atomic
 
     suffix = Path(dst).suffix.lower()
     fmt = WRITE_FORMATS.get(suffix or ".png")
     if fmt is None:  # not every format Pillow writes keeps the image whole (ico resizes, dib drops alpha)
         raise ValueError(f"cannot write {suffix} images: name the output {', '.join(WRITE_FORMATS)}")
-    img = decompress(Path(src).read_bytes(), **kw)
+    img = decompress(Path(src).read_bytes(), settings=settings)
     buf = _encoded(img, fmt)
     write_atomic(dst, buf.getbuffer())
     return buf.tell(), img.width * img.height

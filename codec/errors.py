@@ -2,7 +2,7 @@
 
 Messages say what is wrong in one line and never name command-line flags: the library does not know how it
 is called. Where a caller can do something about an error, ``reason`` names the case (the CLI turns it into a
-hint about a flag: see ``neuralcodec.batch.HINTS``).
+hint about a flag: see ``neuralcodec.cli.batch.HINTS``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Networks of neuralcodec, registered by name. Models map tensors to tensors and know nothing of files.
 
 Every model describes its latents as a chain of :class:`Level` s, top (coarsest, coded first) to bottom (the
-analysis output y). The codec (neuralcodec.pipeline) composes one coding stage per level from that
+analysis output y). The codec (neuralcodec.pipeline.codec) composes one coding stage per level from that
 description; the model itself only provides the transforms:
 
 - ``analysis(x, t) -> y`` and ``upper_levels(y, t) -> [coarsest, ..., the level above y]``;

@@ -169,7 +169,7 @@ class ModulatedHyperprior(CodecModel):
         m_old, m = state["g_a.6.bias"].shape[0], self.M
         if m_old > m or state["g_a.0.bias"].shape[0] != self.N:
             raise ValueError(f"cannot grow y from {m_old} to {m} channels with N {state['g_a.0.bias'].shape[0]} != {self.N}")
-        h_old, h = m_old * 3 // 2, m * 3 // 2
+        h_old = m_old * 3 // 2
         out = dict(own)
 
         def put(name, value, zero_rest=True, shrink_rest=None):

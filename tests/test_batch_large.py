@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import neuralcodec
-from neuralcodec.cli import main
+from neuralcodec.cli.main import main
 
 from conftest import photo
 
@@ -41,7 +41,7 @@ def complete_outputs(out):
 def test_two_hundred_files_interrupted_then_resumed(tmp_path):
     src, out, back = tmp_path / "src", tmp_path / "out", tmp_path / "back"
     make_tree(src)
-    cmd = [sys.executable, "-c", "from neuralcodec.cli import main; main()", "compress", str(src), "-r", "-o", str(out),
+    cmd = [sys.executable, "-c", "from neuralcodec.cli.main import main; main()", "compress", str(src), "-r", "-o", str(out),
            "-q", "40", "--quiet"]
     # a shell's background jobs ignore SIGINT, and children inherit that: restore the default, as a terminal has
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

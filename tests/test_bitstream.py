@@ -2,7 +2,7 @@ import zlib
 
 import pytest
 
-from neuralcodec import bitstream as bs
+from neuralcodec.format import bitstream as bs
 
 
 def make(alpha=False):

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import neuralcodec
-from neuralcodec import bitstream
+from neuralcodec.format import bitstream
 from neuralcodec.api import DecodeError, load_codec, read_container
 from neuralcodec.models import build
 from neuralcodec.rate import RATE_MAX
-from neuralcodec.train import Recipe, export_run, train
+from neuralcodec.train.loop import Recipe, export_run, train
 
 from conftest import photo
 
@@ -53,7 +53,7 @@ def test_decoded_latents_are_the_encoders(cb_weights):
     codec = load_codec(str(cb_weights), "cpu")
     rate = 30000
     with torch.inference_mode():
-        enc = codec.quantize(codec.analysis(img, codec._t(rate)), rate)
+        enc = codec.quantize(codec.transforms.analysis(img, codec._t(rate)), rate)
     c = read_container(neuralcodec.compress(img, rate / RATE_MAX * 100, weights=str(cb_weights)))
     dec = codec.decode_latents(c.header, c.chunks)
     for e, d in zip(enc, dec):
@@ -92,7 +92,7 @@ def test_initialized_from_the_flagship_it_is_the_flagship():
 
 
 def test_the_shipped_recipe_starts_from_the_flagship_architecture():
-    from neuralcodec.train import default_recipe
+    from neuralcodec.train.loop import default_recipe
 
     r = Recipe.load(default_recipe("modhpc"))
     assert r.arch == "modhpc" and {k: r.model[k] for k in ("N", "M")} == {"N": 128, "M": 192}

@@ -2,13 +2,12 @@
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 import neuralcodec
-from neuralcodec.cli import main
+from neuralcodec.cli.main import main
 
 from conftest import photo
 
@@ -145,7 +144,7 @@ def test_interrupted_batch_leaves_only_complete_files_and_resumes(tmp_path, phot
 def test_atomic_write_failure_leaves_nothing(tmp_path, monkeypatch):
     import os
 
-    from neuralcodec.fileio import write_atomic
+    from neuralcodec.format.fileio import write_atomic
 
     def boom(fd):
         raise OSError("disk full")
@@ -221,7 +220,7 @@ def test_empty_directory_name_clashes_and_output_over_input(tmp_path):
 
 
 def test_bd_rate_of_known_curves():
-    from neuralcodec.rd import bd_rate
+    from neuralcodec.evaluation.rd import bd_rate
 
     rate = [0.1, 0.25, 0.5, 1.0]
     psnr = [26.0, 29.0, 32.0, 35.0]

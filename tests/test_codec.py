@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 import neuralcodec
-from neuralcodec import api, bitstream
+from neuralcodec import api
+from neuralcodec.format import bitstream
 from neuralcodec.api import DecodeError, load_codec
 from neuralcodec.rate import rate_of_quality
 
@@ -71,7 +72,7 @@ def test_alpha_is_carried_losslessly(mode):
     assert out.mode == mode
     assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(img.getchannel("A")))
     if mode == "RGBA":  # an alpha chunk that is more, or less, than one whole zlib stream is refused
-        from neuralcodec import bitstream
+        from neuralcodec.format import bitstream
 
         c = bitstream.unpack(data)
         whole = c.chunks[b"ALPH"]
@@ -116,7 +117,7 @@ def test_decoded_files_keep_modes_the_format_holds_and_never_drop_alpha(tmp_path
 def test_an_image_too_wide_for_the_format_is_refused_before_coding():
     """A 1,048,513-pixel-wide strip is under the pixel limit, but the flagship's latents (its width padded to a
     multiple of 64, over 16) would not fit the header's 16-bit shapes."""
-    from neuralcodec import imaging
+    from neuralcodec.format import imaging
 
     with pytest.raises(imaging.ImageError, match="sides up to 1048512 pixels"):
         neuralcodec.compress(np.zeros((1, 1_048_513, 3), np.uint8), 50)
@@ -125,7 +126,7 @@ def test_an_image_too_wide_for_the_format_is_refused_before_coding():
 def test_the_codec_pixel_limit_applies_not_pillows(tmp_path, monkeypatch):
     import threading
 
-    from neuralcodec import imaging
+    from neuralcodec.format import imaging
 
     Image.fromarray(photo(20, 30)).save(tmp_path / "a.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse 600 pixels as a bomb
@@ -187,8 +188,8 @@ def test_library_errors_share_one_base_and_name_no_flags(tmp_path):
     """Every error the library raises on purpose is a NeuralcodecError (and still a ValueError); messages do not
     name command-line flags, the CLI adds those hints from the error's reason."""
     from neuralcodec import errors
-    from neuralcodec.batch import with_hint
-    from neuralcodec.evaluate import EvaluationError, evaluate
+    from neuralcodec.cli.batch import with_hint
+    from neuralcodec.evaluation.evaluate import EvaluationError, evaluate
 
     data = neuralcodec.compress(photo(40, 56, 1), 30)
     with pytest.raises(neuralcodec.NeuralcodecError) as e:
@@ -199,3 +200,29 @@ def test_library_errors_share_one_base_and_name_no_flags(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(EvaluationError, match="no lossless images"):
         evaluate(tmp_path / "empty", tmp_path / "out", [50.0], [], [], None)
+
+
+def test_settings_are_typed_checked_once_and_travel_whole(rgb64, tmp_path):
+    """One settings object per direction: checked when made (the field named), usable as keywords or whole,
+    picklable for -j worker processes, and the same file either way."""
+    import pickle
+
+    import neuralcodec
+    from neuralcodec import DecodeSettings, EncodeSettings
+
+    for bad, field in [({"quality": 101}, "quality"), ({"quality": "high"}, "quality"), ({"refine": -1}, "refine"),
+                       ({"refine": 1.5}, "refine"), ({"precision": "fp8"}, "precision"), ({"tile": 0}, "tile"),
+                       ({"device": "tpu"}, "device")]:
+        with pytest.raises(ValueError, match=field):
+            EncodeSettings(**bad)
+    with pytest.raises(ValueError, match="perceptual"):
+        DecodeSettings(perceptual=True, weights="flagship")
+    with pytest.raises(TypeError, match="EncodeSettings"):
+        neuralcodec.compress(rgb64, settings=DecodeSettings())
+    s = EncodeSettings(quality=30, device="cpu")
+    assert pickle.loads(pickle.dumps(s)) == s
+    data = neuralcodec.compress(rgb64, settings=s)
+    assert data == neuralcodec.compress(rgb64, 30, device="cpu")
+    assert neuralcodec.compress(rgb64, settings=s, quality=70) == neuralcodec.compress(rgb64, 70, device="cpu")
+    img = neuralcodec.decompress(data, settings=DecodeSettings(device="cpu"))
+    assert np.array_equal(np.asarray(img), np.asarray(neuralcodec.decompress(data)))

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 import neuralcodec
-from neuralcodec import bitstream, cli
+from neuralcodec.format import bitstream
+from neuralcodec.cli import main as cli
 from neuralcodec.api import load_codec
 
 from conftest import photo, psnr
@@ -21,10 +22,10 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def latents(data: bytes, device: str = "cpu"):
     """(z symbols, y table indexes, y symbols, decoded y) of a file."""
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import catalog
 
     c = bitstream.unpack(data)
-    codec = load_codec(weights_io.shipped().get(c.header.weights_digest), device)
+    codec = load_codec(catalog.shipped().get(c.header.weights_digest), device)
     z, y = codec.decode_latents(c.header, c.chunks)
     # digests are defined over int32 symbols, int64 table indexes and the float32 decoded y
     return z.symbols.astype(np.int32), y.indexes.astype(np.int64), y.symbols, y.value.cpu().numpy()
@@ -32,10 +33,10 @@ def latents(data: bytes, device: str = "cpu"):
 
 def all_latents(data: bytes, device: str = "cpu"):
     """Every level's int32 symbols, int64 table indexes (where it has them) and float32 decoded value."""
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import catalog
 
     c = bitstream.unpack(data)
-    codec = load_codec(weights_io.shipped().get(c.header.weights_digest), device)
+    codec = load_codec(catalog.shipped().get(c.header.weights_digest), device)
     out = []
     for level in codec.decode_latents(c.header, c.chunks):
         out.append(level.symbols.astype(np.int32))
@@ -138,11 +139,11 @@ def test_golden_files_still_decode(case):
 def test_golden_files_are_reencoded_byte_for_byte(case):
     """The encoder is pinned too: on the CPU, the source coded again with the weights that made a golden file
     gives the same bytes, while those weights still encode (a superseded flagship ships decoder-only)."""
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import catalog
 
     made = (GOLDEN / case["file"]).read_bytes()
-    name = weights_io.shipped()[bitstream.unpack(made).header.weights_digest]  # its name now
-    if weights_io.is_decoder_only(name):
+    name = catalog.shipped()[bitstream.unpack(made).header.weights_digest]  # its name now
+    if catalog.is_decoder_only(name):
         pytest.skip(f"{name} ships decoder-only now")
     data = neuralcodec.compress(Image.open(GOLDEN / case["source"]), case["quality"], weights=name, device="cpu",
                                 tile=case.get("tile"))
@@ -156,9 +157,9 @@ def test_golden_files_exist():
 def test_every_weights_card_ships_its_weights():
     """Weights that made files are never removed: each card in the package names a present weights file with
     the card's digest (a superseded file too; `bench/device_prep.py` moves them aside only for a device run)."""
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import catalog, weights_io
 
-    cards = sorted(weights_io._weights_dir().glob("*.json"))
+    cards = sorted(catalog._weights_dir().glob("*.json"))
     assert any(c.stem == "flagship" for c in cards)
     for card in cards:
         meta = json.loads(card.read_text())
@@ -171,12 +172,12 @@ def test_every_weights_card_ships_its_weights():
 def test_every_shipped_flagship_has_a_golden_file_and_archives_decode_only():
     """Each flagship weights that ever shipped has a golden file made while its encoder shipped (so its
     decoder-only archive is proven to decode it), and each archive lacks exactly the analysis transforms."""
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import catalog, weights_io
     from neuralcodec.models import architecture
 
     golden = {neuralcodec.info((GOLDEN / c["file"]).read_bytes())["weights_digest"] for c in golden_cases()}
-    by_digest = weights_io.shipped()
-    for card in sorted(weights_io._weights_dir().glob("*.json")):
+    by_digest = catalog.shipped()
+    for card in sorted(catalog._weights_dir().glob("*.json")):
         meta = json.loads(card.read_text())
         if meta.get("arch") != "modhp":
             continue

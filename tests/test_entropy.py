@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from neuralcodec import entropy
-from neuralcodec.weights_io import SCALE_TABLE
+from neuralcodec.coding import entropy
+from neuralcodec.zoo.weights_io import SCALE_TABLE
 
 
 @pytest.fixture(scope="module")

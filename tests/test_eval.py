@@ -4,7 +4,7 @@ numbers come from this path), on two tiny images."""
 import json
 
 from click.testing import CliRunner
-from neuralcodec.cli import main
+from neuralcodec.cli.main import main
 
 from conftest import photo_files
 

@@ -1,11 +1,10 @@
 """Short property-based fuzzing of the parser and the whole decoder (the long run lives in bench/fuzz.py)."""
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import neuralcodec
-from neuralcodec import bitstream
+from neuralcodec.format import bitstream
 from neuralcodec.api import DecodeError
 
 from conftest import photo

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import neuralcodec
-from neuralcodec import weights_io
+from neuralcodec.zoo import weights_io
 from neuralcodec.models import build, layers
-from neuralcodec.train import Recipe, export_run, rd_terms, train
+from neuralcodec.train.loop import Recipe, export_run, rd_terms, train
 
 from conftest import photo, photo_files
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from neuralcodec.models.integer import ACT_BITS, IntegerStack, float_parameters
+from neuralcodec.coding.integer import ACT_BITS, IntegerStack, float_parameters
 from neuralcodec.rate import gain_fixed
 
 

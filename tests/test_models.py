@@ -1,7 +1,6 @@
 """Every registered model trains, exports and codes real files through the same format (issue 7)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,10 +8,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import neuralcodec
-from neuralcodec import cli
+from neuralcodec.cli import main as cli
 from neuralcodec.api import load_codec
-from neuralcodec.evaluate import available_classic
-from neuralcodec.train import Recipe, export_run, train
+from neuralcodec.evaluation.evaluate import available_classic
+from neuralcodec.train.loop import Recipe, export_run, train
 
 from conftest import photo
 
@@ -50,7 +49,7 @@ def tiny_weights(request, data, tmp_path_factory):
 
 def test_shipped_recipes_name_their_architecture():
     for arch in ("modhp", *TINY):
-        from neuralcodec.train import default_recipe
+        from neuralcodec.train.loop import default_recipe
 
         assert Recipe.load(default_recipe(arch)).arch == arch
 
@@ -139,7 +138,7 @@ def test_perceptual_decoder_fine_tune_decodes_the_same_files(data, tmp_path):
     # a fine-tune that moved the encoder is not a decoder-only fine-tune: refused
     r.train_only = []
     train(r, tmp_path / "full", init_weights=str(base), progress=False)
-    from neuralcodec.weights_io import WeightsError
+    from neuralcodec.zoo.weights_io import WeightsError
 
     with pytest.raises(WeightsError, match="decoder-only"):
         export_run(tmp_path / "full", tmp_path / "full.safetensors", decodes=str(base))
@@ -182,16 +181,16 @@ def test_tiled_transforms_match_one_pass(tiny_weights, monkeypatch):
     """Every model's tiles see enough context (its tile_halo): no seams, the file decodes as one pass would."""
     import torch
 
-    from neuralcodec import pipeline
+    from neuralcodec.pipeline import tiling
 
     arch, w = tiny_weights
-    monkeypatch.setattr(pipeline, "TILE", 4)  # 64 px tiles: many borders on a small image
+    monkeypatch.setattr(tiling, "TILE", 4)  # 64 px tiles: many borders on a small image
     codec = load_codec(str(w), "cpu")
     rgb = photo(150, 190, 4)
     t = codec._t(0)
     with torch.inference_mode():
-        whole = codec.model.analysis(codec._padded(rgb), t)
-        tiled = codec.analysis(rgb, t)
+        whole = codec.model.analysis(codec.transforms.padded(rgb), t)
+        tiled = codec.transforms.analysis(rgb, t)
         if arch == "vqvae":  # indices: a near-tie may flip; almost all must agree
             assert (tiled == whole).float().mean().item() > 0.99
         else:
@@ -199,7 +198,7 @@ def test_tiled_transforms_match_one_pass(tiny_weights, monkeypatch):
         decoded = codec.quantize(whole.clone(), 0, values=True)
         hats = codec._synthesis_inputs(decoded)
         one = codec.model.synthesis(*hats, t)[0, :, :150, :190].clamp(0, 1).mul(255).round()
-        many = codec.synthesis(hats, t, 150, 190)
+        many = codec.transforms.synthesis(hats, t, 150, 190)
     assert np.abs(many.astype(int) - one.to(torch.uint8).permute(1, 2, 0).numpy().astype(int)).max() <= 1
 
 

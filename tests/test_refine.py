@@ -6,7 +6,7 @@ import torch
 
 import neuralcodec
 from neuralcodec.api import load_codec
-from neuralcodec.refine import refine, symbol_bits
+from neuralcodec.pipeline.refine import refine, symbol_bits
 
 from conftest import photo
 
@@ -92,7 +92,7 @@ def test_eval_measures_refined_files(tmp_path):
 
     from PIL import Image
 
-    from neuralcodec.evaluate import evaluate
+    from neuralcodec.evaluation.evaluate import evaluate
 
     Image.fromarray(photo(176, 176, 4)).save(tmp_path / "a.png")  # MS-SSIM needs 161 px
     plain = evaluate(tmp_path, tmp_path / "plain", [40], progress=False)["curves"]["neuralcodec"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuralcodec import pipeline
+from neuralcodec.pipeline import tiling
 from neuralcodec.api import load_codec
 
 from conftest import photo, psnr
@@ -21,7 +21,7 @@ def edgy(h, w):
 
 @pytest.fixture
 def small_tiles(monkeypatch):
-    monkeypatch.setattr(pipeline, "TILE", 3)  # 48 px tiles: many borders on a small image
+    monkeypatch.setattr(tiling, "TILE", 3)  # 48 px tiles: many borders on a small image
 
 
 def test_tiled_analysis_and_synthesis_match_one_pass(small_tiles):
@@ -29,14 +29,14 @@ def test_tiled_analysis_and_synthesis_match_one_pass(small_tiles):
     rgb = edgy(150, 190)
     t = codec._t(40000)
     with torch.inference_mode():
-        whole = codec.model.analysis(codec._padded(rgb), t)
-        tiled = codec.analysis(rgb, t)
+        whole = codec.model.analysis(codec.transforms.padded(rgb), t)
+        tiled = codec.transforms.analysis(rgb, t)
         assert tiled.shape == whole.shape
         assert (tiled - whole).abs().max().item() < 1e-4 * max(1.0, whole.abs().max().item())
         y_hat = torch.round(whole)
         one = codec.model.synthesis(y_hat, t)[0, :, :150, :190].clamp(0, 1).mul(255).round()
         one = one.to(torch.uint8).permute(1, 2, 0).numpy()
-        many = codec.synthesis([y_hat], t, 150, 190)
+        many = codec.transforms.synthesis([y_hat], t, 150, 190)
     assert many.shape == (150, 190, 3) and many.dtype == np.uint8
     assert np.abs(many.astype(int) - one.astype(int)).max() <= 1
 
@@ -57,17 +57,16 @@ def test_tiled_file_decodes_like_untiled():
 def test_tile_geometry_is_recorded_and_followed(monkeypatch):
     """The file says how its transforms were tiled; the decoder uses that, with no options."""
     import neuralcodec
-    from neuralcodec import bitstream
 
     rgb = edgy(100, 140)
     data = neuralcodec.compress(rgb, 50, tile=128)
     info = neuralcodec.info(data)
     codec = load_codec()
-    assert info["format_version"] == 3 and (info["tile"], info["halo"]) == (8, codec.tile_geometry()[1])
-    assert neuralcodec.info(neuralcodec.compress(rgb, 50))["tile"] == pipeline.TILE  # the default, 768 px
+    assert info["format_version"] == 3 and (info["tile"], info["halo"]) == (8, codec.transforms.tile_geometry()[1])
+    assert neuralcodec.info(neuralcodec.compress(rgb, 50))["tile"] == tiling.TILE  # the default, 768 px
     seen = []
-    real = pipeline.Codec.synthesis
-    monkeypatch.setattr(pipeline.Codec, "synthesis", lambda self, *a: seen.append(a[-1]) or real(self, *a))
+    real = tiling.TiledTransforms.synthesis
+    monkeypatch.setattr(tiling.TiledTransforms, "synthesis", lambda self, *a: seen.append(a[-1]) or real(self, *a))
     neuralcodec.decompress(data)
     assert seen == [(8, info["halo"])]
     with pytest.raises(ValueError, match="tile must be within"):
@@ -78,15 +77,15 @@ def test_tile_geometry_is_recorded_and_followed(monkeypatch):
 
 def test_a_tile_too_small_for_the_models_halo_says_which_tiles_fit(monkeypatch):
     codec = load_codec()
-    monkeypatch.setattr(codec, "_halo", 12)  # a model with a wider receptive field (dcuvae's)
+    monkeypatch.setattr(codec.transforms, "halo", 12)  # a model with a wider receptive field (dcuvae's)
     with pytest.raises(ValueError, match=r"cannot use tiles of 128 px .*its tiles are 384\.\.896 px"):
-        codec.tile_geometry(8)
-    assert codec.tile_geometry(24) == (24, 12)
+        codec.transforms.tile_geometry(8)
+    assert codec.transforms.tile_geometry(24) == (24, 12)
 
 
 def test_tile_geometry_that_does_not_fit_the_model_is_refused(rgb64):
     import neuralcodec
-    from neuralcodec import bitstream
+    from neuralcodec.format import bitstream
     from neuralcodec.api import DecodeError
 
     c = bitstream.unpack(neuralcodec.compress(rgb64, 50))
@@ -101,7 +100,7 @@ def test_hostile_tile_geometry_is_refused_by_the_parser(rgb64):
     import zlib
 
     import neuralcodec
-    from neuralcodec import bitstream
+    from neuralcodec.format import bitstream
 
     data = bytearray(neuralcodec.compress(rgb64, 50))
     _, _, pos = bitstream.parse_header(bytes(data))
@@ -119,14 +118,14 @@ def test_batched_tiles_match_one_at_a_time(small_tiles):
     rgb = edgy(150, 190)
     t = codec._t(30000)
     with torch.inference_mode():
-        one = codec.analysis(rgb, t)
-        pix = codec.synthesis([torch.round(one)], t, 150, 190)
-        codec.batch_area = 4 * 11 * 11  # four 3-latent tiles with their 4-latent halos per call
+        one = codec.transforms.analysis(rgb, t)
+        pix = codec.transforms.synthesis([torch.round(one)], t, 150, 190)
+        codec.transforms.batch_area = 4 * 11 * 11  # four 3-latent tiles with their 4-latent halos per call
         try:
-            many = codec.analysis(rgb, t)
-            pix_many = codec.synthesis([torch.round(one)], t, 150, 190)
+            many = codec.transforms.analysis(rgb, t)
+            pix_many = codec.transforms.synthesis([torch.round(one)], t, 150, 190)
         finally:
-            codec.batch_area = 0
+            codec.transforms.batch_area = 0
     assert (many - one).abs().max().item() < 1e-4 * max(1.0, one.abs().max().item())
     assert np.abs(pix.astype(int) - pix_many.astype(int)).max() <= 1
 
@@ -150,7 +149,7 @@ def test_cli_tile_and_half_options(tmp_path):
     from click.testing import CliRunner
     from PIL import Image
 
-    from neuralcodec import cli
+    from neuralcodec.cli import main as cli
 
     Image.fromarray(edgy(80, 100)).save(tmp_path / "a.png")
     r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.nic"), "--tile", "256",

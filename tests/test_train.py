@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import neuralcodec
-from neuralcodec import weights_io
-from neuralcodec.train import Recipe, export_run, train
+from neuralcodec.zoo import catalog, weights_io
+from neuralcodec.train.loop import Recipe, export_run, train
 
 from conftest import photo
 
@@ -50,7 +50,7 @@ def test_train_resume_export_and_code(tmp_path):
 
 
 def test_corrupt_weights_are_refused(tmp_path):
-    src = weights_io.resolve(None)
+    src = catalog.resolve(None)
     bad = tmp_path / "flagship.safetensors"
     raw = bytearray(src.read_bytes())
     raw[-100] ^= 0xFF  # inside the last tensor
@@ -68,7 +68,7 @@ def test_training_from_shipped_weights_has_finite_loss():
     import torch
 
     from neuralcodec.models import build
-    from neuralcodec.train import rd_loss
+    from neuralcodec.train.loop import rd_loss
 
     w = weights_io.load("flagship")
     state = weights_io.network_state(w)
@@ -104,7 +104,7 @@ def test_a_diverging_run_stops_and_never_exports_nan(tmp_path, monkeypatch):
     """Non-finite losses are skipped, and too many in a row stop training; NaN weights are never exported."""
     import torch
 
-    from neuralcodec import train as train_mod
+    from neuralcodec.train import loop as train_mod
 
     data = tmp_path / "data"
     data.mkdir()
@@ -132,7 +132,7 @@ def test_an_extended_rate_range_reaches_the_files(tmp_path):
     import torch
 
     from neuralcodec.api import read_container
-    from neuralcodec.pipeline import Codec
+    from neuralcodec.pipeline.codec import Codec
     from neuralcodec.rate import gain_fixed
 
     data = tmp_path / "data"
@@ -152,7 +152,7 @@ def test_an_extended_rate_range_reaches_the_files(tmp_path):
     img = photo(40, 70, 2)
     for rate in (0, 65535):  # the file's latents are the encoder's at both ends of the range
         with torch.inference_mode():
-            enc = codec.quantize(codec.analysis(img, codec._t(rate)), rate)
+            enc = codec.quantize(codec.transforms.analysis(img, codec._t(rate)), rate)
         c = read_container(neuralcodec.compress(img, rate / 655.35, weights=str(w)))
         assert c.header.rate == rate
         for e, d in zip(enc, codec.decode_latents(c.header, c.chunks)):
@@ -173,7 +173,7 @@ def test_an_extended_rate_range_reaches_the_files(tmp_path):
 
 
 def test_rate_sampling_can_favour_the_rates_above_an_extension():
-    from neuralcodec.train import sample_t
+    from neuralcodec.train.loop import sample_t
 
     old = np.random.default_rng(3)
     assert np.array_equal(sample_t(np.random.default_rng(3), 64, -0.3),  # None: the uniform draw runs used
@@ -188,7 +188,7 @@ def test_rate_sampling_can_favour_the_rates_above_an_extension():
 def test_cli_data_option_replaces_the_recipes_directory(tmp_path):
     from click.testing import CliRunner
 
-    from neuralcodec.cli import main
+    from neuralcodec.cli.main import main
 
     data = tmp_path / "elsewhere"
     data.mkdir()
@@ -209,7 +209,7 @@ def test_retired_weights_decode_their_files_and_refuse_to_encode(tmp_path):
     import torch
     from click.testing import CliRunner
 
-    from neuralcodec import cli
+    from neuralcodec.cli import main as cli
     from neuralcodec.api import load_codec
 
     data = tmp_path / "data"
@@ -253,5 +253,5 @@ def test_retired_weights_decode_their_files_and_refuse_to_encode(tmp_path):
     assert r.exit_code == 1 and "already decodes" in r.output
     r = CliRunner().invoke(cli.main, ["retire", str(full), "-o", str(archive)])  # another existing file
     assert r.exit_code == 2 and "-f" in r.output
-    r = CliRunner().invoke(cli.main, ["retire", str(full), "-o", str(weights_io.resolve(None))])
+    r = CliRunner().invoke(cli.main, ["retire", str(full), "-o", str(catalog.resolve(None))])
     assert r.exit_code == 2 and "default weights" in r.output

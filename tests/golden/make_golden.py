@@ -32,7 +32,7 @@ CASES = [("rgb-72x56", (56, 72), 0, 10.0), ("rgb-130x67", (67, 130), 1, 55.0), (
 
 def case(src: Path, name: str, q: float, weights: str | None = None, tile: int | None = None) -> dict:
     """Write the file ``name`` made from ``src`` at quality ``q``; its manifest entry."""
-    from neuralcodec import bitstream
+    from neuralcodec.format import bitstream
 
     data = neuralcodec.compress(Image.open(src), q, weights=weights, tile=tile)
     (HERE / name).write_bytes(data)
@@ -84,7 +84,7 @@ def main():
     manifest = HERE / "golden.json"
     files = json.loads(manifest.read_text())["files"] if manifest.exists() else []
     if a.weights:
-        from neuralcodec import weights_io
+        from neuralcodec.zoo import weights_io
 
         digest = weights_io.load(a.weights).digest.hex()[:8]  # names change when weights are superseded
         tile = f"-tile{a.tile}" if a.tile else ""

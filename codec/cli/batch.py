@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuralcodec.errors import GPU_OUT_OF_MEMORY, PIXEL_LIMIT
-from neuralcodec.imaging import READ_EXTENSIONS
+from neuralcodec.format.imaging import READ_EXTENSIONS
 
 NIC = ".nic"
 
@@ -103,14 +103,14 @@ def plan(src: Path, out: str | Path | None, direction: str, recursive: bool, out
     return p
 
 
-def _run_one(job: Job, direction: str, options: dict) -> Result:
+def _run_one(job: Job, direction: str, settings) -> Result:
     from neuralcodec import api
 
     t0 = time.perf_counter()
     try:
         in_bytes = job.src.stat().st_size
         convert = api.compress_file if direction == "compress" else api.decompress_file
-        out_bytes, pixels = convert(job.src, job.dst, **options)
+        out_bytes, pixels = convert(job.src, job.dst, settings)
         return Result(job, True, in_bytes, out_bytes, pixels, time.perf_counter() - t0)
     except (ValueError, OSError) as e:  # ImageError, DecodeError, WeightsError, FormatError are ValueErrors
         return Result(job, False, error=with_hint(e), seconds=time.perf_counter() - t0)
@@ -127,12 +127,13 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run(jobs: list[Job], direction: str, options: dict, workers: int = 1, on_result=None) -> list[Result]:
-    """Run ``jobs`` with ``workers`` processes; ``on_result`` is called as each finishes."""
+def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=None) -> list[Result]:
+    """Run ``jobs`` with ``workers`` processes, each with ``settings`` (neuralcodec.settings: EncodeSettings to
+    compress, DecodeSettings to decompress); ``on_result`` is called as each finishes."""
     results = []
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            r = _run_one(job, direction, options)
+            r = _run_one(job, direction, settings)
             results.append(r)
             if on_result:
                 on_result(r)
@@ -142,7 +143,7 @@ def run(jobs: list[Job], direction: str, options: dict, workers: int = 1, on_res
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                              initargs=(threads,)) as pool:
-        futures = [pool.submit(_run_one, job, direction, options) for job in jobs]
+        futures = [pool.submit(_run_one, job, direction, settings) for job in jobs]
         for fut in as_completed(futures):
             r = fut.result()
             results.append(r)

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from neuralcodec.errors import NeuralcodecError
+from neuralcodec.zoo.catalog import archive_refusal, resolve
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_WEIGHTS = "flagship"
 Z_MARGIN = 1.5
 DERIVED_PREFIXES = ("tables.", "int.")  # entropy tables and integer networks, derived at export
 SCALE_TABLE = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64)).astype(np.float32)
@@ -25,80 +24,6 @@ SCALE_TABLE = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64)).astype(np.flo
 
 class WeightsError(NeuralcodecError, ValueError):
     """A weights file is missing, corrupt, or not the one expected."""
-
-
-def _weights_dir() -> Path:
-    try:  # installed: the package `neuralcodec.weights`
-        import neuralcodec.weights as w
-
-        return Path(w.__file__).resolve().parent
-    except ImportError:
-        return WEIGHTS_DIR
-
-
-def resolve(name_or_path: str | Path | None) -> Path:
-    """A shipped weights name (e.g. ``flagship``) or a path to a ``.safetensors`` file."""
-    name_or_path = name_or_path or DEFAULT_WEIGHTS
-    p = Path(name_or_path)
-    if p.suffix == ".safetensors":
-        return p
-    return _weights_dir() / f"{name_or_path}.safetensors"
-
-
-def shipped() -> dict[bytes, str]:
-    """Digest -> name of every weights file shipped in the package (read from the cards, cheap).
-
-    Weights that made files of an earlier release stay shipped, so those files keep decoding: superseded ones
-    as decoder-only archives (see ``write_archive``), listed under the digest of the weights they decode.
-    """
-    out = {}
-    for card in sorted(_weights_dir().glob("*.json")):
-        try:
-            c = json.loads(card.read_text())
-            d = bytes.fromhex(c["decodes"] if c.get("decoder_only") else c["digest"])
-        except (ValueError, KeyError, TypeError, AttributeError, OSError):
-            continue
-        if card.with_suffix(".safetensors").is_file():
-            out[d] = card.stem
-    return out
-
-
-def archive_refusal(name: str, action: str) -> str:
-    """The message refusing to ``action`` with the decoder-only archive ``name``."""
-    return (f"{name} is a decoder-only archive of superseded weights: it decodes the files made with them but "
-            f"cannot {action}; use the current weights (flagship)")
-
-
-def is_decoder_only(name_or_path: str | Path | None) -> bool:
-    """Whether the weights file is a decoder-only archive (read from its header: no tensor is loaded)."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(resolve(name_or_path)), framework="numpy") as f:
-            return (f.metadata() or {}).get("decoder_only") == "true"
-    except (SafetensorError, OSError):
-        return False  # unreadable: load() reports it
-
-
-def for_model(name: str) -> str | None:
-    """The shipped weights to code with for ``name``: a shipped weights name or path as it is, or a model
-    (architecture) name such as ``modhp``, which picks its current shipped weights (the default file for the
-    flagship's architecture; never a superseded file or a perceptual decoder). None if nothing ships."""
-    if resolve(name).is_file():
-        return name
-    cards = {}
-    for card in sorted(_weights_dir().glob("*.json")):
-        try:
-            c = json.loads(card.read_text())
-        except (ValueError, OSError):
-            continue
-        if isinstance(c, dict) and card.with_suffix(".safetensors").is_file():
-            cards[card.stem] = c
-    if cards.get(DEFAULT_WEIGHTS, {}).get("arch") == name:
-        return DEFAULT_WEIGHTS
-    current = [stem for stem, c in cards.items()
-               if c.get("arch") == name and not c.get("superseded_by") and not c.get("decodes")]
-    return current[0] if len(current) == 1 else None
 
 
 def digest(tensors: dict[str, np.ndarray]) -> bytes:
@@ -121,7 +46,7 @@ class Weights:
     decoder_only: bool = False  # an archive of superseded weights without the analysis transforms: decodes only
 
     def tables(self, prefix: str):
-        from neuralcodec.entropy import CountTables
+        from neuralcodec.coding.entropy import CountTables
 
         t = self.tensors
         return CountTables(t[f"tables.{prefix}_counts"], t[f"tables.{prefix}_lengths"],
@@ -155,18 +80,6 @@ def load(name_or_path: str | Path | None = None) -> Weights:
     return Weights(path, arch, config, tensors, d, decodes, decoder_only)
 
 
-def perceptual_for(digest: bytes) -> str | None:
-    """The shipped decoder-only fine-tune (``--perceptual``) of the weights with ``digest``, if any."""
-    for card in sorted(_weights_dir().glob("*.json")):
-        try:
-            c = json.loads(card.read_text())
-            if c.get("decodes") == digest.hex() and not c.get("decoder_only"):
-                return card.stem
-        except (ValueError, OSError, AttributeError):
-            continue
-    return None
-
-
 def load_state_dict(name_or_path) -> dict:
     """Network parameters of a weights file as float32 torch tensors (for training initialization)."""
     w = load(name_or_path)
@@ -179,7 +92,7 @@ def network_state(w: Weights) -> dict:
     """The network's parameters and buffers of ``w`` as float32 torch tensors (entropy tables left out)."""
     import torch
 
-    from neuralcodec.models.integer import float_parameters
+    from neuralcodec.coding.integer import float_parameters
 
     state = {k: v.astype(np.float32) for k, v in w.tensors.items()
              if not k.startswith(DERIVED_PREFIXES) and not _is_derived_buffer(k)}
@@ -235,9 +148,9 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
     import torch
     from safetensors.numpy import save_file
 
-    from neuralcodec.entropy import gaussian_tables
+    from neuralcodec.coding.entropy import gaussian_tables
     from neuralcodec.models import integer_modules
-    from neuralcodec.models.integer import IntegerStack
+    from neuralcodec.coding.integer import IntegerStack
 
     model = model.cpu().eval()
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
@@ -296,7 +209,7 @@ def write_archive(src: Weights, path: Path, card: dict | None = None) -> bytes:
     card (``card``, e.g. ``src``'s own) gets ``decodes`` = ``src``'s digest and ``decoder_only``."""
     from safetensors.numpy import save
 
-    from neuralcodec.fileio import write_atomic
+    from neuralcodec.format.fileio import write_atomic
     from neuralcodec.models import architecture
 
     if src.decoder_only or src.decodes is not None:
@@ -331,7 +244,7 @@ def _factorized_tables(eb, name: str) -> dict[str, np.ndarray]:
     """Per-channel count tables of a factorized prior over v = round(x - median), named after the level."""
     import torch
 
-    from neuralcodec.entropy import pmf_tables
+    from neuralcodec.coding.entropy import pmf_tables
 
     with torch.no_grad():
         q = eb.quantiles[:, 0, :]
@@ -351,7 +264,7 @@ def _categorical_tables(prior, name: str) -> dict[str, np.ndarray]:
     """One count table per channel over the codes 0..K-1 from a learned categorical's logits (C, K)."""
     import torch
 
-    from neuralcodec.entropy import pmf_tables
+    from neuralcodec.coding.entropy import pmf_tables
 
     with torch.no_grad():
         pmf = torch.softmax(prior.logits.double(), 1).numpy()

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from neuralcodec.errors import NeuralcodecError
-from neuralcodec.rd import bd_rate, load_anchor, msssim_db
+from neuralcodec.evaluation.rd import bd_rate, load_anchor, msssim_db
 
 DEFAULT_QUALITIES = (0, 20, 40, 60, 80, 100)
 CLASSIC_QUALITIES = {"jpeg": (10, 20, 30, 40, 50, 60, 70, 80, 90, 95), "webp": (5, 15, 30, 50, 70, 85, 95),
@@ -175,7 +175,7 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     from tqdm import tqdm
 
     from neuralcodec.api import load_codec
-    from neuralcodec.weights_io import archive_refusal
+    from neuralcodec.zoo.catalog import archive_refusal
 
     images = sorted(p for p in Path(dataset).iterdir() if p.suffix.lower() in (".png", ".ppm", ".bmp", ".tif"))
     images = images[:limit] if limit else images

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from neuralcodec.bitstream import ALPHA_MODES, CHANNELS, DEFAULT_MAX_PIXELS
+from neuralcodec.format.bitstream import ALPHA_MODES, CHANNELS, DEFAULT_MAX_PIXELS
 from neuralcodec.errors import NeuralcodecError
 
 READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pbm", ".pnm")

@@ -1,7 +1,7 @@
 """Training of the variable-rate flagship on the CPU (or a GPU where present).
 
 State (model, optimizers, step, RNG) lives in a run directory outside git; shipped weights are exported from
-it by :func:`neuralcodec.weights_io.export`. A run resumes from its last checkpoint, or, on a fresh machine,
+it by :func:`neuralcodec.zoo.weights_io.export`. A run resumes from its last checkpoint, or, on a fresh machine,
 from shipped weights alone (fresh optimizer, short warm-up).
 """
 
@@ -213,7 +213,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     import torch
     from tqdm import tqdm
 
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import weights_io
     from neuralcodec.models import build
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -421,7 +421,7 @@ def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None 
     ``decodes``: the weights whose files this decoder-only fine-tune decodes (see weights_io.export)."""
     import torch
 
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import weights_io
     from neuralcodec.models import build
 
     recipe = Recipe.load(run_dir / "recipe.json")

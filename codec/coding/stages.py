@@ -2,7 +2,7 @@
 
 After compressai's ``latent_codecs``: a stage turns one float latent into integer symbols and a coded stream,
 and back, given what the level above decoded. Everything that chooses a probability table, and every mean, is
-exact integer arithmetic (models/integer.py), so a file decodes to the same latents on every device.
+exact integer arithmetic (codec/coding/integer.py), so a file decodes to the same latents on every device.
 
 - :class:`FactorizedStage`: per-channel count tables over v = round(x - median_c) (compressai's
   EntropyBottleneck, shipped as tables). A top level.
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from neuralcodec import entropy
-from neuralcodec.models.integer import ACT_BITS, ACT_LIMIT, IntegerStack
+from neuralcodec.coding import entropy
+from neuralcodec.coding.integer import ACT_BITS, ACT_LIMIT, IntegerStack
 from neuralcodec.rate import GAIN_BITS, gain_fixed
 
 CONTEXT_LIMIT = 1 << 9  # symbols are clamped to +-512 before they enter a prior network (docs/bitstream.md)

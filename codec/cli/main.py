@@ -1,4 +1,4 @@
-"""The `neuralcodec` command: a thin layer over neuralcodec.api and neuralcodec.batch.
+"""The `neuralcodec` command: a thin layer over neuralcodec.api and neuralcodec.cli.batch.
 
 Exit status: 0 all good, 1 some inputs failed (each reported, the rest converted), 2 usage error.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from neuralcodec.bitstream import DEFAULT_MAX_PIXELS
+from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS
 
 EXAMPLES = """
 \b
@@ -80,11 +80,11 @@ def _common(f):
 def compress(input, quality, model, tile, refine, **kw):
     """Compress an image, or every image in a directory, to .nic files."""
     if model:
-        from neuralcodec import weights_io
+        from neuralcodec.zoo import catalog
 
         if kw["weights"]:
             raise click.UsageError("--model and --weights exclude each other")
-        name = weights_io.for_model(model)
+        name = catalog.for_model(model)
         if name is None:
             raise click.UsageError(f"no shipped weights for model {model!r} (shipped: {_shipped_names()}); train it with "
                                    f"`neuralcodec train --arch {model}`, export it and pass --weights FILE")
@@ -117,7 +117,7 @@ def decompress(input, fmt, max_pixels, perceptual, **kw):
 
 def _convert(direction, input, options, output, recursive, jobs, force, skip_existing, device, half, weights, quiet,
              verbose, out_ext=".png"):
-    from neuralcodec import batch
+    from neuralcodec.cli import batch
 
     if force and skip_existing:
         raise click.UsageError("--force and --skip-existing exclude each other")
@@ -134,7 +134,10 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
             if not quiet:
                 click.echo("note: --half is for GPUs; the transforms run in float32 on the CPU", err=True)
             half = False
-    options = dict(options, device=device, weights=weights, precision="fp16" if half else "fp32")
+    from neuralcodec.settings import DecodeSettings, EncodeSettings
+
+    kind = EncodeSettings if direction == "compress" else DecodeSettings
+    settings = kind(**options, device=device, weights=weights, precision="fp16" if half else "fp32")
     plan = batch.plan(input, output, direction, recursive, out_ext)
     todo, skipped = [], 0
     results = list(plan.problems)
@@ -170,7 +173,7 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
             bar.refresh()
 
     try:
-        results += batch.run(todo, direction, options, jobs, on_result)
+        results += batch.run(todo, direction, settings, jobs, on_result)
     except KeyboardInterrupt:
         bar.close()
         click.echo("interrupted: outputs written so far are complete; rerun with --skip-existing to resume",
@@ -193,13 +196,13 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
 def _check_weights(weights: str, action: str | None = None) -> None:
     """A usage error (exit 2) for a --weights/--init-weights that names nothing, or that names a decoder-only
     archive where they must ``action`` (e.g. "encode"), before any work starts."""
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import catalog
 
-    if not weights_io.resolve(weights).is_file():
+    if not catalog.resolve(weights).is_file():
         raise click.UsageError(f"weights {weights!r} not found: give a .safetensors path or a shipped name "
                                f"({_shipped_names()})")
-    if action and weights_io.is_decoder_only(weights):
-        raise click.UsageError(weights_io.archive_refusal(repr(weights), action))
+    if action and catalog.is_decoder_only(weights):
+        raise click.UsageError(catalog.archive_refusal(repr(weights), action))
 
 
 def _check_refinable(weights: str | None) -> None:
@@ -216,9 +219,9 @@ def _check_refinable(weights: str | None) -> None:
 
 
 def _shipped_names() -> str:
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import catalog
 
-    return ", ".join(sorted(set(weights_io.shipped().values())))
+    return ", ".join(sorted(set(catalog.shipped().values())))
 
 
 def _report(r, direction, quiet, verbose):
@@ -236,7 +239,7 @@ def _report(r, direction, quiet, verbose):
 def info(files, as_json):
     """Show the header of .nic files (no model is loaded)."""
     from neuralcodec.api import DecodeError, info as read_info
-    from neuralcodec.batch import with_hint
+    from neuralcodec.cli.batch import with_hint
 
     status = 0
     for f in files:
@@ -285,7 +288,7 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps, data):
     neuralcodec export runs/lighthp -o lighthp.safetensors
     neuralcodec compress img.png --weights lighthp.safetensors
     """
-    from neuralcodec.train import Recipe, TrainingError, default_recipe, train as run_training
+    from neuralcodec.train.loop import Recipe, TrainingError, default_recipe, train as run_training
 
     try:
         r = Recipe.load(recipe or default_recipe(arch or "modhp"))
@@ -324,7 +327,7 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps, data):
               show_default=True, help="Directory for report.json, per-codec JSON and rd.png.")
 def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, output):
     """Rate-distortion of real files on a directory of lossless images, with BD-rates and an RD plot."""
-    from neuralcodec.evaluate import AnchorError, EvaluationError, available_classic, check_codecs, evaluate
+    from neuralcodec.evaluation.evaluate import AnchorError, EvaluationError, available_classic, check_codecs, evaluate
 
     try:
         qs = [float(q) for q in qualities.split(",") if q.strip()]
@@ -373,8 +376,8 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, outpu
                    "(`decompress --perceptual`); refused if anything but the synthesis changed.")
 def export_weights(run_dir, output, note, decodes):
     """Export a training run's checkpoint as shipped fp16 safetensors weights with their card."""
-    from neuralcodec.train import export_run
-    from neuralcodec.weights_io import WeightsError
+    from neuralcodec.train.loop import export_run
+    from neuralcodec.zoo.weights_io import WeightsError
 
     missing = [f for f in ("recipe.json", "last.pt") if not (run_dir / f).is_file()]
     if missing:
@@ -400,13 +403,13 @@ def retire(weights, output, force):
     nothing new can be encoded with it. For maintainers shipping new weights (weights/README.md)."""
     import json
 
-    from neuralcodec import weights_io
+    from neuralcodec.zoo import catalog, weights_io
 
     _check_weights(weights)
-    src_path = weights_io.resolve(weights).resolve()
+    src_path = catalog.resolve(weights).resolve()
     if output.suffix != ".safetensors":
         raise click.UsageError(f"-o {output}: the archive is a .safetensors file")
-    if output.resolve() == weights_io.resolve(None).resolve():
+    if output.resolve() == catalog.resolve(None).resolve():
         raise click.UsageError(f"-o {output} is the default weights: nothing could encode any more; move the "
                                "superseded weights to a dated name first (weights/README.md)")
     if output.exists() and output.resolve() != src_path and not force:

@@ -1,0 +1,5 @@
+"""`python -m neuralcodec`: the command line."""
+
+from neuralcodec.cli.main import main
+
+main()

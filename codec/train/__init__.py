@@ -1,0 +1,1 @@
+"""Training: the loop, its recipe and checkpoints (loop); shipped recipes in recipes/."""
