@@ -136,7 +136,7 @@ def main():
     ap.add_argument("--archs", default=",".join(ARCHS))
     ap.add_argument("--minutes", type=float, default=30.0, help="CPU budget per model (all its points together)")
     ap.add_argument("--threads", type=int, default=2, help="training threads; 1 leaves a core to the flagship's run "
-                    "(bench/pilot.py: 0.92 s/step at 1 thread, 0.48 at 2); give every model the same")
+                    "(bench/experiments/pilot.py: 0.92 s/step at 1 thread, 0.48 at 2); give every model the same")
     ap.add_argument("--limit", type=int, default=None, help="Kodak images to evaluate (default all 24)")
     ap.add_argument("--table", action="store_true", help="only rebuild the table")
     ap.add_argument("--redo", action="store_true", help="train and measure models whose results exist too")

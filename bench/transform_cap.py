@@ -6,7 +6,7 @@ For each Kodak image and rate t, three reconstructions of the same model:
 and the estimated bpp of the coded latents (Gaussian bin probabilities, the hyper-latent left out). If the
 ``transform`` PSNR hardly rises with t, more bits cannot buy quality: the transforms are the cap.
 ``grown_share``: the share of y's bits in channels from ``--grown-from`` on (default 192 for a wider model: the
-channels grown by bench/grow.py; 0 while they sleep, so this says whether training woke them).
+channels grown by bench/experiments/grow.py; 0 while they sleep, so this says whether training woke them).
 
     python bench/transform_cap.py [--weights flagship] [--images 24] [--ts -0.3,0,0.5,0.8,1] [--out F]
 """

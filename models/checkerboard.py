@@ -16,12 +16,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from neuralcodec.coding.integer import ACT_BITS, ACT_LIMIT, CONTEXT_LIMIT
 from neuralcodec.models import Level
 from neuralcodec.models.layers import compressai as _compressai
 from neuralcodec.models.modulated import SCALE_BOUND, ModulatedHyperprior
 
-CONTEXT_CLAMP = 128.0  # |residual / gain| entering the context: the integer activations' range (2^23 / 2^16)
-CONTEXT_LIMIT = 512  # |v| of an anchor entering the context (latent_codecs.CONTEXT_LIMIT)
+# the coder's rules, mirrored in training: |v| of an anchor entering the context is clamped to CONTEXT_LIMIT, and
+# |residual / gain| to the integer activations' range
+CONTEXT_CLAMP = ACT_LIMIT / 2**ACT_BITS
 
 
 def anchor_mask(h: int, w: int, device=None) -> torch.Tensor:

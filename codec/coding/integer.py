@@ -27,6 +27,7 @@ from torch import nn
 
 ACT_BITS = 16
 ACT_LIMIT = 2**23
+CONTEXT_LIMIT = 1 << 9  # symbols are clamped to +-512 before they enter a prior network (docs/bitstream.md)
 WEIGHT_BITS = 15  # |weight| < 2^15: shipped as int16
 MAX_SHIFT = 24
 LEAK_NUM, LEAK_SHIFT = 5243, 19  # leaky ReLU slope 5243/2^19 = 0.0100002 (torch: 0.01)

@@ -22,10 +22,8 @@ import numpy as np
 import torch
 
 from neuralcodec.coding import entropy
-from neuralcodec.coding.integer import ACT_BITS, ACT_LIMIT, IntegerStack
+from neuralcodec.coding.integer import ACT_BITS, ACT_LIMIT, CONTEXT_LIMIT, IntegerStack
 from neuralcodec.rate import GAIN_BITS, gain_fixed
-
-CONTEXT_LIMIT = 1 << 9  # symbols are clamped to +-512 before they enter a prior network (docs/bitstream.md)
 
 
 @dataclass

@@ -17,7 +17,8 @@ READABLE = (2, 3)  # version 2: the same header without the tile geometry
 MIN_TILE, MAX_TILE, MAX_WINDOW = 8, 64, 80
 
 DEFAULT_MAX_PIXELS = 268_435_456
-MAX_SIDE = 65_535 * 16  # pixels: every model's finest latents are 1/16 of the image, and shapes are u16
+MAX_SIDE = 65_535 * 16  # pixels: the format's limit (u16 latent shapes at 16 px per latent); a model with finer
+# latents has a lower one, checked by the encoder and the decoder where the model's shapes are known
 CHANNELS = {"RGB": 3, "L": 1, "RGBA": 4, "LA": 2, "P": 1, "PA": 2, "1": 1, "CMYK": 4, "YCbCr": 3}  # per mode
 MODES = tuple(CHANNELS)  # the header's mode codes, in this order
 ALPHA_MODES = ("RGBA", "LA", "PA")  # the modes whose files carry an ALPH chunk

@@ -10,7 +10,7 @@ gradient of the analysis' first convolution (g_a.0.weight, g_a.0.bias) was wrong
 other parameter within 1e-5). A 2-hour run with ``compile`` drifted after ~1,700 steps and collapsed to
 ~23 dB on Kodak, so training does not compile.
 
-    python bench/compile_step.py [--threads 2] [--steps 10]
+    python bench/experiments/compile_step.py [--threads 2] [--steps 10]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).resolve().parent / "results" / "compile_step.json"
+OUT = Path(__file__).resolve().parents[1] / "results" / "compile_step.json"
 
 
 def flagship():

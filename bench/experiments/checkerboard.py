@@ -7,7 +7,7 @@
 2. With ``--weights W`` (modhpc weights): the real files' anchor and non-anchor stream bytes (equal counts of
    symbols), i.e. what the trained context saves.
 
-    python bench/checkerboard.py --images kodim01,kodim05,kodim21 [--weights runs/modhpc.safetensors]
+    python bench/experiments/checkerboard.py --images kodim01,kodim05,kodim21 [--weights runs/modhpc.safetensors]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # bench/
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
 
 

@@ -6,7 +6,7 @@ archive: lzma on the raw tensor bytes, and lzma on the XOR of each tensor's bits
 next (newer) weights (consecutive flagships are one training session apart, so sign, exponent and the top
 mantissa bits often agree). The second would make every archive depend on its successor.
 
-    python bench/archive_size.py [-o bench/results/archive_size.json]
+    python bench/experiments/archive_size.py [-o bench/results/archive_size.json]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "weights"
 
 

@@ -7,7 +7,7 @@ float16 convolutions are ~200x slower than float32, fp16 is emulated: every conv
 its input, weights and bias rounded to float16, accumulates in float32 (as GPU tensor cores do) and rounds its
 output to float16; an activation beyond float16's range becomes inf, as it would on the GPU.
 
-    python bench/precision.py --images 6 --qualities 10,50,90
+    python bench/experiments/precision.py --images 6 --qualities 10,50,90
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # bench/
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
 
 

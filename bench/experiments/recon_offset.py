@@ -4,7 +4,7 @@ quantization error measured on training images (the bin centroids), beat the pla
 Fits delta on crops of the training corpus at each quality, then decodes the first Kodak images with and without
 it (same symbols, so the same rate) and reports the PSNR change. bench/results/recon_offset.json.
 
-    python bench/recon_offset.py [--images 4] [--weights flagship]
+    python bench/experiments/recon_offset.py [--images 4] [--weights flagship]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from PIL import Image
 from neuralcodec.api import load_codec
 from neuralcodec.rate import rate_of_quality
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # bench/
 SHARED = HERE.parent.parent / "shared" / "data"
 V_MAX = 4  # |v| of 4 and more share one offset
 

@@ -1,8 +1,8 @@
 """Training pilot (issue 3): step time of candidate model sizes and training settings on this CPU, and
 optionally the Kodak RD each reaches after the same wall-clock budget.
 
-    python bench/pilot.py                      # step times only: ~1 min per candidate
-    python bench/pilot.py --minutes 20         # also train each from scratch for 20 min, then eval 4 Kodak images
+    python bench/experiments/pilot.py                      # step times only: ~1 min per candidate
+    python bench/experiments/pilot.py --minutes 20         # also train each from scratch for 20 min, then eval 4 Kodak images
 
 Candidates: the flagship architecture at N/M = 96/128 and 128/192, 128 px vs 256 px crops (batch scaled to
 the same pixels per step), 1 vs 2 threads, channels_last on/off. Run it with nothing else on the machine
@@ -26,7 +26,7 @@ import torch
 from neuralcodec.models import build
 from neuralcodec.train.loop import Recipe, load_corpus, rd_loss, sample_batch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # bench/
 SHARED = HERE.parent.parent / "shared" / "data"
 
 CANDIDATES = [

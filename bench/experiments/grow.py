@@ -1,6 +1,6 @@
 """Grow the flagship's y from M=192 to a wider M function-preservingly, and check that nothing changed.
 
-    python bench/grow.py [--weights flagship] [--M 320] [-o runs/grown-320.safetensors] [--images 4]
+    python bench/experiments/grow.py [--weights flagship] [--M 320] [-o runs/grown-320.safetensors] [--images 4]
 
 Writes the grown weights (a weights file that `neuralcodec train --init-weights` and every coding command take),
 then codes the first ``--images`` Kodak images at several qualities with the original and the grown weights and
@@ -22,7 +22,7 @@ import neuralcodec
 from neuralcodec.zoo import weights_io
 from neuralcodec.models import build
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 
 
@@ -47,7 +47,7 @@ def main():
     model = build(src.arch, **{**src.config, "M": args.M})
     model.load_state_dict(model.grown_state(weights_io.network_state(src), shrink=args.shrink), strict=False)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    weights_io.export(model.eval(), args.output, {"note": f"{args.weights} grown to M={args.M} (bench/grow.py, "
+    weights_io.export(model.eval(), args.output, {"note": f"{args.weights} grown to M={args.M} (bench/experiments/grow.py, "
                                                           f"seed {args.seed}, shrink {args.shrink}), untrained"})
     grown = weights_io.load(args.output)
     rows, worst_db, worst_bytes = [], 0.0, 0.0

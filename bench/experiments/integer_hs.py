@@ -1,6 +1,6 @@
 """Integer hyper-synthesis vs its float form on Kodak: BD-rate cost, and a +-1 ulp stress test.
 
-    python bench/integer_hs.py [--weights flagship] [--images 24] [--qualities 0,20,40,60,80,100]
+    python bench/experiments/integer_hs.py [--weights flagship] [--images 24] [--qualities 0,20,40,60,80,100]
 
 For every image and quality, y and z come from the same analysis; then the entropy parameters of y come
 either from the integer network the format uses (codec.y_parameters) or from the float network it was
@@ -33,7 +33,7 @@ from neuralcodec.pipeline.codec import Codec
 from neuralcodec.rate import gain_fixed, rate_of_quality
 from neuralcodec.evaluation.rd import bd_rate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 
 
