@@ -1,0 +1,95 @@
+"""The training commands as a user runs them: --minutes, resuming, --init-weights, SIGTERM, export --note,
+retire -f (tiny models: seconds)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+from PIL import Image
+
+from neuralcodec.cli.main import main
+from neuralcodec.train.loop import Recipe
+
+from conftest import photo
+
+
+def _recipe(tmp_path, **kw):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    for i in range(2):
+        Image.fromarray(photo(70, 80, i)).save(data / f"{i}.png")
+    r = Recipe(model={"N": 8, "M": 8, "lmbda_min": 0.0015, "lmbda_max": 0.2}, data=str(data), crop=64, batch=2,
+               steps=3, warmup=1, threads=1, log_every=1, checkpoint_minutes=100, **kw)
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps({k: getattr(r, k) for k in r.__dataclass_fields__}))
+    return path
+
+
+def _steps(run):
+    return [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_train_minutes_resume_and_init_weights_from_the_command_line(tmp_path):
+    recipe, run = _recipe(tmp_path), tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--run-dir", str(run), "--steps", "100000",
+                                  "--minutes", "0.02"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    first = _steps(run)
+    assert first and first[-1] < 100000 and f"stopped at step {first[-1]}" in r.output  # the budget stopped it
+    r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--run-dir", str(run),
+                                  "--steps", str(first[-1] + 2)], catch_exceptions=False)
+    assert r.exit_code == 0 and f"resumed {run / 'last.pt'} at step {first[-1]}" in r.output, r.output
+    assert _steps(run) == first + [first[-1] + 1, first[-1] + 2]
+
+    w = tmp_path / "w.safetensors"
+    r = CliRunner().invoke(main, ["export", str(run), "-o", str(w), "--note", "made by a test"])
+    assert r.exit_code == 0, r.output
+    card = json.loads(w.with_suffix(".json").read_text())
+    assert card["note"] == "made by a test" and card["steps"] == first[-1] + 2
+    r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--run-dir", str(tmp_path / "fresh"),
+                                  "--init-weights", str(w), "--steps", "1"], catch_exceptions=False)
+    assert r.exit_code == 0 and "initialized from shipped weights" in r.output, r.output
+    r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--run-dir", str(tmp_path / "x"),
+                                  "--init-weights", str(tmp_path / "missing.safetensors")])
+    assert r.exit_code == 2 and "not found" in r.output
+    (tmp_path / "x").mkdir()
+    r = CliRunner().invoke(main, ["export", str(tmp_path / "x"), "-o", str(tmp_path / "y.safetensors")])
+    assert r.exit_code == 2 and "not a training run directory" in r.output
+
+
+def test_sigterm_stops_training_with_a_checkpoint_of_the_last_step(tmp_path):
+    """What a scheduler or `kill` does: the run stops at a step boundary and checkpoints it; a resume goes on."""
+    recipe, run = _recipe(tmp_path), tmp_path / "run"
+    cmd = [sys.executable, "-m", "neuralcodec", "train", "--recipe", str(recipe), "--run-dir", str(run),
+           "--steps", "100000"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run / "log.jsonl").exists() and len(_steps(run)) >= 2):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0, out
+    import torch
+
+    step = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["step"]
+    assert f"stopped at step {step}; checkpoint" in out and step >= 2
+    assert _steps(run)[-1] <= step < 100000 and not (run / "last.tmp").exists()
+    r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--run-dir", str(run), "--steps",
+                                  str(step + 1)], catch_exceptions=False)
+    assert r.exit_code == 0 and f"at step {step}" in r.output
+
+
+def test_retire_force_overwrites_another_existing_output(tmp_path):
+    recipe, run = _recipe(tmp_path), tmp_path / "run"
+    assert CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--run-dir", str(run)]).exit_code == 0
+    full, out = tmp_path / "full.safetensors", tmp_path / "old.safetensors"
+    assert CliRunner().invoke(main, ["export", str(run), "-o", str(full)]).exit_code == 0
+    out.write_bytes(b"something else")
+    r = CliRunner().invoke(main, ["retire", str(full), "-o", str(out)])
+    assert r.exit_code == 2 and out.read_bytes() == b"something else"
+    r = CliRunner().invoke(main, ["retire", str(full), "-o", str(out), "-f"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_suffix(".json").read_text())["decoder_only"] is True
