@@ -63,7 +63,7 @@ def test_decoded_latents_are_the_encoders(cb_weights):
 
 def test_row_bands_do_not_change_a_bit(cb_weights, monkeypatch):
     """The integer networks run in row bands (big images); the 5x5 context's halo makes them exact."""
-    from neuralcodec.models import integer
+    from neuralcodec.coding import integer
 
     img = photo(300, 40, 5)  # 5 rows of z
     whole = neuralcodec.compress(img, 50, weights=str(cb_weights))

@@ -28,7 +28,7 @@ def latents(data: bytes, device: str = "cpu"):
     codec = load_codec(catalog.shipped().get(c.header.weights_digest), device)
     z, y = codec.decode_latents(c.header, c.chunks)
     # digests are defined over int32 symbols, int64 table indexes and the float32 decoded y
-    return z.symbols.astype(np.int32), y.indexes.astype(np.int64), y.symbols, y.value.cpu().numpy()
+    return z.symbols.astype(np.int32), y.indexes.astype(np.int64), y.symbols, y.value
 
 
 def all_latents(data: bytes, device: str = "cpu"):
@@ -43,7 +43,7 @@ def all_latents(data: bytes, device: str = "cpu"):
         if level.indexes is not None:
             out.append(level.indexes.astype(np.int64))
         if level.value is not None:
-            out.append(level.value.cpu().numpy())
+            out.append(level.value)
     return out
 
 

@@ -30,18 +30,61 @@ def test_bands_do_not_change_a_single_bit():
         assert np.array_equal(stack(z, band_rows=rows), whole)
 
 
-def test_threads_do_not_change_a_single_bit():
-    stack = IntegerStack.quantize(small_hs(3, n=32, m=48))
-    z = z_symbols((32, 9, 13)) << ACT_BITS
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = stack(z)
-        torch.set_num_threads(2)
-        two = stack(z)
-    finally:
-        torch.set_num_threads(old)
-    assert np.array_equal(one, two)
+def torch_reference(stack: IntegerStack, x: np.ndarray) -> np.ndarray:
+    """The same integer arithmetic in torch's float64 convolutions (the implementation before numpy's)."""
+    import torch.nn.functional as F
+
+    from neuralcodec.coding.integer import ACT_LIMIT, LEAK_NUM, LEAK_SHIFT
+
+    a = torch.from_numpy(np.clip(x, -ACT_LIMIT, ACT_LIMIT).astype(np.float64))[None]
+    for layer in stack.layers:
+        w, b = torch.from_numpy(layer.weight.astype(np.float64)), torch.from_numpy(layer.bias.astype(np.float64))
+        if layer.transposed:
+            acc = F.conv_transpose2d(a, w, b, stride=layer.stride, padding=layer.padding,
+                                     output_padding=layer.output_padding)
+        else:
+            acc = F.conv2d(a, w, b, stride=layer.stride, padding=layer.padding)
+        sh = torch.from_numpy(layer.shift.astype(np.float64))[None, :, None, None]
+        half = torch.where(sh > 0, 2.0 ** (sh - 1), torch.zeros_like(sh))
+        a = torch.floor((acc + half) * 2.0 ** -sh).clamp_(-ACT_LIMIT, ACT_LIMIT)
+        if layer.leaky:
+            a = torch.where(a < 0, torch.floor(a * (LEAK_NUM * 2.0**-LEAK_SHIFT)), a)
+    return a[0].numpy().astype(np.int64)
+
+
+def test_numpy_evaluation_equals_torch_convolutions_bit_for_bit():
+    """The numpy path (the decoder's, without torch) computes torch's convolutions' integers exactly: shipped
+    priors of every geometry (the flagship's transposed convolutions, the checkerboard's context and params)
+    on symbols up to the context clamp."""
+    from neuralcodec.coding.integer import CONTEXT_LIMIT
+    from neuralcodec.zoo import weights_io
+
+    w = weights_io.load("flagship")
+    model = weights_io.build_model(w)
+    stack = IntegerStack.from_tensors(model.h_s, w.tensors, "int.h_s")
+    rng = np.random.default_rng(5)
+    for shape, hi in [((128, 7, 9), 8), ((128, 3, 4), CONTEXT_LIMIT), ((128, 1, 1), 2)]:
+        z = rng.integers(-hi, hi + 1, shape).astype(np.int64) << ACT_BITS
+        assert np.array_equal(stack(z), torch_reference(stack, z))
+    torch.manual_seed(0)
+    for geo in (small_hs(3, n=32, m=48), nn.Sequential(nn.Conv2d(5, 7, 5, 1, 2), nn.LeakyReLU(), nn.Conv2d(7, 4, 1)),
+                nn.Sequential(nn.ConvTranspose2d(4, 6, 3, 2, 1, 1), nn.Conv2d(6, 3, 5, 1, 2))):
+        small = IntegerStack.quantize(geo)
+        x = z_symbols((small.layers[0].weight.shape[0 if small.layers[0].transposed else 1], 9, 13)) << ACT_BITS
+        got, ref = small(x), torch_reference(small, x)
+        assert got.shape == ref.shape and np.array_equal(got, ref), np.argwhere(got != ref)[:3]
+
+
+def test_a_plain_description_rebuilds_the_stack():
+    hs = small_hs()
+    stack = IntegerStack.quantize(hs)
+    again = IntegerStack.from_description(stack.description(), stack.tensors("int.h_s"), "int.h_s")
+    z = z_symbols((6, 5, 7)) << ACT_BITS
+    assert np.array_equal(again(z), stack(z))
+    tensors = stack.tensors("int.h_s")
+    tensors["int.h_s.2.weight"] = tensors["int.h_s.2.weight"][:, :3]  # a hostile file: layers that do not chain
+    with pytest.raises(ValueError, match="do not fit"):
+        IntegerStack.from_description(stack.description(), tensors, "int.h_s")
 
 
 def test_integer_stack_tracks_its_float_network():

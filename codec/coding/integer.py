@@ -6,7 +6,8 @@ decoder; floating-point convolutions are not (other CPU, GPU, thread count or li
 order). Here weights, biases and activations are integers with fixed binary points, every rounding is
 defined, and the only arithmetic is integer multiply-add. It runs on float64 tensors holding integers whose
 every partial sum stays below 2^53, so any summation order gives the exact result: BLAS, threads and
-banding cannot change a bit.
+banding cannot change a bit. Evaluation is numpy only (no torch: the decoder runs without it); the geometry of a
+stack comes from its float twin (``geometry``, any torch-like Sequential) or from a plain description.
 
 Fixed-point layout (docs/bitstream.md, "Integer hyper-synthesis"):
 - activations: integers a with value a / 2^ACT_BITS, saturated to [-ACT_LIMIT, ACT_LIMIT];
@@ -21,9 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+from numpy.lib.stride_tricks import sliding_window_view
 
 ACT_BITS = 16
 ACT_LIMIT = 2**23
@@ -86,23 +85,30 @@ class IntegerStack:
 
     # -- building -----------------------------------------------------------------------------------------
     @staticmethod
-    def geometry(module: nn.Sequential) -> list[dict]:
-        """Layer geometry of a float Sequential of Conv2d/ConvTranspose2d/LeakyReLU."""
+    def geometry(module) -> list[dict]:
+        """Layer geometry of a float Sequential of Conv2d/ConvTranspose2d/LeakyReLU (torch's, read by name: this
+        module never imports torch)."""
         geo = []
         for i, m in enumerate(module):
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                geo.append({"index": i, "transposed": isinstance(m, nn.ConvTranspose2d), "stride": m.stride[0],
+            kind = type(m).__name__
+            if kind in ("Conv2d", "ConvTranspose2d"):
+                geo.append({"index": i, "transposed": kind == "ConvTranspose2d", "stride": m.stride[0],
                             "padding": m.padding[0],
-                            "output_padding": m.output_padding[0] if isinstance(m, nn.ConvTranspose2d) else 0,
+                            "output_padding": m.output_padding[0] if kind == "ConvTranspose2d" else 0,
                             "leaky": False, "module": m})
-            elif isinstance(m, nn.LeakyReLU):
+            elif kind == "LeakyReLU":
                 geo[-1]["leaky"] = True
             else:
-                raise TypeError(f"{type(m).__name__} has no integer form")
+                raise TypeError(f"{kind} has no integer form")
         return geo
 
+    def description(self) -> list[dict]:
+        """The geometry as plain values (JSON): with the shipped integers, all ``from_description`` needs."""
+        return [{k: getattr(layer, k) for k in ("index", "transposed", "stride", "padding", "output_padding", "leaky")}
+                for layer in self.layers]
+
     @classmethod
-    def quantize(cls, module: nn.Sequential) -> "IntegerStack":
+    def quantize(cls, module) -> "IntegerStack":
         """Round a trained float stack to integers (per-output-channel binary points)."""
         layers = []
         for g in cls.geometry(module):
@@ -129,17 +135,31 @@ class IntegerStack:
         return out
 
     @classmethod
-    def from_tensors(cls, module: nn.Sequential, tensors: dict[str, np.ndarray], prefix: str) -> "IntegerStack":
+    def from_tensors(cls, module, tensors: dict[str, np.ndarray], prefix: str) -> "IntegerStack":
         """Integers from shipped ``tensors``; geometry (strides, activations) from the float ``module``."""
+        geo = cls.geometry(module)
+        shapes = [(tuple(g["module"].weight.shape), g["module"].bias.numel()) for g in geo]
+        for g in geo:
+            del g["module"]
+        return cls.from_description(geo, tensors, prefix, shapes)
+
+    @classmethod
+    def from_description(cls, geometry: list[dict], tensors: dict[str, np.ndarray], prefix: str,
+                         shapes: list[tuple] | None = None) -> "IntegerStack":
+        """Integers from shipped ``tensors``; geometry from ``description()``'s plain values; ``shapes``:
+        the (weight shape, bias size) each layer must have, where the float network is at hand."""
         layers = []
-        for g in cls.geometry(module):
-            m, i = g.pop("module"), g["index"]
+        for n, g in enumerate(geometry):
+            i = g["index"]
             try:
                 w, b, s = (tensors[f"{prefix}.{i}.{k}"] for k in ("weight", "bias", "shift"))
             except KeyError as e:
                 raise ValueError(f"integer weights {e.args[0]} missing") from None
-            if w.shape != tuple(m.weight.shape) or b.shape != (m.bias.numel(),) or s.size != b.size:
+            fits = w.ndim == 4 and b.ndim == 1 and s.size == b.size == (w.shape[1] if g["transposed"] else w.shape[0])
+            if not fits or (shapes is not None and (w.shape != shapes[n][0] or b.size != shapes[n][1])):
                 raise ValueError(f"integer weights {prefix}.{i} do not fit the network")
+            if n and layers[-1].out_channels() != (w.shape[0] if g["transposed"] else w.shape[1]):
+                raise ValueError(f"integer weights {prefix}.{i} do not fit the layer before")
             layers.append(IntLayer(**g, weight=w.astype(np.int32), bias=b.astype(np.int64),
                                    shift=s.reshape(-1).astype(np.int32)))
         return cls(layers)
@@ -171,19 +191,41 @@ class IntegerStack:
         return int(f)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        a = torch.from_numpy(np.ascontiguousarray(x, np.float64))[None]
-        with torch.no_grad():
-            for layer in self.layers:
-                w = torch.from_numpy(layer.weight.astype(np.float64))
-                b = torch.from_numpy(layer.bias.astype(np.float64))
-                if layer.transposed:
-                    acc = F.conv_transpose2d(a, w, b, stride=layer.stride, padding=layer.padding,
-                                             output_padding=layer.output_padding)
-                else:
-                    acc = F.conv2d(a, w, b, stride=layer.stride, padding=layer.padding)
-                s = torch.from_numpy(layer.shift.astype(np.float64))[None, :, None, None]
-                half = torch.where(s > 0, 2.0 ** (s - 1), torch.zeros_like(s))
-                a = torch.floor((acc + half) * 2.0 ** -s).clamp_(-ACT_LIMIT, ACT_LIMIT)
-                if layer.leaky:
-                    a = torch.where(a < 0, torch.floor(a * (LEAK_NUM * 2.0**-LEAK_SHIFT)), a)
-        return a[0].numpy().astype(np.int64)
+        a = np.ascontiguousarray(x, np.float64)
+        for layer in self.layers:
+            w = layer.weight.astype(np.float64)
+            if layer.transposed:
+                acc = _conv_transpose2d(a, w, layer.stride, layer.padding, layer.output_padding)
+            else:
+                acc = _conv2d(a, w, layer.stride, layer.padding)
+            acc += layer.bias.astype(np.float64)[:, None, None]
+            s = layer.shift.astype(np.float64)[:, None, None]
+            half = np.where(s > 0, 2.0 ** (s - 1), 0.0)
+            a = np.clip(np.floor((acc + half) * 2.0 ** -s), -ACT_LIMIT, ACT_LIMIT)
+            if layer.leaky:
+                a = np.where(a < 0, np.floor(a * (LEAK_NUM * 2.0**-LEAK_SHIFT)), a)
+        return a.astype(np.int64)
+
+
+def _conv2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """Cross-correlation of (C,H,W) with (O,C,k,k), zero padding, as torch's conv2d: one matrix product over
+    the (C*k*k) patches. Exact for integers held in float64 while every sum stays below 2^53."""
+    o, c, kh, kw = w.shape
+    if padding:
+        a = np.pad(a, ((0, 0), (padding, padding), (padding, padding)))
+    patches = sliding_window_view(a, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # C, H', W', kh, kw
+    hh, ww = patches.shape[1:3]
+    cols = patches.transpose(1, 2, 0, 3, 4).reshape(hh * ww, c * kh * kw)
+    return (w.reshape(o, -1) @ cols.T).reshape(o, hh, ww)
+
+
+def _conv_transpose2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int, output_padding: int) -> np.ndarray:
+    """torch's conv_transpose2d of (C,H,W) with (C,O,k,k): the input spread out by ``stride``, padded by
+    k-1-padding (plus output_padding after), cross-correlated with the flipped, transposed kernel."""
+    c, h, wd = a.shape
+    k = w.shape[2]
+    spread = np.zeros((c, (h - 1) * stride + 1, (wd - 1) * stride + 1), a.dtype)
+    spread[:, ::stride, ::stride] = a
+    p = k - 1 - padding
+    spread = np.pad(spread, ((0, 0), (p, p + output_padding), (p, p + output_padding)))
+    return _conv2d(spread, np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), 1, 0)

@@ -3,6 +3,8 @@
 After compressai's ``latent_codecs``: a stage turns one float latent into integer symbols and a coded stream,
 and back, given what the level above decoded. Everything that chooses a probability table, and every mean, is
 exact integer arithmetic (codec/coding/integer.py), so a file decodes to the same latents on every device.
+Stages see numpy arrays only (float32 latents (C,H,W) in, integer symbols out): no torch, whichever backend runs
+the transforms.
 
 - :class:`FactorizedStage`: per-channel count tables over v = round(x - median_c) (compressai's
   EntropyBottleneck, shipped as tables). A top level.
@@ -19,7 +21,6 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from neuralcodec.coding import entropy
 from neuralcodec.coding.integer import ACT_BITS, ACT_LIMIT, CONTEXT_LIMIT, IntegerStack
@@ -33,7 +34,7 @@ class Decoded:
 
     symbols: np.ndarray
     indexes: np.ndarray | None = None  # table index of each symbol (gaussian levels)
-    value: torch.Tensor | None = None  # the decoded latent (1,C,H,W) float32 on the device
+    value: np.ndarray | None = None  # the decoded latent (C,H,W) float32: what the synthesis reads
     fixed: np.ndarray | None = None
 
 
@@ -45,33 +46,32 @@ def _context(symbols: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 class FactorizedStage:
     """A level coded under one count table per channel, as v = round(x - median)."""
 
-    def __init__(self, tables: entropy.CountTables, medians: torch.Tensor):
+    def __init__(self, tables: entropy.CountTables, medians: np.ndarray):
         self.tables = tables
-        self.medians = medians.detach().float().view(1, -1, 1, 1)
-        offsets = np.round(medians.detach().cpu().double().numpy() * 2**ACT_BITS).astype(np.int64)
-        self.offsets = offsets[:, None, None]
+        self.medians = np.asarray(medians, np.float32).reshape(-1, 1, 1)
+        self.offsets = np.round(self.medians.astype(np.float64) * 2**ACT_BITS).astype(np.int64)
 
     def _channels(self, shape) -> np.ndarray:
         return np.broadcast_to(np.arange(shape[0], dtype=np.int64)[:, None, None], shape)
 
-    def quantize(self, x: torch.Tensor, above: Decoded | None, rate: int, value: bool = False,
+    def quantize(self, x: np.ndarray, above: Decoded | None, rate: int, value: bool = False,
                  context: bool = False) -> Decoded:
-        """Symbols of ``x`` (1,C,H,W); with ``value`` the decoded latent too, with ``context`` its fixed point."""
-        sym = torch.round(x - self.medians.to(x.device))[0].cpu().numpy().astype(np.int64)
-        return self._decoded(sym, x.device, value, context)
+        """Symbols of ``x`` (C,H,W); with ``value`` the decoded latent too, with ``context`` its fixed point."""
+        sym = np.round(np.asarray(x, np.float32) - self.medians).astype(np.int64)
+        return self._decoded(sym, value, context)
 
     def encode(self, d: Decoded) -> bytes:
         return entropy.encode(d.symbols, self._channels(d.symbols.shape), self.tables)
 
     def decode(self, data: bytes, shape: tuple[int, int, int], above: Decoded | None, rate: int,
-               device: torch.device, value: bool = True, context: bool = False) -> Decoded:
+               value: bool = True, context: bool = False) -> Decoded:
         sym = entropy.decode(data, self._channels(shape), self.tables).astype(np.int64)
-        return self._decoded(sym, device, value, context)
+        return self._decoded(sym, value, context)
 
-    def _decoded(self, sym: np.ndarray, device, value: bool, context: bool) -> Decoded:
+    def _decoded(self, sym: np.ndarray, value: bool, context: bool) -> Decoded:
         d = Decoded(sym, fixed=_context(sym, self.offsets) if context else None)
         if value:
-            d.value = torch.from_numpy(sym.astype(np.float32)).to(device)[None] + self.medians.to(device)
+            d.value = sym.astype(np.float32) + self.medians
         return d
 
 
@@ -117,29 +117,32 @@ class GaussianStage:
             raise ValueError("a rate-modulated level cannot be the context of another level")
         return np.empty(shape, np.int64) if context else None
 
-    def quantize(self, x: torch.Tensor, above: Decoded, rate: int, value: bool = False,
+    def quantize(self, x: np.ndarray, above: Decoded, rate: int, value: bool = False,
                  context: bool = False) -> Decoded:
-        """Symbols round(x - mu); ``x`` (1,C,H,W) is overwritten with them, band by band (big images)."""
-        idx = np.empty(x.shape[1:], np.uint8)
-        means = np.empty(x.shape[1:], np.float32) if value else None
-        fixed = self._fixed(x.shape[1:], context)
+        """Symbols round(x - mu); ``x`` (C,H,W) float32 is overwritten with them, band by band (big images)."""
+        if x.dtype != np.float32:
+            raise TypeError(f"latents are float32, got {x.dtype}")
+        idx = np.empty(x.shape, np.uint8)
+        means = np.empty(x.shape, np.float32) if value else None
+        fixed = self._fixed(x.shape, context)
         for r0, r1, idx_band, mu_band, *fixed_band in self.parameter_bands(above, rate, fixed is not None):
             idx[:, r0:r1] = idx_band
-            x[:, :, r0:r1].sub_(torch.from_numpy(mu_band).to(x.device)).round_()
+            band = x[:, r0:r1]
+            np.subtract(band, mu_band, out=band)
+            np.round(band, out=band)
             if value:
                 means[:, r0:r1] = mu_band
             if fixed is not None:
                 fixed[:, r0:r1] = fixed_band[0]
-        if x.numel() and max(-x.min().item(), x.max().item()) >= 1 << 31:
+        if x.size and max(-x.min(), x.max()) >= 1 << 31:
             raise ValueError("latent value out of int32 range")
-        sym = x[0].cpu().numpy().astype(np.int32)
-        return self._decoded(sym, idx, means, fixed, x.device)
+        return self._decoded(x.astype(np.int32), idx, means, fixed)
 
     def encode(self, d: Decoded) -> bytes:
         return entropy.encode(d.symbols, d.indexes, self.tables)
 
     def decode(self, data: bytes, shape: tuple[int, int, int], above: Decoded, rate: int,
-               device: torch.device, value: bool = True, context: bool = False) -> Decoded:
+               value: bool = True, context: bool = False) -> Decoded:
         fixed = self._fixed(shape, context)
         idx = np.empty(shape, np.uint8)
         means = np.empty(shape, np.float32) if value else None
@@ -150,12 +153,13 @@ class GaussianStage:
             if fixed is not None:
                 fixed[:, r0:r1] = fixed_band[0]
         sym = entropy.decode(data, idx, self.tables)
-        return self._decoded(sym, idx, means, fixed, device)
+        return self._decoded(sym, idx, means, fixed)
 
-    def _decoded(self, sym, idx, means, fixed, device) -> Decoded:
+    def _decoded(self, sym, idx, means, fixed) -> Decoded:
         d = Decoded(sym, idx)
-        if means is not None:  # in place: v + mu
-            d.value = torch.from_numpy(means).to(device)[None].add_(torch.from_numpy(sym).to(device)[None])
+        if means is not None:  # in place: float32(v) + mu, in float32 (as every backend adds them)
+            means += sym.astype(np.float32)
+            d.value = means
         if fixed is not None:  # a prior below reads this level: v * 2^ACT_BITS + mu, exactly
             d.fixed = _context(sym, fixed)
         return d
@@ -218,11 +222,11 @@ class CheckerboardStage(GaussianStage):
                 anchors_in[:, mask] = self._context_input(sym[:, mask], g)
         return sym, idx, means
 
-    def quantize(self, x: torch.Tensor, above: Decoded, rate: int, value: bool = False,
+    def quantize(self, x: np.ndarray, above: Decoded, rate: int, value: bool = False,
                  context: bool = False) -> Decoded:
         if context:
             raise ValueError("a checkerboard level cannot be the context of another level")
-        y = x[0].float().cpu().numpy()
+        y = np.asarray(x, np.float32)
         mask = anchors(*y.shape[1:])
 
         def take(first, idx, mu):
@@ -232,7 +236,7 @@ class CheckerboardStage(GaussianStage):
             return v.astype(np.int32)
 
         sym, idx, means = self._code(y.shape, above, rate, take)
-        return self._decoded(sym, idx, means if value else None, None, x.device)
+        return self._decoded(sym, idx, means if value else None, None)
 
     def encode(self, d: Decoded) -> bytes:
         mask = anchors(*d.symbols.shape[1:])
@@ -241,7 +245,7 @@ class CheckerboardStage(GaussianStage):
                                                                        self.tables)
 
     def decode(self, data: bytes, shape: tuple[int, int, int], above: Decoded, rate: int,
-               device: torch.device, value: bool = True, context: bool = False) -> Decoded:
+               value: bool = True, context: bool = False) -> Decoded:
         if context:
             raise ValueError("a checkerboard level cannot be the context of another level")
         n = struct.unpack_from("<I", data)[0] if len(data) >= 4 else None
@@ -253,4 +257,4 @@ class CheckerboardStage(GaussianStage):
             return entropy.decode(streams[first], idx, self.tables)
 
         sym, idx, means = self._code(shape, above, rate, take)
-        return self._decoded(sym, idx, means if value else None, None, device)
+        return self._decoded(sym, idx, means if value else None, None)

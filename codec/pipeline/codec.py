@@ -62,9 +62,9 @@ class Codec:
         w = self.weights
         module = getattr(self.model, level.module)
         if level.kind == "factorized":
-            return FactorizedStage(w.tables(level.name), module.quantiles[:, 0, 1])
+            return FactorizedStage(w.tables(level.name), module.quantiles[:, 0, 1].detach().float().cpu().numpy())
         if level.kind == "categorical":  # integer codes, one table: nothing to centre
-            return FactorizedStage(w.tables(level.name), torch.zeros(level.channels))
+            return FactorizedStage(w.tables(level.name), np.zeros(level.channels, np.float32))
         names = integer_modules(self.model, level)
         try:
             nets = [IntegerStack.from_tensors(getattr(self.model, n), w.tensors, f"int.{n}") for n in names]
@@ -108,7 +108,7 @@ class Codec:
 
     def _synthesis_inputs(self, decoded: list[Decoded]) -> list[torch.Tensor]:
         by_name = {lv.name: d.value for lv, d in zip(self.levels, decoded)}
-        return [by_name[n] for n in self.model.synthesis_levels]
+        return [torch.from_numpy(by_name[n]).to(self.device)[None] for n in self.model.synthesis_levels]
 
     def quantize(self, y: torch.Tensor, rate: int, values: bool = False) -> list[Decoded]:
         """Every level's symbols, top-down, from the analysis output ``y`` (overwritten: big images)."""
@@ -118,6 +118,7 @@ class Codec:
         """The symbols of the top ``len(latents)`` levels, top-down (each latent overwritten)."""
         decoded, above = [], None
         for i, (stage, x) in enumerate(zip(self.stages, latents)):
+            x = x[0].float().cpu().numpy()  # a CPU latent is shared, not copied: the stage overwrites it
             above = stage.quantize(x, above, rate, value=values and self._values[i], context=self._contexts[i])
             decoded.append(above)
         return decoded
@@ -157,7 +158,7 @@ class Codec:
                        torch.from_numpy(stage.scale_table).to(self.device), float(self.model.lmbda(t)), steps,
                        rgb.shape[:2], stride=self.levels[-1].downsampling)
         del mu, idx
-        decoded.append(stage.quantize(y, decoded[-1], rate))
+        decoded.append(stage.quantize(y.detach()[0].cpu().numpy(), decoded[-1], rate))
         return decoded
 
     @torch.inference_mode()
@@ -202,7 +203,7 @@ class Codec:
         decoded, above = [], None
         shapes = self.latent_shapes(header.height, header.width)
         for i, (tag, stage, shape) in enumerate(zip(self.tags, self.stages, shapes)):
-            above = stage.decode(chunks[tag], shape, above, header.rate, self.device, value=self._values[i],
+            above = stage.decode(chunks[tag], shape, above, header.rate, value=self._values[i],
                                  context=self._contexts[i])
             decoded.append(above)
         return decoded
