@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from neuralcodec.coding import entropy
 from neuralcodec.api import load_codec
@@ -38,10 +37,8 @@ def main():
     t0 = time.perf_counter()
     chunks, _ = codec.encode(rgb, rate)
     whole = time.perf_counter() - t0
-    with torch.inference_mode():
-        t = codec._t(rate)
-        y = codec.quantize(codec.transforms.analysis(rgb, t), rate)[-1]
-        y_sym, idx, tables = y.symbols, y.indexes, codec.stages[-1].tables
+    y = codec.quantize(codec.transforms.analysis(rgb, codec.t(rate)), rate)[-1]
+    y_sym, idx, tables = y.symbols, y.indexes, codec.stages[-1].tables
     t0 = time.perf_counter()
     data = entropy.encode(y_sym, idx, tables)
     enc = time.perf_counter() - t0

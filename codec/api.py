@@ -38,10 +38,15 @@ def _settings(cls, settings, options: dict):
 def load_codec(weights: str | None = None, device: str = "auto", precision: str = "fp32"):
     """The loaded codec for ``weights`` (a shipped name or a path) on ``device``, cached per process;
     ``precision`` of the transforms: fp32, or fp16 (a GPU option)."""
-    from neuralcodec.zoo import weights_io
     from neuralcodec.pipeline.codec import Codec
+    from neuralcodec.pipeline.spec import ModelSpec
+    from neuralcodec.pipeline.torch_backend import TorchTransforms
+    from neuralcodec.zoo import weights_io
 
-    return Codec(weights_io.load(weights), device, precision)
+    w = weights_io.load(weights)
+    model = weights_io.build_model(w)
+    spec = ModelSpec.of(model, w.arch)
+    return Codec(w, spec, TorchTransforms(model, spec, device, precision))
 
 
 def _as_image(image) -> Image.Image:

@@ -68,7 +68,7 @@ def test_refined_files_cost_less_and_decode_like_any_other():
 
     img = photo(64, 96, 2)
     codec = load_codec(None, "cpu")
-    lmbda = float(codec.model.lmbda(codec._t(rate_of_quality(60))))
+    lmbda = float(codec.model.lmbda(torch.tensor([codec.t(rate_of_quality(60))])))
 
     def cost(data):
         out = np.asarray(neuralcodec.decompress(data, device="cpu")).astype(np.float64)

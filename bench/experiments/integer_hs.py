@@ -27,9 +27,8 @@ import torch
 from PIL import Image
 
 from neuralcodec.coding import entropy
-from neuralcodec.zoo import weights_io
 from neuralcodec.coding.integer import ACT_BITS
-from neuralcodec.pipeline.codec import Codec
+from neuralcodec.api import load_codec
 from neuralcodec.rate import gain_fixed, rate_of_quality
 from neuralcodec.evaluation.rd import bd_rate
 
@@ -65,7 +64,7 @@ def main():
     ap.add_argument("-o", "--output", type=Path, default=ROOT / "bench" / "results" / "integer_hs.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    codec = Codec(weights_io.load(args.weights), "cpu")
+    codec = load_codec(args.weights, "cpu")
     bounds = torch.from_numpy(codec.weights.tensors["tables.scale_table"][:-1].astype(np.float32))
     qualities = [float(q) for q in args.qualities.split(",")]
     curves = {k: {"bytes": np.zeros(len(qualities)), "psnr": np.zeros(len(qualities))} for k in ("int", "float")}
@@ -79,7 +78,8 @@ def main():
         for p in nudged_model.h_s.parameters():
             p.copy_(torch.from_numpy(np.nextafter(p.numpy(), np.where(rng.random(p.shape) < 0.5, -np.inf, np.inf))))
     nudged_codec = copy.copy(codec)
-    nudged_codec.model = nudged_model
+    nudged_codec.transforms = copy.copy(codec.transforms)
+    nudged_codec.transforms.model = nudged_model
     files = sorted(KODAK.glob("*.png"))[: args.images]
     pixels = 0
     t0 = time.time()
@@ -88,14 +88,14 @@ def main():
         pixels += rgb.shape[0] * rgb.shape[1]
         for qi, q in enumerate(qualities):
             rate = rate_of_quality(q)
-            t = codec._t(rate)
+            t = torch.tensor([codec.t(rate)])
             with torch.inference_mode():
                 x = codec.transforms.padded(rgb)
                 y = codec.model.analysis(x, t)
                 z_stage, y_stage = codec.stages
-                z_dec = z_stage.quantize(codec.model.hyper_analysis(y, t), None, rate, context=True)
+                z_dec = z_stage.quantize(codec.model.hyper_analysis(y, t)[0].numpy(), None, rate, context=True)
                 z_sym = z_dec.symbols
-                z_hat = torch.from_numpy(z_sym.astype(np.float32))[None] + z_stage.medians
+                z_hat = torch.from_numpy(z_sym.astype(np.float32) + z_stage.medians)[None]
                 idx_i, mu_i = y_stage.parameters(z_dec, rate)
                 mu_i = torch.from_numpy(mu_i)[None]
                 idx_f, mu_f = float_parameters(codec, z_hat, t, bounds)

@@ -69,7 +69,7 @@ def main() -> None:
             shift = np.sign(v) * delta[idx, np.minimum(np.abs(v), V_MAX).astype(np.int64)]
 
             def decoded(values):
-                return codec.transforms.synthesis([torch.from_numpy(values.astype(np.float32))[None]], codec._t(rate), *rgb.shape[:2])
+                return codec.transforms.synthesis([values.astype(np.float32)], codec.t(rate), *rgb.shape[:2])
 
             base = psnr(rgb, decoded(mu + v))
             gains["fitted"].append(psnr(rgb, decoded(mu + v + shift)) - base)

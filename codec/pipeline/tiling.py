@@ -1,51 +1,62 @@
 """The transforms run tile by tile: bounded memory for any image size, and a file that records its tiling.
 
 Each tile is ``tile`` x ``tile`` latents of y with ``halo`` latents of context on every side (the model's
-receptive field, docs/bitstream.md *Tiling*); equal-sized tiles are batched on a GPU (``batch_area``); float32
-or, with ``precision="fp16"``, float16 autocast (a GPU option). Coding knows nothing of tiles: it sees whole
-latents.
+receptive field, docs/bitstream.md *Tiling*); equal-sized tiles are batched where a backend asks for it (a
+GPU). The backends (torch: ``pipeline.torch_backend``, ONNX Runtime: ``pipeline.onnx_backend``) only run the
+networks on windows; the tiles, the image windows and the uint8 output are made here, in numpy, so every backend
+cuts and rounds alike. The coding stages see whole latents.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
-import torch
 
 from neuralcodec.format.bitstream import MAX_TILE, MAX_WINDOW, MIN_TILE, tile_geometry_error
-from neuralcodec.settings import PRECISIONS
 
 TILE = 48  # latent rows/columns of y per tile of the transforms (768 px) by default: ~0.4 GB of activations
 
 
 class TiledTransforms:
     """A model's analysis and synthesis on HxWx3 uint8 images, tile by tile with overlap: the same latents and
-    pixels as one pass (up to float rounding), in bounded memory."""
+    pixels as one pass (up to float rounding), in bounded memory. Subclasses run the networks
+    (``_analysis``, ``_upper_levels``, ``_synthesis``) on float32 arrays."""
 
-    def __init__(self, model, device: torch.device, precision: str = "fp32", name: str = "model"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.model, self.device, self.precision, self.model_id = model, device, precision, name
-        self.stride = model.stride
-        self.levels = model.levels
-        # batched tiles on a GPU: windows of up to two of the largest a file may ask for (~1.6 GB of activations)
-        self.batch_area = 2 * MAX_WINDOW**2 if device.type == "cuda" else 0
+    backend = "none"
+    batch_area = 0  # latents of windows per call: 0 = one tile per call
+
+    def __init__(self, spec):
+        self.spec, self.model_id = spec, spec.arch
+        self.stride = spec.stride
+        self.levels = spec.levels
         # tiles and halos are whole numbers of every level the synthesis reads (coarser levels are cut with y)
         by_name = {lv.name: lv for lv in self.levels}
-        self.ratio = max(by_name[n].downsampling for n in model.synthesis_levels) // self.levels[-1].downsampling
-        self.halo = -(-model.tile_halo // self.ratio) * self.ratio
+        self.ratio = max(by_name[n].downsampling for n in spec.synthesis_levels) // self.levels[-1].downsampling
+        self.halo = -(-spec.tile_halo // self.ratio) * self.ratio
 
-    def padded(self, rgb: np.ndarray, rows: slice | None = None, cols: slice | None = None) -> torch.Tensor:
-        """HxWx3 uint8 -> 1x3xH'xW' float in [0, 1], edge-replicated up to a multiple of the stride; or only
+    # -- the networks, per backend -----------------------------------------------------------------------
+    def _analysis(self, x: np.ndarray, t: float) -> np.ndarray:
+        """(n,3,h,w) float32 in [0,1] -> y (n,C,h',w') float32."""
+        raise NotImplementedError
+
+    def _upper_levels(self, y: np.ndarray, t: float) -> list[np.ndarray]:
+        """y (1,C,H,W) -> the levels above it, coarsest first, (1,C',H',W') float32 each."""
+        raise NotImplementedError
+
+    def _synthesis(self, hats: list[np.ndarray], t: float) -> np.ndarray:
+        """Windows of the levels the synthesis reads (n,C,h,w) -> (n,3,H,W) float32."""
+        raise NotImplementedError
+
+    # -- tiling -------------------------------------------------------------------------------------------
+    def window(self, rgb: np.ndarray, rows: slice | None = None, cols: slice | None = None) -> np.ndarray:
+        """HxWx3 uint8 -> 3xH'xW' float32 in [0, 1], edge-replicated up to a multiple of the stride; or only
         the window ``rows`` x ``cols`` of that padded image (so big images are never converted whole)."""
         h, w = rgb.shape[:2]
         ph, pw = -(-h // self.stride) * self.stride, -(-w // self.stride) * self.stride
         rows, cols = rows or slice(0, ph), cols or slice(0, pw)
         ri = np.minimum(np.arange(rows.start, rows.stop), h - 1)
         ci = np.minimum(np.arange(cols.start, cols.stop), w - 1)
-        window = np.ascontiguousarray(rgb[ri[:, None], ci[None, :]])
-        return torch.from_numpy(window).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+        window = rgb[ri[:, None], ci[None, :]].transpose(2, 0, 1).astype(np.float32)
+        return np.divide(window, np.float32(255), out=window)
 
     def tile_geometry(self, tile: int | None = None) -> tuple[int, int]:
         """(tile, halo) in latents of y for a requested tile side (default TILE), rounded up to whole latents
@@ -82,47 +93,43 @@ class TiledTransforms:
                 yield groups.pop(key)
         yield from groups.values()
 
-    def _autocast(self):
-        if self.precision == "fp16":
-            return torch.autocast(self.device.type, dtype=torch.float16)
-        return contextlib.nullcontext()
-
-    def analysis(self, rgb: np.ndarray, t: torch.Tensor, tile: int | None = None) -> torch.Tensor:
-        """g_a of the padded image, tile by tile with overlap: the same y as one pass, in bounded memory."""
+    def analysis(self, rgb: np.ndarray, t: float, tile: int | None = None) -> np.ndarray:
+        """g_a of the padded image, tile by tile with overlap: y (C,H,W) float32, the same as one pass."""
         up = self.levels[-1].downsampling  # pixels per latent element of y
         m = self.levels[-1].channels
         yh, yw = (-(-n // self.stride) * self.stride // up for n in rgb.shape[:2])
-        y = torch.empty((1, m, yh, yw), device=self.device)
+        y = np.empty((m, yh, yw), np.float32)
         for batch in self._batches(self._tiles(yh, yw, *self.tile_geometry(tile))):
-            x = torch.cat([self.padded(rgb, slice(hr.start * up, hr.stop * up), slice(hc.start * up, hc.stop * up))
-                           for _, _, hr, hc in batch])
-            with self._autocast():
-                yt = self.model.analysis(x, t.expand(len(batch)))
+            x = np.stack([self.window(rgb, slice(hr.start * up, hr.stop * up), slice(hc.start * up, hc.stop * up))
+                          for _, _, hr, hc in batch])
+            yt = self._analysis(x, t)
             for i, (rows, cols, hr, hc) in enumerate(batch):
-                y[0, :, rows, cols] = yt[i, :, rows.start - hr.start:rows.stop - hr.start,
-                                         cols.start - hc.start:cols.stop - hc.start].float()
+                y[:, rows, cols] = yt[i, :, rows.start - hr.start:rows.stop - hr.start,
+                                      cols.start - hc.start:cols.stop - hc.start]
         return y
 
-    def synthesis(self, hats: list[torch.Tensor], t: torch.Tensor, height: int, width: int,
+    def upper_levels(self, y: np.ndarray, t: float) -> list[np.ndarray]:
+        """The levels above y (C,H,W), coarsest first, (C',H',W') float32 each (whole: they are small)."""
+        return [u[0] for u in self._upper_levels(y[None], t)] if len(self.levels) > 1 else []
+
+    def synthesis(self, hats: list[np.ndarray], t: float, height: int, width: int,
                   geometry: tuple[int, int] | None = None) -> np.ndarray:
         """g_s tile by tile with overlap, straight into an HxWx3 uint8 image (cropped to height x width).
 
-        ``hats`` are the levels the synthesis reads, the first at y's resolution; a coarser one is cut to the
-        same window (tiles and halos are multiples of every level's resolution ratio)."""
+        ``hats`` (C,h,w) are the levels the synthesis reads, the first at y's resolution; a coarser one is cut
+        to the same window (tiles and halos are multiples of every level's resolution ratio)."""
         up = self.levels[-1].downsampling
-        ratios = [hats[0].shape[2] // max(1, h.shape[2]) for h in hats]
+        ratios = [hats[0].shape[1] // max(1, h.shape[1]) for h in hats]
         out = np.empty((height, width, 3), np.uint8)
-        for batch in self._batches(self._tiles(*hats[0].shape[2:], *(geometry or self.tile_geometry()))):
-            windows = [torch.cat([h[:, :, hr.start // r:-(-hr.stop // r), hc.start // r:-(-hc.stop // r)]
-                                  for _, _, hr, hc in batch]) for h, r in zip(hats, ratios)]
-            with self._autocast():
-                xs = self.model.synthesis(*windows, t.expand(len(batch)))
+        for batch in self._batches(self._tiles(*hats[0].shape[1:], *(geometry or self.tile_geometry()))):
+            windows = [np.stack([h[:, hr.start // r:-(-hr.stop // r), hc.start // r:-(-hc.stop // r)]
+                                 for _, _, hr, hc in batch]) for h, r in zip(hats, ratios)]
+            xs = self._synthesis(windows, t)
             for i, (rows, cols, hr, hc) in enumerate(batch):
-                x = xs[i, :, (rows.start - hr.start) * up:(rows.stop - hr.start) * up,
-                       (cols.start - hc.start) * up:(cols.stop - hc.start) * up]
                 r0, c0 = rows.start * up, cols.start * up
                 r1, c1 = min(height, rows.stop * up), min(width, cols.stop * up)
                 if r1 > r0 and c1 > c0:
-                    x = x[:, : r1 - r0, : c1 - c0].float().clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-                    out[r0:r1, c0:c1] = x.permute(1, 2, 0).cpu().numpy()
+                    x = xs[i, :, (rows.start - hr.start) * up:, (cols.start - hc.start) * up:][:, :r1 - r0, :c1 - c0]
+                    x = np.round(np.clip(x, 0, 1) * np.float32(255))
+                    out[r0:r1, c0:c1] = x.transpose(1, 2, 0).astype(np.uint8)
         return out
