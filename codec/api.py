@@ -34,16 +34,48 @@ def _settings(cls, settings, options: dict):
     return dataclasses.replace(settings, **options) if options else settings
 
 
-@functools.lru_cache(maxsize=4)
-def load_codec(weights: str | None = None, device: str = "auto", precision: str = "fp32"):
+def load_codec(weights: str | None = None, device: str = "auto", precision: str = "fp32", backend: str = "torch"):
     """The loaded codec for ``weights`` (a shipped name or a path) on ``device``, cached per process;
-    ``precision`` of the transforms: fp32, or fp16 (a GPU option)."""
+    ``precision`` of the transforms: fp32, or fp16 (a GPU option); ``backend``: torch, onnx (ONNX Runtime on
+    the CPU: no torch imported), or auto (onnx where it can run, else torch: settings.resolve_backend; a model
+    whose ONNX export fails stays on torch)."""
+    if backend != "auto":
+        return _load_codec(weights, device, precision, backend)
+    from neuralcodec.settings import DecodeSettings, resolve_backend
+
+    if resolve_backend(DecodeSettings(device=device, precision=precision)) == "onnx":
+        from neuralcodec.pipeline.onnx_backend import BackendError
+
+        try:
+            return _load_codec(weights, device, precision, "onnx")
+        except BackendError:
+            pass
+    return _load_codec(weights, device, precision, "torch")
+
+
+def _codec_for(s):
+    """The codec that ``s`` (Encode- or DecodeSettings) asks for."""
+    from neuralcodec.settings import resolve_backend
+
+    backend = resolve_backend(s)
+    auto_onnx = backend == "onnx" and s.backend == "auto"  # falls back to torch where the export fails
+    return load_codec(s.weights, s.device, s.precision, "auto" if auto_onnx else backend)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_codec(weights, device, precision, backend):
     from neuralcodec.pipeline.codec import Codec
-    from neuralcodec.pipeline.spec import ModelSpec
-    from neuralcodec.pipeline.torch_backend import TorchTransforms
     from neuralcodec.zoo import weights_io
 
     w = weights_io.load(weights)
+    if backend == "onnx":
+        from neuralcodec.pipeline import onnx_backend
+
+        spec, transforms = onnx_backend.load(w)
+        return Codec(w, spec, transforms)
+    from neuralcodec.pipeline.spec import ModelSpec
+    from neuralcodec.pipeline.torch_backend import TorchTransforms
+
     model = weights_io.build_model(w)
     spec = ModelSpec.of(model, w.arch)
     return Codec(w, spec, TorchTransforms(model, spec, device, precision))
@@ -79,7 +111,7 @@ def _compress_planes(planes: imaging.Planes, s: EncodeSettings) -> bytes:
     h, w = planes.rgb.shape[:2]
     if h * w > DEFAULT_MAX_PIXELS:
         raise imaging.ImageError(f"image of {w}x{h} exceeds the {DEFAULT_MAX_PIXELS}-pixel limit")
-    codec = load_codec(s.weights, s.device, s.precision)
+    codec = _codec_for(s)
     per_latent = codec.levels[-1].downsampling  # pixels per latent of y
     if max(max(shape) for shape in codec.header_shapes(h, w)) > 65535:  # after padding to the model's stride
         raise imaging.ImageError(f"image of {w}x{h} is too wide or tall for {codec.model_id}'s latents (16-bit "
@@ -127,7 +159,7 @@ def decompress(data: bytes, *, settings: DecodeSettings | None = None, **options
                                   f"({h.model_id}, {h.weights_digest.hex()[:16]})")
         else:
             weights = catalog.shipped().get(h.weights_digest)
-    codec = load_codec(weights, s.device, s.precision)
+    codec = _codec_for(dataclasses.replace(s, weights=weights, perceptual=False))
     try:
         alpha = imaging.unpack_alpha(c.chunks[b"ALPH"], h.height, h.width) if h.has_alpha else None  # cheap: first
         rgb = codec.decode(h, c.chunks)

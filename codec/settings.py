@@ -13,6 +13,7 @@ from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS
 
 DEFAULT_QUALITY = 50.0
 PRECISIONS = ("fp32", "fp16")  # of the transforms; the latents' coding is exact integer arithmetic either way
+BACKENDS = ("auto", "onnx", "torch")  # what runs the transforms: auto = ONNX Runtime on a CPU, torch on a GPU
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class EncodeSettings:
     side of the transforms (default 768; bigger is faster on a GPU and costs the decoder memory), recorded in
     the file; ``precision``: fp32 or fp16 transforms (a GPU option; the latents' coding stays exact);
     ``refine``: gradient steps of encoder-side latent refinement (smaller files at the same quality, slower
-    encoding; 0: none)."""
+    encoding; 0: none; runs on torch); ``backend``: what runs the transforms (auto: ONNX Runtime on a CPU,
+    torch on a GPU or where ONNX cannot)."""
 
     quality: float = DEFAULT_QUALITY
     weights: str | None = None
@@ -32,6 +34,7 @@ class EncodeSettings:
     tile: int | None = None
     precision: str = "fp32"
     refine: int = 0
+    backend: str = "auto"
 
     def __post_init__(self):
         if isinstance(self.quality, bool) or not isinstance(self.quality, numbers.Real) \
@@ -43,26 +46,60 @@ class EncodeSettings:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if isinstance(self.refine, bool) or not isinstance(self.refine, numbers.Integral) or self.refine < 0:
             raise ValueError(f"refine must be a whole number of steps, 0 or more, got {self.refine!r}")
-        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        _check_common(self)
+        if self.refine and self.backend == "onnx":
+            raise ValueError("refine needs gradients: use backend torch (or auto)")
 
 
 @dataclass(frozen=True)
 class DecodeSettings:
     """Everything that decides how a file is decoded. ``weights``: None picks the shipped weights whose digest
     the file names; ``perceptual``: their shipped GAN-fine-tuned decoder instead (same latents, sharper
-    texture); ``max_pixels``: files describing a bigger image are refused before any work."""
+    texture); ``max_pixels``: files describing a bigger image are refused before any work; ``backend`` as for
+    encoding (the same latents on every backend; pixels within 1 of each other)."""
 
     weights: str | None = None
     device: str = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
     perceptual: bool = False
     precision: str = "fp32"
+    backend: str = "auto"
 
     def __post_init__(self):
         if self.perceptual and self.weights is not None:
             raise ValueError("perceptual picks the shipped perceptual decoder: give it or weights, not both")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        _check_common(self)
         if not isinstance(self.max_pixels, numbers.Integral) or self.max_pixels <= 0:
             raise ValueError(f"max_pixels must be a positive whole number, got {self.max_pixels!r}")
+
+
+def _check_common(s) -> None:
+    if s.device not in ("auto", "cpu", "cuda") and not str(s.device).startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {s.device!r}")
+    if s.backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {s.backend!r}")
+    if s.backend == "onnx" and (str(s.device).startswith("cuda") or s.precision != "fp32"):
+        raise ValueError("backend onnx runs float32 on the CPU: use backend torch for cuda or fp16")
+
+
+def resolve_backend(s) -> str:
+    """The backend ``s`` (Encode- or DecodeSettings) runs on: its own, or for auto the ONNX Runtime where the
+    work is float32 on a CPU without gradients and onnxruntime is installed, else torch. Decided without
+    importing torch (a GPU is looked for where its driver shows one)."""
+    if s.backend != "auto":
+        return s.backend
+    if s.precision != "fp32" or getattr(s, "refine", 0) or str(s.device).startswith("cuda"):
+        return "torch"
+    if s.device == "auto" and _gpu_driver():
+        return "torch"
+    from neuralcodec.pipeline import onnx_backend
+
+    return "onnx" if onnx_backend.available() else "torch"
+
+
+def _gpu_driver() -> bool:
+    import os
+
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/dxg")

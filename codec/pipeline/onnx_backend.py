@@ -1,0 +1,251 @@
+"""The transforms on ONNX Runtime: the CPU default, about twice torch's speed, and no torch in the process.
+
+A *bundle* per weights digest holds the model's networks as ONNX graphs (analysis, the levels above y,
+synthesis) and its ``ModelSpec`` (spec.json). It is built once, with torch and the onnx package, the first time
+a weights file is used on this backend, checked against torch on an image size it was not traced at, and kept
+in the user's cache (``$NEURALCODEC_CACHE_DIR``, else ``$XDG_CACHE_HOME/neuralcodec``, else
+``~/.cache/neuralcodec``); every later process decodes with numpy, constriction and onnxruntime alone.
+The entropy coding is the same exact integer code on every backend, so files decode to the same latents
+whichever backend made or reads them; pixels differ from torch's by at most 1 (float summation order).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from neuralcodec.errors import NeuralcodecError
+from neuralcodec.pipeline.spec import ModelSpec
+from neuralcodec.pipeline.tiling import TiledTransforms
+
+BUNDLE_VERSION = 1  # bump when the graphs or the spec change: old bundles are then rebuilt
+OPSET = 17
+CHECK_TOLERANCE = 1e-3  # max |ORT - torch| on the check image, relative to the output's magnitude
+
+
+class BackendError(NeuralcodecError, RuntimeError):
+    """The ONNX backend cannot run these weights here (onnxruntime or onnx missing, an export that fails or
+    disagrees with torch); the torch backend still can."""
+
+
+def available() -> bool:
+    """Whether onnxruntime is importable (cheap: no import)."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def cache_dir() -> Path:
+    if os.environ.get("NEURALCODEC_CACHE_DIR"):
+        return Path(os.environ["NEURALCODEC_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neuralcodec"
+
+
+def bundle_path(digest: bytes) -> Path:
+    return cache_dir() / "onnx" / f"{digest.hex()[:32]}-v{BUNDLE_VERSION}"
+
+
+def threads() -> int:
+    """Threads per process for the transforms (``NEURALCODEC_THREADS``, set by -j workers; else the cores)."""
+    try:
+        return max(1, int(os.environ.get("NEURALCODEC_THREADS", "0"))) if os.environ.get("NEURALCODEC_THREADS") \
+            else max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    except ValueError:
+        return os.cpu_count() or 1
+
+
+# -- building (torch + onnx) --------------------------------------------------------------------------------
+def build(weights, directory: Path | None = None) -> Path:
+    """Export ``weights``' networks to ONNX and check them against torch; returns the bundle directory.
+
+    Atomic: built in a temporary directory beside the cache entry and renamed into place, so concurrent
+    processes (a -j batch) never read half a bundle; the first to finish wins."""
+    target = directory or bundle_path(weights.digest)
+    if (target / "spec.json").is_file():
+        return target
+    try:
+        import onnx  # noqa: F401 - torch's exporter needs it
+        import torch
+    except ImportError as e:
+        raise BackendError(f"building the ONNX runtime needs the onnx package ({e}); pip install 'onnx<1.18'") from None
+    from neuralcodec.zoo import weights_io
+
+    model = weights_io.build_model(weights).requires_grad_(False)
+    spec = ModelSpec.of(model, weights.arch)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    try:
+        _export(model, spec, tmp, encoder=not weights.decoder_only)
+        (tmp / "spec.json").write_text(spec.to_json())
+        _check(model, spec, tmp, encoder=not weights.decoder_only)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process built it first
+            if not (target / "spec.json").is_file():
+                raise
+    except Exception as e:  # noqa: BLE001 - any exporter failure: this model stays on torch
+        error = e if isinstance(e, BackendError) else BackendError(
+            f"cannot export {weights.arch} to ONNX: {type(e).__name__}: {str(e)[:200]}")
+        _failed(target).write_text(str(error))  # not retried by every process: delete the file to retry
+        raise error from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
+    import torch
+
+    class Analysis(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, x, t):
+            return self.m.analysis(x, t)
+
+    class Upper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, y, t):
+            return tuple(self.m.upper_levels(y, t))
+
+    class Synthesis(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, *args):
+            return self.m.synthesis(*args)
+
+    px = 4 * spec.stride  # traced at 4x4 of the coarsest latents; dynamic in batch, height and width
+    x = torch.rand(1, 3, px, px)
+    t = torch.full((1,), 0.5)
+    with torch.no_grad():
+        y = model.analysis(x, t) if encoder else None
+        levels = {lv.name: lv for lv in spec.levels}
+        hats = [torch.randn(1, levels[n].channels, px // levels[n].downsampling, px // levels[n].downsampling)
+                if levels[n].kind != "categorical" else torch.randint(0, 2, (1, 1, px // levels[n].downsampling,
+                                                                                   px // levels[n].downsampling)).float()
+                for n in spec.synthesis_levels]
+    dyn = {0: "n", 2: "h", 3: "w"}
+    jobs = [("synthesis", Synthesis(), (*hats, t), [f"hat{i}" for i in range(len(hats))], ["x"])]
+    if encoder:
+        jobs.append(("analysis", Analysis(), (x, t), ["x"], ["y"]))
+        if len(spec.levels) > 1:
+            n_up = len(spec.levels) - 1
+            jobs.append(("upper", Upper(), (y, t), ["y"], [f"u{i}" for i in range(n_up)]))
+    import warnings
+
+    for name, module, args, inputs, outputs in jobs:
+        axes = {k: dyn for k in inputs + outputs}
+        axes["t"] = {0: "n"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), args, str(out / f"{name}.onnx"), dynamo=False, opset_version=OPSET,
+                              input_names=inputs + ["t"], output_names=outputs, dynamic_axes=axes)
+
+
+def _check(model, spec: ModelSpec, directory: Path, encoder: bool) -> None:
+    """The graphs must compute what torch computes at a size they were not traced at."""
+    import torch
+
+    tr = OrtTransforms(spec, directory)
+    rng = np.random.default_rng(0)
+    s = spec.stride
+    x = rng.random((1, 3, 3 * s, 5 * s), np.float32)
+    t = 0.3
+    tt = torch.full((1,), t)
+    pairs = []
+    with torch.no_grad():
+        levels = {lv.name: lv for lv in spec.levels}
+        if encoder:
+            y = model.analysis(torch.from_numpy(x), tt)
+            pairs.append((tr._analysis(x, t), y.numpy()))
+            if len(spec.levels) > 1:
+                for a, b in zip(tr._upper_levels(y.numpy(), t), model.upper_levels(y, tt)):
+                    pairs.append((a, b.numpy()))
+        hats = []
+        for n in spec.synthesis_levels:
+            lv = levels[n]
+            shape = (1, lv.channels, 3 * s // lv.downsampling, 5 * s // lv.downsampling)
+            hats.append(np.round(rng.normal(0, 2, shape)).astype(np.float32) if lv.kind != "categorical"
+                        else rng.integers(0, 2, shape).astype(np.float32))
+        pairs.append((tr._synthesis(hats, t), model.synthesis(*map(torch.from_numpy, hats), tt).numpy()))
+    for a, b in pairs:
+        if a.shape != b.shape or np.abs(a - b).max() > CHECK_TOLERANCE * max(1.0, float(np.abs(b).max())):
+            raise BackendError(f"the ONNX graphs of {spec.arch} disagree with torch "
+                               f"(shapes {a.shape} / {b.shape}, max difference "
+                               f"{float(np.abs(a - b).max()) if a.shape == b.shape else float('nan'):.3g})")
+
+
+# -- running (onnxruntime + numpy) --------------------------------------------------------------------------
+class OrtTransforms(TiledTransforms):
+    """The bundle's graphs on ONNX Runtime's CPU provider; sessions open on first use (a decoder never loads
+    the analysis)."""
+
+    backend = "onnx"
+    device = None  # always the CPU
+
+    def __init__(self, spec: ModelSpec, directory: Path):
+        super().__init__(spec)
+        self.directory = directory
+        self._sessions: dict = {}
+
+    def _session(self, part: str):
+        if part not in self._sessions:
+            import onnxruntime as ort
+
+            path = self.directory / f"{part}.onnx"
+            if not path.is_file():
+                raise BackendError(f"{self.model_id}: no {part} graph in {self.directory} (a decoder-only archive "
+                                   "cannot encode)")
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads()
+            so.inter_op_num_threads = 1
+            so.log_severity_level = 3
+            s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            self._sessions[part] = (s, {i.name for i in s.get_inputs()})
+        return self._sessions[part]
+
+    def _run(self, part: str, feeds: dict, t: float, n: int) -> list[np.ndarray]:
+        s, names = self._session(part)
+        feeds = {**feeds, "t": np.full((n,), t, np.float32)}
+        return s.run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items() if k in names})
+
+    def _analysis(self, x, t):
+        return self._run("analysis", {"x": x}, t, len(x))[0]
+
+    def _upper_levels(self, y, t):
+        return self._run("upper", {"y": y}, t, len(y))
+
+    def _synthesis(self, hats, t):
+        return self._run("synthesis", {f"hat{i}": h for i, h in enumerate(hats)}, t, len(hats[0]))[0]
+
+
+def _failed(target: Path) -> Path:
+    return target.with_name(target.name + ".failed")
+
+
+def load(weights) -> tuple[ModelSpec, OrtTransforms]:
+    """The spec and transforms of ``weights`` from their bundle, built first if there is none."""
+    if not available():
+        raise BackendError("onnxruntime is not installed (pip install onnxruntime)")
+    directory = bundle_path(weights.digest)
+    if _failed(directory).is_file():
+        raise BackendError(_failed(directory).read_text(errors="replace")[:300])
+    if not (directory / "spec.json").is_file():
+        build(weights, directory)
+    try:
+        spec = ModelSpec.from_json((directory / "spec.json").read_text())
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise BackendError(f"unreadable ONNX bundle {directory}: {e}; delete it to rebuild") from None
+    if spec.arch != weights.arch:
+        raise BackendError(f"ONNX bundle {directory} is for {spec.arch}, not {weights.arch}; delete it to rebuild")
+    return spec, OrtTransforms(spec, directory)
