@@ -220,12 +220,32 @@ def _conv2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarr
 
 
 def _conv_transpose2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int, output_padding: int) -> np.ndarray:
-    """torch's conv_transpose2d of (C,H,W) with (C,O,k,k): the input spread out by ``stride``, padded by
-    k-1-padding (plus output_padding after), cross-correlated with the flipped, transposed kernel."""
+    """torch's conv_transpose2d of (C,H,W) with (C,O,k,k), in polyphase form: each of the stride^2 output phases
+    is a plain cross-correlation of the input with the kernel taps that reach it (no multiplications by the
+    zeros a spread-out input would hold: a quarter of the work at stride 2)."""
     c, h, wd = a.shape
-    k = w.shape[2]
-    spread = np.zeros((c, (h - 1) * stride + 1, (wd - 1) * stride + 1), a.dtype)
-    spread[:, ::stride, ::stride] = a
-    p = k - 1 - padding
-    spread = np.pad(spread, ((0, 0), (p, p + output_padding), (p, p + output_padding)))
-    return _conv2d(spread, np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), 1, 0)
+    k, o = w.shape[2], w.shape[1]
+    flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (O, C, k, k): the equivalent stride-1 kernel
+    pad = k - 1 - padding
+    out_h = (h - 1) * stride - 2 * padding + k + output_padding
+    out_w = (wd - 1) * stride - 2 * padding + k + output_padding
+    out = np.zeros((o, out_h, out_w))
+    for fr in range(stride):
+        kr0 = (pad - fr) % stride
+        nr, tr = len(range(fr, out_h, stride)), len(range(kr0, k, stride))
+        br = (fr + kr0 - pad) // stride  # the input row the first tap of output row fr reads
+        for fc in range(stride):
+            kc0 = (pad - fc) % stride
+            nc, tc = len(range(fc, out_w, stride)), len(range(kc0, k, stride))
+            bc = (fc + kc0 - pad) // stride
+            if not (nr and nc and tr and tc):
+                continue
+            rows, cols = nr + tr - 1, nc + tc - 1  # input window of this phase, zero outside the input
+            window = np.zeros((c, rows, cols))
+            r0, r1 = max(0, br), min(h, br + rows)
+            c0, c1 = max(0, bc), min(wd, bc + cols)
+            if r1 > r0 and c1 > c0:
+                window[:, r0 - br:r1 - br, c0 - bc:c1 - bc] = a[:, r0:r1, c0:c1]
+            sub = np.ascontiguousarray(flipped[:, :, kr0::stride, kc0::stride])
+            out[:, fr::stride, fc::stride] = _conv2d(window, sub, 1, 0)
+    return out
