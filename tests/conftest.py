@@ -1,8 +1,14 @@
 """Shared fixtures: small synthetic photos made on the fly, and the shipped weights."""
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 from PIL import Image
+
+# the ONNX backend's bundles of this test session, never the user's cache (built fresh: what a new install does)
+os.environ.setdefault("NEURALCODEC_CACHE_DIR", tempfile.mkdtemp(prefix="neuralcodec-test-cache-"))
 
 
 def photo(h: int, w: int, seed: int = 0) -> np.ndarray:

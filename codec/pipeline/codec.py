@@ -155,6 +155,10 @@ class Codec:
                refine: int = 0) -> tuple[dict[bytes, bytes], dict]:
         """Code an HxWx3 uint8 image; returns the chunks and the header's latent shapes and tile geometry.
         ``refine``: gradient steps of encoder-side latent refinement (0: the analysis transform's latents)."""
+        if self.weights.decoder_only:  # no analysis transforms in the file: nothing to encode with
+            from neuralcodec.zoo.catalog import archive_refusal
+
+            raise WeightsError(archive_refusal(self.weights.path.name, "encode"))
         y_shape, z_shape = self.header_shapes(*rgb.shape[:2])
         tile, halo = self.transforms.tile_geometry(tile)
         if refine:
