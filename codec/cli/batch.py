@@ -122,9 +122,9 @@ def _run_one(job: Job, direction: str, settings) -> Result:
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+    """A worker's share of the cores, for whichever backend it loads (read by both; torch is not imported here:
+    a decode on the ONNX backend never loads it)."""
+    os.environ["NEURALCODEC_THREADS"] = str(threads)
 
 
 def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=None) -> list[Result]:

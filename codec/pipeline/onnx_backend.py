@@ -69,7 +69,7 @@ def build(weights, directory: Path | None = None) -> Path:
         return target
     try:
         import onnx  # noqa: F401 - torch's exporter needs it
-        import torch
+        import torch  # noqa: F401
     except ImportError as e:
         raise BackendError(f"building the ONNX runtime needs the onnx package ({e}); pip install 'onnx<1.18'") from None
     from neuralcodec.zoo import weights_io

@@ -1,0 +1,125 @@
+"""The ONNX Runtime backend: the CPU default. Same latents as torch for every file, pixels within 1, no torch in
+a decoding process, bundles built once and refused when broken."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import neuralcodec
+from neuralcodec.api import load_codec, read_container
+from neuralcodec.pipeline import onnx_backend
+from neuralcodec.pipeline.spec import ModelSpec
+from neuralcodec.zoo import catalog, weights_io
+
+from conftest import photo
+
+
+def _latents(codec, data):
+    c = read_container(data)
+    return [d.symbols for d in codec.decode_latents(c.header, c.chunks)]
+
+
+def test_files_of_either_backend_decode_to_the_same_latents_on_both():
+    img = photo(96, 128, 3)
+    torch_c, onnx_c = load_codec(None, "cpu", "fp32", "torch"), load_codec(None, "cpu", "fp32", "onnx")
+    assert onnx_c.backend == "onnx" and torch_c.backend == "torch"
+    for q in (0, 60, 100):
+        by_torch = neuralcodec.compress(img, q, backend="torch")
+        by_onnx = neuralcodec.compress(img, q, backend="onnx")
+        assert abs(len(by_onnx) - len(by_torch)) <= max(4, len(by_torch) // 100)  # the same y up to float order
+        for data in (by_torch, by_onnx):
+            assert all(np.array_equal(a, b) for a, b in zip(_latents(torch_c, data), _latents(onnx_c, data)))
+            a = np.asarray(neuralcodec.decompress(data, backend="torch"), np.int16)
+            b = np.asarray(neuralcodec.decompress(data, backend="onnx"), np.int16)
+            assert np.abs(a - b).max() <= 1
+
+
+def test_the_default_on_a_cpu_is_onnx_and_decodes_golden_files():
+    from test_determinism import GOLDEN
+
+    from neuralcodec.settings import resolve_backend
+
+    assert resolve_backend(neuralcodec.DecodeSettings()) == "onnx"
+    files = sorted(GOLDEN.glob("*.nic"))
+    assert files
+    torch_c = load_codec(None, "cpu", "fp32", "torch")
+    for f in files:
+        data = f.read_bytes()
+        c = read_container(data)
+        if catalog.shipped().get(c.header.weights_digest) != "flagship":
+            continue  # the others' bundles are built by the seed-model tests' own weights
+        onnx_c = load_codec(None, "cpu", "fp32", "onnx")
+        assert all(np.array_equal(a, b) for a, b in zip(_latents(torch_c, data), _latents(onnx_c, data))), f.name
+        ref = np.asarray(neuralcodec.decompress(data, backend="torch"), np.int16)
+        assert np.abs(np.asarray(neuralcodec.decompress(data), np.int16) - ref).max() <= 1, f.name
+
+
+def test_a_decode_imports_no_torch(tmp_path):
+    """What makes one CLI call fast: numpy, constriction and onnxruntime only (the bundle already built)."""
+    data = neuralcodec.compress(photo(64, 80, 1), 50, backend="onnx")
+    (tmp_path / "a.nic").write_bytes(data)
+    code = ("import sys, neuralcodec; img = neuralcodec.decompress(open(sys.argv[1], 'rb').read()); "
+            "print(img.size, 'torch' in sys.modules, 'compressai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.nic")], capture_output=True, text=True,
+                         env=os.environ, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["(80,", "64)", "False", "False"]
+
+
+def test_a_spec_round_trips_through_json_for_every_shipped_weights():
+    for name in sorted(set(catalog.shipped().values())):
+        w = weights_io.load(name)
+        spec = ModelSpec.of(weights_io.build_model(w), w.arch)
+        assert ModelSpec.from_json(spec.to_json()) == spec, name
+
+
+def test_a_broken_bundle_says_how_to_rebuild_and_auto_falls_back_to_torch(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEURALCODEC_CACHE_DIR", str(tmp_path))
+    w = weights_io.load(None)
+    target = onnx_backend.bundle_path(w.digest)
+    target.mkdir(parents=True)
+    (target / "spec.json").write_text("{not json")
+    with pytest.raises(onnx_backend.BackendError, match="delete it to rebuild"):
+        onnx_backend.load(w)
+    target.rename(tmp_path / "moved")
+    onnx_backend._failed(target).write_text("cannot export modhp to ONNX: a test")
+    from neuralcodec import api
+
+    api._load_codec.cache_clear()
+    try:
+        with pytest.raises(onnx_backend.BackendError, match="a test"):
+            neuralcodec.decompress(neuralcodec.compress(photo(32, 32), 50, backend="torch"), backend="onnx")
+        assert load_codec(None, "cpu", "fp32", "auto").backend == "torch"  # auto: this model stays on torch
+    finally:
+        api._load_codec.cache_clear()
+
+
+def test_backend_choices_are_checked_before_any_work(tmp_path):
+    from neuralcodec.cli.main import main
+
+    with pytest.raises(ValueError, match="refine needs gradients"):
+        neuralcodec.EncodeSettings(refine=4, backend="onnx")
+    with pytest.raises(ValueError, match="backend"):
+        neuralcodec.DecodeSettings(backend="tensorrt")
+    img = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.fromarray(photo(32, 32)).save(img)
+    r = CliRunner().invoke(main, ["compress", str(img), "--backend", "onnx", "--half", "--device", "cuda"])
+    assert r.exit_code == 2 and not (tmp_path / "a.nic").exists()
+    r = CliRunner().invoke(main, ["compress", str(img), "--backend", "torch", "-o", str(tmp_path / "t.nic")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["decompress", str(tmp_path / "t.nic"), "--backend", "onnx", "-o",
+                                  str(tmp_path / "t.png")])
+    assert r.exit_code == 0 and (tmp_path / "t.png").exists(), r.output
+
+
+def test_threads_follow_the_workers_share(monkeypatch):
+    monkeypatch.setenv("NEURALCODEC_THREADS", "1")
+    assert onnx_backend.threads() == 1
+    monkeypatch.setenv("NEURALCODEC_THREADS", "x")
+    assert onnx_backend.threads() >= 1
