@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +138,7 @@ def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=N
                 on_result(r)
         return results
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed  # only with workers: start-up counts
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,

@@ -170,9 +170,11 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
     for r in results:
         _report(r, direction, quiet, verbose)
     show_bar = input.is_dir() and not quiet and not verbose and len(todo) > 1
-    from tqdm import tqdm
+    bar = _Bar()
+    if show_bar:
+        from tqdm import tqdm  # only for a bar: a one-image call does not pay its import
 
-    bar = tqdm(total=len(todo), unit="file", disable=not show_bar, file=sys.stderr)
+        bar = tqdm(total=len(todo), unit="file", file=sys.stderr)
     t0 = time.perf_counter()
 
     def on_result(r):
@@ -219,6 +221,18 @@ def _note_first_build(settings) -> None:
         return
     if not (onnx_backend.bundle_path(digest) / "spec.json").exists():
         click.echo("note: preparing the ONNX Runtime graphs of these weights (once; later calls start fast)", err=True)
+
+
+class _Bar:
+    """No progress bar: tqdm's calls, doing nothing."""
+
+    def update(self, n=1):
+        pass
+
+    def clear(self):
+        pass
+
+    refresh = close = clear
 
 
 def _check_weights(weights: str, action: str | None = None) -> None:

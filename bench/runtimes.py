@@ -1,0 +1,110 @@
+"""Inference runtimes for the CPU backend, side by side on the same ONNX graphs (issue 23): torch (eager, the
+model itself), ONNX Runtime's CPU provider, and OpenVINO (if installed), alternating in one run.
+
+    python bench/runtimes.py [--weights flagship] [--size 512x768] [--repeat 5] [--threads 2]
+
+For the analysis and the synthesis of the weights' bundle (built if needed): import time of each runtime (fresh
+process), graph load/compile time, median run time on a Kodak-size input, and the largest difference from
+torch. Writes bench/results/runtimes.json. Run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def import_time(module: str, repeat: int) -> float | None:
+    code = f"import time; t=time.perf_counter(); import {module}; print(time.perf_counter()-t)"
+    try:
+        return round(statistics.median(float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                                             text=True).stdout) for _ in range(repeat)), 3)
+    except subprocess.CalledProcessError:
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--size", default="512x768")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    h, w = map(int, a.size.split("x"))
+    import torch
+
+    from neuralcodec.pipeline import onnx_backend
+    from neuralcodec.zoo import weights_io
+
+    torch.set_num_threads(a.threads)
+    wts = weights_io.load(a.weights)
+    bundle = onnx_backend.build(wts)
+    model = weights_io.build_model(wts)
+    spec = json.loads((bundle / "spec.json").read_text())
+    m = spec["levels"][-1]["channels"]
+    rng = np.random.default_rng(0)
+    inputs = {"analysis": {"x": rng.random((1, 3, h, w), np.float32)},
+              "synthesis": {"hat0": np.round(rng.normal(0, 2, (1, m, h // 16, w // 16))).astype(np.float32)}}
+    t = np.array([0.5], np.float32)
+    res = {"weights": wts.path.name, "size": a.size, "threads": a.threads,
+           "import_s": {k: import_time(k, 3) for k in ("torch", "onnxruntime", "openvino")}, "parts": {}}
+    runners = {}
+    import onnxruntime as ort
+
+    try:
+        import openvino as ov
+    except ImportError:
+        ov = None
+    for part, feeds in inputs.items():
+        path = str(bundle / f"{part}.onnx")
+        fn = model.analysis if part == "analysis" else model.synthesis
+        x0 = next(iter(feeds.values()))
+        runners = {"torch": (0.0, lambda fn=fn, x0=x0: fn(torch.from_numpy(x0), torch.from_numpy(t)).numpy())}
+        t0 = time.perf_counter()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = a.threads, 1
+        s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        names = {i.name for i in s.get_inputs()}
+        runners["onnxruntime"] = (time.perf_counter() - t0,
+                                  lambda s=s, f={**feeds, "t": t}, n=names: s.run(None, {k: v for k, v in f.items() if k in n})[0])
+        if ov is not None:
+            t0 = time.perf_counter()
+            c = ov.Core().compile_model(ov.Core().read_model(path), "CPU", {
+                "INFERENCE_NUM_THREADS": a.threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+            req = c.create_infer_request()
+            vnames = [i.get_any_name() for i in c.inputs]
+            f = {**feeds, "t": t}
+            runners["openvino"] = (time.perf_counter() - t0,
+                                   lambda req=req, c=c, f=f, n=vnames: req.infer({k: f[k] for k in n})[c.outputs[0]])
+        times = {k: [] for k in runners}
+        outs = {}
+        with torch.inference_mode():
+            for k, (_, run) in runners.items():
+                outs[k] = run()  # warm-up
+            for _ in range(a.repeat):
+                for k, (_, run) in runners.items():
+                    t0 = time.perf_counter()
+                    run()
+                    times[k].append(time.perf_counter() - t0)
+        row = {k: {"load_s": round(runners[k][0], 3), "run_s": round(statistics.median(v), 3),
+                   "max_abs_diff_vs_torch": float(np.abs(outs[k] - outs["torch"]).max())} for k, v in times.items()}
+        for k in row:
+            row[k]["speedup_vs_torch"] = round(row["torch"]["run_s"] / row[k]["run_s"], 2)
+        res["parts"][part] = row
+        print(part, json.dumps(row), flush=True)
+    print("imports", res["import_s"])
+    out = HERE / "results" / "runtimes.json"
+    out.write_text(json.dumps(res, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
