@@ -102,3 +102,60 @@ def conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
 
 def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, k, stride=stride, output_padding=stride - 1, padding=k // 2)
+
+
+class SubPixelConv(nn.ConvTranspose2d):
+    """A size-multiplying ConvTranspose2d as one stride-1 convolution to its stride^2 output phases and a pixel
+    shuffle (the polyphase form; the same sums up to float order). Inference runtimes run it with no col2im
+    buffer: ONNX Runtime's transposed convolution holds C_out*k*k x H*W floats (315 MB in the flagship's
+    synthesis of a Kodak image), this one a quarter of the output. Still a ConvTranspose2d to isinstance checks
+    (the flagship modulates each one's input)."""
+
+    def __init__(self, m: nn.ConvTranspose2d):
+        nn.Module.__init__(self)
+        s, k, p, op = m.stride[0], m.kernel_size[0], m.padding[0], m.output_padding[0]
+        if m.stride[0] != m.stride[1] or m.kernel_size[0] != m.kernel_size[1] or k - 2 * p + op != s \
+                or m.groups != 1 or m.dilation != (1, 1):
+            raise ValueError(f"not a square size-multiplying transposed convolution: {m}")
+        w = m.weight.detach()  # (C_in, C_out, k, k)
+        cin, cout = w.shape[:2]
+        flipped = w.flip(2, 3).transpose(0, 1)  # (C_out, C_in, k, k): the equivalent stride-1 kernel
+        pad = k - 1 - p
+        phases = []  # per output phase f: first tap, number of taps, input offset of the first tap
+        for f in range(s):
+            k0 = (pad - f) % s
+            phases.append((k0, len(range(k0, k, s)), (f + k0 - pad) // s))
+        lo = min(b for _, _, b in phases)
+        hi = max(b + n - 1 for _, n, b in phases)
+        size = hi - lo + 1
+        weight = w.new_zeros(cout, s, s, cin, size, size)
+        for fr, (kr0, nr, br) in enumerate(phases):
+            for fc, (kc0, nc, bc) in enumerate(phases):
+                for j in range(nr):
+                    for i in range(nc):
+                        weight[:, fr, fc, :, br + j - lo, bc + i - lo] = flipped[:, :, kr0 + s * j, kc0 + s * i]
+        self.weight = nn.Parameter(weight.reshape(cout * s * s, cin, size, size), requires_grad=False)
+        self.bias = None if m.bias is None else nn.Parameter(m.bias.detach().repeat_interleave(s * s),
+                                                             requires_grad=False)
+        self.scale, self.pads = s, (-lo, hi)  # zeros before and after, on both axes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        before, after = self.pads
+        if before == after:
+            y = F.conv2d(x, self.weight, self.bias, padding=before)
+        else:
+            y = F.conv2d(F.pad(x, (before, after, before, after)), self.weight, self.bias)
+        return F.pixel_shuffle(y, self.scale)
+
+
+def subpixel_deconvs(module: nn.Module) -> nn.Module:
+    """``module`` with every (size-multiplying) ConvTranspose2d replaced by its ``SubPixelConv``, in place."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.ConvTranspose2d) and not isinstance(child, SubPixelConv):
+            try:
+                setattr(module, name, SubPixelConv(child))
+            except ValueError:
+                pass  # another geometry: exported as it is
+        else:
+            subpixel_deconvs(child)
+    return module

@@ -45,3 +45,19 @@ def test_coding_does_not_import_compressai(tmp_path):
             "print('compressai' in sys.modules, 'torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_subpixel_convolution_is_the_transposed_convolution():
+    """The export's rewrite of a transposed convolution (a convolution to the phases + pixel shuffle) computes
+    the same outputs, for the flagship's geometry and others that multiply the size."""
+    from neuralcodec.models.layers import SubPixelConv, subpixel_deconvs
+
+    torch.manual_seed(0)
+    for cin, cout, k, s, p, op in [(4, 3, 5, 2, 2, 1), (4, 3, 3, 2, 1, 1), (2, 5, 4, 2, 1, 0), (3, 2, 6, 3, 2, 1)]:
+        m = torch.nn.ConvTranspose2d(cin, cout, k, s, p, op)
+        x = torch.randn(2, cin, 5, 7)
+        sub = SubPixelConv(m)
+        assert isinstance(sub, torch.nn.ConvTranspose2d)
+        assert torch.allclose(m(x), sub(x), atol=1e-5), (k, s, p, op)
+    other = torch.nn.Sequential(torch.nn.ConvTranspose2d(2, 2, 3, 2, 0))  # not size-doubling: kept
+    assert type(subpixel_deconvs(other)[0]) is torch.nn.ConvTranspose2d

@@ -22,7 +22,7 @@ from neuralcodec.errors import NeuralcodecError
 from neuralcodec.pipeline.spec import ModelSpec
 from neuralcodec.pipeline.tiling import TiledTransforms
 
-BUNDLE_VERSION = 1  # bump when the graphs or the spec change: old bundles are then rebuilt
+BUNDLE_VERSION = 2  # bump when the graphs or the spec change: old bundles are then rebuilt
 OPSET = 17
 CHECK_TOLERANCE = 1e-3  # max |ORT - torch| on the check image, relative to the output's magnitude
 
@@ -98,7 +98,13 @@ def build(weights, directory: Path | None = None) -> Path:
 
 
 def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
+    import copy
+
     import torch
+
+    from neuralcodec.models.layers import subpixel_deconvs
+
+    model = subpixel_deconvs(copy.deepcopy(model))  # transposed convolutions as convolutions + pixel shuffles
 
     class Analysis(torch.nn.Module):
         def __init__(self):
@@ -209,6 +215,7 @@ class OrtTransforms(TiledTransforms):
             so = ort.SessionOptions()
             so.intra_op_num_threads = threads()
             so.inter_op_num_threads = 1
+            so.enable_mem_pattern = False  # planned buffers for every tensor at once: +170 MB on Kodak, no speed
             so.log_severity_level = 3
             s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             self._sessions[part] = (s, {i.name for i in s.get_inputs()})
