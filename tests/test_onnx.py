@@ -38,21 +38,19 @@ def test_files_of_either_backend_decode_to_the_same_latents_on_both():
             assert np.abs(a - b).max() <= 1
 
 
-def test_the_default_on_a_cpu_is_onnx_and_decodes_golden_files():
-    from test_determinism import GOLDEN
-
+def test_the_default_on_a_cpu_is_onnx_and_decodes_every_golden_file():
+    """Every golden file (every shipped weights: flagship, decoder-only archives, seed models) decodes on ONNX
+    Runtime to the torch backend's latents, pixels within 1."""
     from neuralcodec.settings import resolve_backend
+    from test_determinism import GOLDEN
 
     assert resolve_backend(neuralcodec.DecodeSettings()) == "onnx"
     files = sorted(GOLDEN.glob("*.nic"))
-    assert files
-    torch_c = load_codec(None, "cpu", "fp32", "torch")
+    assert len(files) >= 8
     for f in files:
         data = f.read_bytes()
-        c = read_container(data)
-        if catalog.shipped().get(c.header.weights_digest) != "flagship":
-            continue  # the others' bundles are built by the seed-model tests' own weights
-        onnx_c = load_codec(None, "cpu", "fp32", "onnx")
+        name = catalog.shipped()[read_container(data).header.weights_digest]
+        torch_c, onnx_c = load_codec(name, "cpu", "fp32", "torch"), load_codec(name, "cpu", "fp32", "onnx")
         assert all(np.array_equal(a, b) for a, b in zip(_latents(torch_c, data), _latents(onnx_c, data))), f.name
         ref = np.asarray(neuralcodec.decompress(data, backend="torch"), np.int16)
         assert np.abs(np.asarray(neuralcodec.decompress(data), np.int16) - ref).max() <= 1, f.name

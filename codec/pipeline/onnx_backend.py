@@ -136,10 +136,10 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
     with torch.no_grad():
         y = model.analysis(x, t) if encoder else None
         levels = {lv.name: lv for lv in spec.levels}
-        hats = [torch.randn(1, levels[n].channels, px // levels[n].downsampling, px // levels[n].downsampling)
-                if levels[n].kind != "categorical" else torch.randint(0, 2, (1, 1, px // levels[n].downsampling,
-                                                                                   px // levels[n].downsampling)).float()
-                for n in spec.synthesis_levels]
+        shapes = [(1, levels[n].channels, px // levels[n].downsampling, px // levels[n].downsampling)
+                  for n in spec.synthesis_levels]
+        hats = [torch.randint(0, 2, s).float() if levels[n].kind == "categorical" else torch.randn(s)
+                for n, s in zip(spec.synthesis_levels, shapes)]
     dyn = {0: "n", 2: "h", 3: "w"}
     jobs = [("synthesis", Synthesis(), (*hats, t), [f"hat{i}" for i in range(len(hats))], ["x"])]
     if encoder:
