@@ -220,6 +220,15 @@ WRITE_FORMATS = {".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"
 NO_ALPHA_FORMATS = ("JPEG", "BMP", "PPM", "GIF")  # Pillow writes or reads these without (full) alpha
 
 
+def image_bytes(img: Image.Image, fmt: str = "png") -> bytes:
+    """A decoded image as the bytes of an image file of format ``fmt`` (png, webp, tif, bmp, ppm, ...: the
+    extensions of WRITE_FORMATS), its mode kept where the format can hold it (see ``decompress_file``)."""
+    key = "." + fmt.lower().lstrip(".")
+    if key not in WRITE_FORMATS:
+        raise ValueError(f"cannot write {fmt} images: choose one of {', '.join(f[1:] for f in WRITE_FORMATS)}")
+    return _encoded(img, WRITE_FORMATS[key]).getvalue()
+
+
 def _encoded(img: Image.Image, fmt: str):
     """``img`` saved as ``fmt`` in a buffer. A mode the format cannot hold (CMYK as PNG, a palette as JPEG) is
     converted to RGB, or RGBA where there is alpha; alpha is never dropped: a format without it is an error."""

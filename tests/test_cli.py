@@ -227,3 +227,32 @@ def test_bd_rate_of_known_curves():
     assert bd_rate(rate, psnr, rate, psnr) == pytest.approx(0.0, abs=1e-9)
     assert bd_rate(rate, psnr, [0.9 * r for r in rate], psnr) == pytest.approx(-10.0, abs=1e-6)
     assert bd_rate(rate, psnr, [1.25 * r for r in rate], [p + 0.5 for p in psnr]) < 25.0  # better quality too
+
+
+def test_pipes_carry_one_image_each_way(tmp_path):
+    """`-` reads standard input, `-o -` writes standard output (only the payload), both commands."""
+    import io
+
+    import numpy as np
+
+    from PIL import Image
+
+    src = tmp_path / "a.png"
+    Image.fromarray(photo(40, 56, 2)).save(src)
+    by_file = neuralcodec.compress(str(src), 30)
+    r = CliRunner().invoke(main, ["compress", "-", "-q", "30"], input=src.read_bytes())
+    assert r.exit_code == 0 and r.stdout_bytes == by_file, r.stderr
+    r = CliRunner().invoke(main, ["compress", str(src), "-q", "30", "-o", "-"])
+    assert r.exit_code == 0 and r.stdout_bytes == by_file
+    r = CliRunner().invoke(main, ["decompress", "-"], input=by_file)
+    assert r.exit_code == 0 and r.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.stdout_bytes))),
+                          np.asarray(neuralcodec.decompress(by_file)))
+    r = CliRunner().invoke(main, ["decompress", "-", "--format", "ppm", "-o", "-"], input=by_file)
+    assert r.exit_code == 0 and r.stdout_bytes[:2] == b"P6"
+    r = CliRunner().invoke(main, ["decompress", "-", "-o", str(tmp_path / "b.tif")], input=by_file)
+    assert r.exit_code == 0 and Image.open(tmp_path / "b.tif").format == "TIFF"
+    r = CliRunner().invoke(main, ["decompress", "-"], input=b"not a nic file")
+    assert r.exit_code == 1 and "<stdin>" in r.stderr and not r.stdout_bytes
+    r = CliRunner().invoke(main, ["compress", "-", "-r"], input=b"")
+    assert r.exit_code == 2

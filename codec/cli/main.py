@@ -65,7 +65,7 @@ def _common(f):
 
 
 @main.command(epilog=EXAMPLES)
-@click.argument("input", type=click.Path(exists=True, path_type=Path))
+@click.argument("input", type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @click.option("-q", "--quality", type=click.FloatRange(0, 100), default=50, show_default=True,
               help="0 (smallest) .. 100 (best); continuous. With the shipped weights about 0.07 bpp at 0 and "
                    "1.4 bpp at 100 on photos. "
@@ -101,9 +101,9 @@ def compress(input, quality, model, tile, refine, **kw):
 
 
 @main.command(epilog=EXAMPLES)
-@click.argument("input", type=click.Path(exists=True, path_type=Path))
+@click.argument("input", type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["png", "webp", "tif", "bmp", "ppm"]), default="png",
-              show_default=True, help="Output image format for directories and default names.")
+              show_default=True, help="Output image format for directories, default names and standard output.")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse files whose image has more pixels than this.")
 @click.option("--perceptual", is_flag=True,
@@ -116,13 +116,16 @@ def decompress(input, fmt, max_pixels, perceptual, **kw):
         raise click.UsageError("--perceptual picks the shipped perceptual decoder; give a perceptual weights file "
                                "with --weights instead")
     options = {"max_pixels": max_pixels, **({"perceptual": True} if perceptual else {})}
-    _convert("decompress", input, options, out_ext="." + fmt, **kw)
+    _convert("decompress", input, options, out_ext="." + fmt, fmt=fmt, **kw)
 
 
 def _convert(direction, input, options, output, recursive, jobs, force, skip_existing, device, half, backend, weights,
-             quiet, verbose, out_ext=".png"):
+             quiet, verbose, out_ext=".png", fmt="png"):
     from neuralcodec.cli import batch
 
+    stream = str(input) == "-" or output == "-"
+    if stream and (recursive or (str(input) != "-" and input.is_dir())):
+        raise click.UsageError("standard input and output carry one image: give a file, not a directory")
     if force and skip_existing:
         raise click.UsageError("--force and --skip-existing exclude each other")
     if input.is_dir() and output is not None and Path(output).is_file():
@@ -145,9 +148,12 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
         settings = kind(**options, device=device, weights=weights, precision="fp16" if half else "fp32",
                         backend=backend)
     except ValueError as e:
-        raise click.UsageError(f"--backend {backend}: {e}") from None
+        raise click.UsageError(str(e)) from None
     if not quiet:
         _note_first_build(settings)
+    if stream:
+        _stream(direction, input, output, settings, fmt, force, verbose)
+        return
     plan = batch.plan(input, output, direction, recursive, out_ext)
     todo, skipped = [], 0
     results = list(plan.problems)
@@ -221,6 +227,44 @@ def _note_first_build(settings) -> None:
         return
     if not (onnx_backend.bundle_path(digest) / "spec.json").exists():
         click.echo("note: preparing the ONNX Runtime graphs of these weights (once; later calls start fast)", err=True)
+
+
+def _stream(direction, input, output, settings, fmt, force, verbose) -> None:
+    """One image through standard input and/or output (``-``); only the payload goes to stdout."""
+    import io
+
+    from neuralcodec import api
+    from neuralcodec.cli.batch import with_hint
+    from neuralcodec.format.fileio import write_atomic
+
+    src_name = "<stdin>" if str(input) == "-" else str(input)
+    to_stdout = output == "-" or (output is None and str(input) == "-")
+    if to_stdout and sys.stdout.isatty():
+        raise click.UsageError("refusing to write binary data to a terminal: redirect standard output or give -o FILE")
+    dst = None if to_stdout else Path(output)
+    if dst is not None and dst.exists() and not force:
+        click.echo(f"error: {dst} exists (use -f to overwrite)", err=True)
+        sys.exit(1)
+    try:
+        data = sys.stdin.buffer.read() if str(input) == "-" else input.read_bytes()
+        if direction == "compress":
+            out = api.compress(io.BytesIO(data), settings=settings)
+        else:
+            suffix = dst.suffix.lower().lstrip(".") if dst is not None and dst.suffix else fmt
+            out = api.image_bytes(api.decompress(data, settings=settings), suffix)
+        if to_stdout:
+            sys.stdout.buffer.write(out)
+            sys.stdout.buffer.flush()
+        else:
+            write_atomic(dst, out)
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was written", err=True)
+        sys.exit(130)
+    except (ValueError, OSError) as e:
+        click.echo(f"error: {src_name}: {with_hint(e)}", err=True)
+        sys.exit(1)
+    if verbose:
+        click.echo(f"{src_name} -> {'<stdout>' if to_stdout else dst} ({len(out):,} bytes)", err=True)
 
 
 class _Bar:
