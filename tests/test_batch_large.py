@@ -87,3 +87,46 @@ def test_outputs_never_escape_the_output_directory(tmp_path):
     r = CliRunner().invoke(main, ["compress", str(src), "-r", "-o", str(out)], catch_exceptions=False)
     assert r.exit_code == 1 and "outside" in r.output
     assert (out / "a.nic").exists() and list(elsewhere.iterdir()) == []
+
+
+def _interrupted_batch(tmp_path, sigints: int):
+    """A -j 2 batch of photos big enough to be in flight, Ctrl-C'd as a terminal does (SIGINT to the whole
+    process group) ``sigints`` times; returns (exit status, seconds from the first SIGINT to the exit, output,
+    complete outputs, inputs)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    n = 12
+    for i in range(n):
+        Image.fromarray(photo(384, 512, i)).save(src / f"p{i:02d}.png")
+    cmd = [sys.executable, "-m", "neuralcodec", "compress", str(src), "-o", str(out), "-j", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 300
+    while (len(complete_outputs(out)) if out.exists() else 0) < 1:
+        assert proc.poll() is None and time.time() < deadline, "the batch ended before it could be interrupted"
+        time.sleep(0.02)
+    t0 = time.time()
+    for i in range(sigints):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.3)
+    output, _ = proc.communicate(timeout=120)
+    return proc.returncode, time.time() - t0, output, complete_outputs(out), n
+
+
+def test_one_ctrl_c_stops_a_parallel_batch_within_seconds(tmp_path):
+    """The first Ctrl-C starts nothing new; files in flight finish (or are dropped) and the run exits 130 in a few
+    seconds, with every output whole, no temporary file left and no traceback."""
+    status, seconds, output, done, n = _interrupted_batch(tmp_path, 1)
+    assert status == 130 and "interrupted" in output and "Traceback" not in output, output
+    assert seconds < 8 and 1 <= len(done) < n
+    out = tmp_path / "out"
+    assert not [p for p in out.rglob("*") if p.is_file() and p.suffix != ".nic"]
+    for rel in done:
+        neuralcodec.decompress((out / rel).read_bytes())
+
+
+def test_a_second_ctrl_c_ends_the_workers_at_once(tmp_path):
+    status, seconds, output, done, n = _interrupted_batch(tmp_path, 2)
+    assert status == 130 and "Traceback" not in output, output
+    assert seconds < 5 and len(done) < n
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix != ".nic"]

@@ -120,33 +120,91 @@ def _run_one(job: Job, direction: str, settings) -> Result:
         return Result(job, False, error=f"out of memory ({text[:160]})", seconds=time.perf_counter() - t0)
 
 
+GRACE_SECONDS = 3.0  # after a Ctrl-C, how long the files in flight may take to finish before they are dropped
+
+
 def _init_worker(threads: int) -> None:
     """A worker's share of the cores, for whichever backend it loads (read by both; torch is not imported here:
-    a decode on the ONNX backend never loads it)."""
+    a decode on the ONNX backend never loads it). Workers ignore Ctrl-C: the main process decides (``run``)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["NEURALCODEC_THREADS"] = str(threads)
 
 
 def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=None) -> list[Result]:
     """Run ``jobs`` with ``workers`` processes, each with ``settings`` (neuralcodec.settings: EncodeSettings to
-    compress, DecodeSettings to decompress); ``on_result`` is called as each finishes."""
+    compress, DecodeSettings to decompress); ``on_result`` is called as each finishes.
+
+    Ctrl-C (KeyboardInterrupt, re-raised once handled): no new file starts; the files in flight get
+    GRACE_SECONDS to finish (their outputs are complete), then their workers are ended and their temporary files
+    removed; a second Ctrl-C ends them at once. No output is ever half-written."""
     results = []
+
+    def done(r):
+        results.append(r)
+        if on_result:
+            on_result(r)
+
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            r = _run_one(job, direction, settings)
-            results.append(r)
-            if on_result:
-                on_result(r)
+            done(_run_one(job, direction, settings))
         return results
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed  # only with workers: start-up counts
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait  # only with workers: start-up counts
+    from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads,)) as pool:
-        futures = [pool.submit(_run_one, job, direction, settings) for job in jobs]
-        for fut in as_completed(futures):
-            r = fut.result()
-            results.append(r)
-            if on_result:
-                on_result(r)
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads,))
+    queue = iter(jobs)
+    in_flight: dict = {}
+
+    def submit():  # one file per free worker: nothing queued that a Ctrl-C would have to cancel
+        job = next(queue, None)
+        if job is not None:
+            in_flight[pool.submit(_run_one, job, direction, settings)] = job
+
+    def collect(futures):
+        for fut in futures:
+            job = in_flight.pop(fut)
+            try:
+                done(fut.result())
+            except BrokenProcessPool:
+                done(Result(job, False, error="its worker process died (out of memory or killed?)"))
+                raise
+
+    try:
+        for _ in range(workers):
+            submit()
+        while in_flight:
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            collect(finished)
+            for _ in finished:
+                submit()
+    except KeyboardInterrupt:
+        try:
+            deadline = time.monotonic() + GRACE_SECONDS
+            while in_flight and time.monotonic() < deadline:
+                finished, _ = wait(in_flight, timeout=max(0.0, deadline - time.monotonic()),
+                                   return_when=FIRST_COMPLETED)
+                collect(finished)
+        except (KeyboardInterrupt, BrokenProcessPool):
+            pass  # a second Ctrl-C: no more waiting
+        raise KeyboardInterrupt from None
+    except BrokenProcessPool:
+        for job in list(in_flight.values()):
+            done(Result(job, False, error="its worker process died (out of memory or killed?)"))
+        in_flight.clear()
+        for job in queue:
+            done(Result(job, False, error="not converted: the worker processes died"))
+    finally:
+        dropped = list(in_flight.values())
+        if dropped:
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for job in dropped:  # a killed worker's temporary file (write_atomic's) is the only trace it leaves
+            for part in job.dst.parent.glob(f".{job.dst.name}.*.part"):
+                part.unlink(missing_ok=True)
     return results
