@@ -87,7 +87,10 @@ def _as_image(image) -> Image.Image:
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise imaging.ImageError(f"arrays must be uint8, got {image.dtype}")
-        return Image.fromarray(image)
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 2, 3, 4))):
+            raise imaging.ImageError(f"arrays must be HxW or HxWxC with C 1..4 (gray, gray+alpha, RGB, RGBA), "
+                                     f"got shape {image.shape}")
+        return Image.fromarray(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)
     return imaging.open_image(image)
 
 
@@ -240,7 +243,9 @@ def _encoded(img: Image.Image, fmt: str):
     for attempt in range(2):
         buf = io.BytesIO()
         try:
-            (img if attempt == 0 else img.convert(fallback)).save(buf, format=fmt)
+            # WebP lossless: a decoded image is written as decoded, never coded a second time
+            extra = {"lossless": True, "exact": True} if fmt == "WEBP" else {}
+            (img if attempt == 0 else img.convert(fallback)).save(buf, format=fmt, **extra)
             return buf
         except (OSError, ValueError) as e:
             if "mode" not in str(e).lower():  # Pillow's "cannot write mode X as Y" (ValueError for some formats)

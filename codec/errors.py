@@ -19,3 +19,4 @@ class NeuralcodecError(Exception):
 # reasons a caller may act on
 PIXEL_LIMIT = "pixel_limit"  # a file's image is bigger than the decoder's pixel limit
 GPU_OUT_OF_MEMORY = "gpu_out_of_memory"  # decoding ran out of GPU memory (the CPU may have more)
+NIC_INPUT = "nic_input"  # an image was expected, and a .nic file came (decode it instead)

@@ -24,6 +24,9 @@ ARCHITECTURES = {
     "betavae": "neuralcodec.models.seeds:BetaVAE",
     "vqvae": "neuralcodec.models.seeds:VQVAE",
 }
+# the architectures whose output follows the rate selector (their classes' ``variable_rate``; tested), known
+# without importing torch: the command line says when -q has no effect
+VARIABLE_RATE = frozenset({"modhp", "modhpc"})
 
 
 @dataclass(frozen=True)

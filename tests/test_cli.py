@@ -256,3 +256,64 @@ def test_pipes_carry_one_image_each_way(tmp_path):
     assert r.exit_code == 1 and "<stdin>" in r.stderr and not r.stdout_bytes
     r = CliRunner().invoke(main, ["compress", "-", "-r"], input=b"")
     assert r.exit_code == 2
+
+
+def test_messages_that_tell_the_truth(tmp_path, monkeypatch):
+    """WebP output is lossless; -q on a fixed-rate model says it is ignored; an unknown --model lists the real
+    ones; a .nic given to compress points at decompress; a read-only directory names the user's path; the API
+    refuses a 5-channel array with its own error."""
+    import os
+
+    import numpy as np
+
+    from neuralcodec.format.imaging import ImageError
+    from neuralcodec.models import ARCHITECTURES, VARIABLE_RATE, architecture
+
+    img = photo(40, 48, 5)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    data = neuralcodec.compress(img, 50)
+    (tmp_path / "a.nic").write_bytes(data)
+    r = CliRunner().invoke(main, ["decompress", str(tmp_path / "a.nic"), "-o", str(tmp_path / "a.webp")])
+    assert r.exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.webp").convert("RGB")),
+                          np.asarray(neuralcodec.decompress(data)))
+
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "--model", "lighthp", "-q", "80", "-o",
+                                  str(tmp_path / "l.nic")])
+    assert r.exit_code == 0 and "-q is ignored" in r.stderr
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "-q", "80", "-o", str(tmp_path / "f.nic")])
+    assert r.exit_code == 0 and "ignored" not in r.stderr
+    assert VARIABLE_RATE == {a for a in ARCHITECTURES if architecture(a).variable_rate}
+
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "--model", "nosuch"])
+    assert r.exit_code == 2 and "unknown model 'nosuch'" in r.output and "lighthp" in r.output
+    assert "train --arch nosuch" not in r.output
+
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.nic"), "-o", str(tmp_path / "x.nic")])
+    assert r.exit_code == 1 and "use neuralcodec decompress" in r.stderr
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    try:
+        if not os.access(ro, os.W_OK):  # root writes anywhere: nothing to check
+            r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "-o", str(ro / "a.nic")])
+            assert r.exit_code == 1 and str(ro / "a.nic") in r.stderr and ".part" not in r.stderr
+    finally:
+        os.chmod(ro, 0o755)
+    import tempfile
+
+    from neuralcodec.format.fileio import write_atomic
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".b.nic.xyz.part"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # what a read-only directory does, even to root
+    with pytest.raises(PermissionError, match=r"cannot write .*b\.nic: Permission denied") as e:
+        write_atomic(tmp_path / "b.nic", b"x")
+    assert ".part" not in str(e.value)
+    monkeypatch.undo()
+
+    with pytest.raises(ImageError, match="HxWxC"):
+        neuralcodec.compress(np.zeros((8, 8, 5), np.uint8))
+    assert neuralcodec.compress(np.zeros((16, 16, 1), np.uint8))  # one channel: gray

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neuralcodec.errors import GPU_OUT_OF_MEMORY, PIXEL_LIMIT
+from neuralcodec.errors import GPU_OUT_OF_MEMORY, NIC_INPUT, PIXEL_LIMIT
 from neuralcodec.format.imaging import READ_EXTENSIONS
 
 NIC = ".nic"
@@ -44,6 +44,7 @@ class Plan:
 HINTS = {  # what the command line can do about an error the library names (neuralcodec.errors)
     PIXEL_LIMIT: "--max-pixels raises the limit",
     GPU_OUT_OF_MEMORY: "try --device cpu",
+    NIC_INPUT: "use neuralcodec decompress",
 }
 
 

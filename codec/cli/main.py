@@ -81,18 +81,30 @@ def _common(f):
                    "own output (20: about 3.5 % smaller at equal PSNR on Kodak, ~50x slower encoding; bench/refine.py). "
                    "Decoding is unchanged. Models with a plain hyperprior (the flagship, lighthp, hvae).")
 @_common
-def compress(input, quality, model, tile, refine, **kw):
+@click.pass_context
+def compress(ctx, input, quality, model, tile, refine, **kw):
     """Compress an image, or every image in a directory, to .nic files."""
-    if model:
-        from neuralcodec.zoo import catalog
+    from neuralcodec.models import ARCHITECTURES
+    from neuralcodec.zoo import catalog
 
+    if model:
         if kw["weights"]:
             raise click.UsageError("--model and --weights exclude each other")
         name = catalog.for_model(model)
         if name is None:
-            raise click.UsageError(f"no shipped weights for model {model!r} (shipped: {_shipped_names()}); train it with "
-                                   f"`neuralcodec train --arch {model}`, export it and pass --weights FILE")
+            models = ", ".join(sorted(_shipped_models()))
+            if model in ARCHITECTURES:
+                raise click.UsageError(f"no weights ship for model {model!r} (models with weights: {models}); train "
+                                       f"it with `neuralcodec train --arch {model}`, export it and pass --weights FILE")
+            raise click.UsageError(f"unknown model {model!r}; models with shipped weights: {models} "
+                                   f"(docs/models.md)")
         kw["weights"] = name
+    if ctx.get_parameter_source("quality") is not click.core.ParameterSource.DEFAULT and not kw["quiet"]:
+        arch = _arch_of(kw["weights"])
+        from neuralcodec.models import VARIABLE_RATE
+
+        if arch is not None and arch not in VARIABLE_RATE:
+            click.echo(f"note: {arch} has one rate; -q is ignored (the flagship, modhp, is variable-rate)", err=True)
     if refine:
         if kw["weights"]:
             _check_weights(kw["weights"], "encode")
@@ -302,6 +314,22 @@ def _check_refinable(weights: str | None) -> None:
     if not codec.refinable:
         raise click.UsageError(f"--refine: model {codec.model_id!r} does not support latent refinement "
                                "(the flagship does)")
+
+
+def _arch_of(weights: str | None) -> str | None:
+    """The architecture of a weights file from its card (no model loaded), or None."""
+    from neuralcodec.zoo import catalog
+
+    try:
+        return json.loads(catalog.resolve(weights).with_suffix(".json").read_text()).get("arch")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _shipped_models() -> set[str]:
+    from neuralcodec.zoo import catalog
+
+    return {a for a in (_arch_of(n) for n in set(catalog.shipped().values()) if not catalog.is_decoder_only(n)) if a}
 
 
 def _shipped_names() -> str:

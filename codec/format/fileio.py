@@ -11,7 +11,10 @@ def write_atomic(dst: Path, data: bytes) -> None:
     """Write ``data`` to ``dst`` so that readers see either nothing or the whole file, never a part."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    except OSError as e:  # name the user's path, not the hidden temporary file
+        raise type(e)(e.errno, f"cannot write {dst}: {e.strerror}") from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from neuralcodec.format.bitstream import ALPHA_MODES, CHANNELS, DEFAULT_MAX_PIXELS
-from neuralcodec.errors import NeuralcodecError
+from neuralcodec.errors import NIC_INPUT, NeuralcodecError
+from neuralcodec.format.bitstream import ALPHA_MODES, CHANNELS, DEFAULT_MAX_PIXELS, MAGIC
 
 READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pbm", ".pnm")
 
@@ -117,6 +117,22 @@ def open_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
+        if _starts_with(path, MAGIC):
+            raise ImageError("a .nic file, not an image: it is decoded, not encoded", NIC_INPUT) from None
         raise ImageError("not a PNG, JPEG, WebP, TIFF, BMP or PPM/PGM image") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot read image: {e}") from None
+
+
+def _starts_with(src, prefix: bytes) -> bool:
+    """Whether the file (a path or a seekable binary file) begins with ``prefix``; False if unreadable."""
+    try:
+        if hasattr(src, "read"):
+            pos = src.tell()
+            head = src.read(len(prefix))
+            src.seek(pos)
+            return head == prefix
+        with open(src, "rb") as f:
+            return f.read(len(prefix)) == prefix
+    except (OSError, ValueError):
+        return False
