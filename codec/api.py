@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -109,6 +110,46 @@ def compress(image, quality: float = DEFAULT_QUALITY, *, settings: EncodeSetting
 
 
 def _compress_planes(planes: imaging.Planes, s: EncodeSettings) -> bytes:
+    """The file of ``planes``; with a target, of the quality that meets it (TargetError if none does)."""
+    if s.target is None:
+        return _encode(planes, s)
+    reached = _search(planes, s)
+    if not reached.met:
+        from neuralcodec.ratecontrol import TargetError
+
+        raise TargetError(f"target {s.target.describe()} is out of reach: the nearest is "
+                          f"{s.target.describe(reached.value)} at quality {reached.quality:g}", reached)
+    return reached.data
+
+
+def compress_to_target(image, settings: EncodeSettings):
+    """The file meeting ``settings.target`` (a ratecontrol.Target) and how: a ``ratecontrol.Reached`` with the
+    data, the quality found, the value reached and whether the target is met (else the nearest file)."""
+    if settings.target is None:
+        raise ValueError("settings.target is not set")
+    return _search(imaging.split(_as_image(image)), settings)
+
+
+def _search(planes: imaging.Planes, s: EncodeSettings):
+    from neuralcodec import ratecontrol
+
+    h, w = planes.rgb.shape[:2]
+    codec = _codec_for(s)
+
+    def measure(q: float):
+        data = _encode(planes, dataclasses.replace(s, quality=q, target=None))
+        if s.target.kind == "size":
+            return data, float(len(data))
+        if s.target.kind == "bpp":
+            return data, 8 * len(data) / (h * w)
+        c = bitstream.unpack(data)
+        mse = np.mean((codec.decode(c.header, c.chunks).astype(np.float64) - planes.rgb) ** 2)
+        return data, float(10 * np.log10(255**2 / max(mse, 1e-10)))
+
+    return ratecontrol.search(measure, s.target, codec.variable_rate, start=s.quality)
+
+
+def _encode(planes: imaging.Planes, s: EncodeSettings) -> bytes:
     from neuralcodec.rate import rate_of_quality
 
     h, w = planes.rgb.shape[:2]
@@ -190,20 +231,40 @@ def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     }
 
 
-def compress_file(src: Path, dst: Path, settings: EncodeSettings = EncodeSettings()) -> tuple[int, int]:
-    """Compress one image file to ``dst`` atomically; returns (bytes written, pixels)."""
+class Written(NamedTuple):
+    """What a ``*_file`` call wrote: bytes, the image's pixels, and a note (e.g. the quality a target found)."""
+
+    out_bytes: int
+    pixels: int
+    note: str = ""
+
+
+def compress_file(src: Path, dst: Path, settings: EncodeSettings = EncodeSettings()) -> Written:
+    """Compress one image file to ``dst`` atomically. With a target that no quality meets, the nearest file is
+    written and TargetError raised (its ``reached`` says what was written)."""
     from neuralcodec.format.fileio import write_atomic
 
     img = imaging.open_image(src)
     pixels = img.width * img.height
     planes = imaging.split(img)
     del img  # a big photo is held once, as the planes
-    data = _compress_planes(planes, settings)
-    write_atomic(dst, data)
-    return len(data), pixels
+    if settings.target is None:
+        data = _encode(planes, settings)
+        write_atomic(dst, data)
+        return Written(len(data), pixels)
+    from neuralcodec.ratecontrol import TargetError
+
+    reached = _search(planes, settings)
+    write_atomic(dst, reached.data)
+    if not reached.met:
+        raise TargetError(f"target {settings.target.describe()} is out of reach: wrote the nearest, "
+                          f"{settings.target.describe(reached.value)} at quality {reached.quality:g}", reached)
+    note = (f"quality {reached.quality:g} reached {settings.target.describe(reached.value)} "
+            f"({reached.encodes} encodes)")
+    return Written(len(reached.data), pixels, note)
 
 
-def decompress_file(src: Path, dst: Path, settings: DecodeSettings = DecodeSettings()) -> tuple[int, int]:
+def decompress_file(src: Path, dst: Path, settings: DecodeSettings = DecodeSettings()) -> Written:
     """Decode one `.nic` file to an image file (format from ``dst``'s extension, PNG without one) atomically;
     returns (bytes written, pixels)."""
     from neuralcodec.format.fileio import write_atomic
@@ -215,7 +276,7 @@ def decompress_file(src: Path, dst: Path, settings: DecodeSettings = DecodeSetti
     img = decompress(Path(src).read_bytes(), settings=settings)
     buf = _encoded(img, fmt)
     write_atomic(dst, buf.getbuffer())
-    return buf.tell(), img.width * img.height
+    return Written(buf.tell(), img.width * img.height)
 
 
 WRITE_FORMATS = {".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".ppm": "PPM",

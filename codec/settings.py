@@ -25,7 +25,8 @@ class EncodeSettings:
     side of the transforms (default 768; bigger is faster on a GPU and costs the decoder memory), recorded in
     the file; ``precision``: fp32 or fp16 transforms (a GPU option; the latents' coding stays exact);
     ``refine``: gradient steps of encoder-side latent refinement (smaller files at the same quality, slower
-    encoding; 0: none; runs on torch); ``backend``: what runs the transforms (auto: ONNX Runtime on a CPU,
+    encoding; 0: none; runs on torch); ``target``: a ``ratecontrol.Target`` (a size, bpp or PSNR the file
+    must reach: the quality is searched, ``quality`` ignored); ``backend``: what runs the transforms (auto: ONNX Runtime on a CPU,
     torch on a GPU or where ONNX cannot)."""
 
     quality: float = DEFAULT_QUALITY
@@ -35,6 +36,7 @@ class EncodeSettings:
     precision: str = "fp32"
     refine: int = 0
     backend: str = "auto"
+    target: object = None  # a ratecontrol.Target: search the quality instead of using ``quality``
 
     def __post_init__(self):
         if isinstance(self.quality, bool) or not isinstance(self.quality, numbers.Real) \
@@ -47,6 +49,10 @@ class EncodeSettings:
         if isinstance(self.refine, bool) or not isinstance(self.refine, numbers.Integral) or self.refine < 0:
             raise ValueError(f"refine must be a whole number of steps, 0 or more, got {self.refine!r}")
         _check_common(self)
+        from neuralcodec.ratecontrol import Target
+
+        if self.target is not None and not isinstance(self.target, Target):
+            raise ValueError(f"target must be a ratecontrol.Target, got {type(self.target).__name__}")
         if self.refine and self.backend == "onnx":
             raise ValueError("refine needs gradients: use backend torch (or auto)")
 

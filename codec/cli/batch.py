@@ -33,6 +33,7 @@ class Result:
     seconds: float = 0.0
     error: str = ""
     skipped: bool = False
+    note: str = ""  # e.g. the quality a size target found
 
 
 @dataclass
@@ -110,8 +111,8 @@ def _run_one(job: Job, direction: str, settings) -> Result:
     try:
         in_bytes = job.src.stat().st_size
         convert = api.compress_file if direction == "compress" else api.decompress_file
-        out_bytes, pixels = convert(job.src, job.dst, settings)
-        return Result(job, True, in_bytes, out_bytes, pixels, time.perf_counter() - t0)
+        w = convert(job.src, job.dst, settings)
+        return Result(job, True, in_bytes, w.out_bytes, w.pixels, time.perf_counter() - t0, note=w.note)
     except (ValueError, OSError) as e:  # ImageError, DecodeError, WeightsError, FormatError are ValueErrors
         return Result(job, False, error=with_hint(e), seconds=time.perf_counter() - t0)
     except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError

@@ -80,9 +80,16 @@ def _common(f):
               help="Spend encode time for smaller files: STEPS gradient steps on the latents against the decoder's "
                    "own output (20: about 3.5 % smaller at equal PSNR on Kodak, ~50x slower encoding; bench/refine.py). "
                    "Decoding is unchanged. Models with a plain hyperprior (the flagship, lighthp, hvae).")
+@click.option("--target-size", metavar="BYTES", default=None,
+              help="Search the quality whose file is at most this size and within 2 % of it: 50000, 100k, 1.5M, "
+                   "64KiB. Per file for directories. Out of reach: the nearest file is written and the run fails.")
+@click.option("--target-bpp", type=float, default=None, metavar="BPP",
+              help="Search the quality whose file is within 2 % of this many bits per pixel.")
+@click.option("--target-psnr", type=float, default=None, metavar="DB",
+              help="Search the quality whose decoded image is within 0.1 dB of this PSNR (RGB, 8-bit).")
 @_common
 @click.pass_context
-def compress(ctx, input, quality, model, tile, refine, **kw):
+def compress(ctx, input, quality, model, tile, refine, target_size, target_bpp, target_psnr, **kw):
     """Compress an image, or every image in a directory, to .nic files."""
     from neuralcodec.models import ARCHITECTURES
     from neuralcodec.zoo import catalog
@@ -109,7 +116,24 @@ def compress(ctx, input, quality, model, tile, refine, **kw):
         if kw["weights"]:
             _check_weights(kw["weights"], "encode")
         _check_refinable(kw["weights"])
-    _convert("compress", input, {"quality": quality, "tile": tile, "refine": refine}, **kw)
+    target = _target(target_size, target_bpp, target_psnr)
+    _convert("compress", input, {"quality": quality, "tile": tile, "refine": refine, "target": target}, **kw)
+
+
+def _target(size, bpp, psnr):
+    """The one rate target the flags give, or None; a usage error for two, or for a malformed one."""
+    from neuralcodec.ratecontrol import Target, parse_size
+
+    given = [(k, v) for k, v in (("size", size), ("bpp", bpp), ("psnr", psnr)) if v is not None]
+    if len(given) > 1:
+        raise click.UsageError("--target-size, --target-bpp and --target-psnr exclude each other")
+    if not given:
+        return None
+    kind, value = given[0]
+    try:
+        return Target(kind, parse_size(value) if kind == "size" else value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=f"--target-{kind}") from None
 
 
 @main.command(epilog=EXAMPLES)
@@ -195,11 +219,13 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
         bar = tqdm(total=len(todo), unit="file", file=sys.stderr)
     t0 = time.perf_counter()
 
+    single = not input.is_dir()
+
     def on_result(r):
         bar.update(1)
-        if not r.ok or verbose:
+        if not r.ok or verbose or (single and r.note):
             bar.clear()
-            _report(r, direction, quiet, verbose)
+            _report(r, direction, quiet, verbose, single)
             bar.refresh()
 
     try:
@@ -338,13 +364,16 @@ def _shipped_names() -> str:
     return ", ".join(sorted(set(catalog.shipped().values())))
 
 
-def _report(r, direction, quiet, verbose):
+def _report(r, direction, quiet, verbose, single=False):
     if not r.ok:
         click.echo(f"error: {r.job.src}: {r.error}", err=True)
+    elif r.note and single and not quiet and not verbose:
+        click.echo(f"{r.job.dst}: {r.out_bytes:,} bytes, {r.note}", err=True)
     elif verbose and not quiet:
         nic = r.out_bytes if direction == "compress" else r.in_bytes
         click.echo(f"{r.job.src} -> {r.job.dst}: {r.in_bytes:,} -> {r.out_bytes:,} bytes, "
-                   f"{8 * nic / max(1, r.pixels):.3f} bpp, {r.seconds:.2f} s", err=True)
+                   f"{8 * nic / max(1, r.pixels):.3f} bpp, {r.seconds:.2f} s" + (f"; {r.note}" if r.note else ""),
+                   err=True)
 
 
 @main.command()
