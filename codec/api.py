@@ -16,6 +16,7 @@ from PIL import Image
 from neuralcodec.format import bitstream
 from neuralcodec.format import imaging
 from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, MIN_TILE, Container, FormatError, Header
+from neuralcodec.format.imaging import METADATA_TAGS
 from neuralcodec.errors import GPU_OUT_OF_MEMORY, NeuralcodecError
 from neuralcodec.rate import quality_of_rate
 from neuralcodec.settings import DEFAULT_QUALITY, DecodeSettings, EncodeSettings
@@ -166,8 +167,13 @@ def _encode(planes: imaging.Planes, s: EncodeSettings) -> bytes:
     chunks, shapes = codec.encode(planes.rgb, rate, None if s.tile is None else -(-s.tile // per_latent), s.refine)
     flags = 0
     if planes.alpha is not None:
-        chunks[b"ALPH"] = imaging.pack_alpha(planes.alpha)
+        tag, payload = imaging.pack_alpha(planes.alpha)
+        chunks[tag] = payload
         flags |= bitstream.FLAG_ALPHA
+    if not s.strip:
+        for key, tag in METADATA_TAGS.items():
+            if planes.metadata.get(key):
+                chunks[tag] = planes.metadata[key]
     header = Header(codec.model_id, codec.weights.digest, rate, w, h, planes.channels, 8, planes.mode, flags,
                     shapes["y_shape"], shapes["z_shape"], shapes["tile"], shapes["halo"])
     return bitstream.pack(Container(header, chunks))
@@ -205,7 +211,8 @@ def decompress(data: bytes, *, settings: DecodeSettings | None = None, **options
             weights = catalog.shipped().get(h.weights_digest)
     codec = _codec_for(dataclasses.replace(s, weights=weights, perceptual=False))
     try:
-        alpha = imaging.unpack_alpha(c.chunks[b"ALPH"], h.height, h.width) if h.has_alpha else None  # cheap: first
+        alpha_tag = next((t for t in c.chunks if t in bitstream.ALPHA_TAGS), None)
+        alpha = imaging.unpack_alpha(alpha_tag, c.chunks[alpha_tag], h.height, h.width) if h.has_alpha else None
         rgb = codec.decode(h, c.chunks)
     except (FormatError, EntropyError, ValueError) as e:
         raise DecodeError(str(e), getattr(e, "reason", None)) from None
@@ -214,7 +221,11 @@ def decompress(data: bytes, *, settings: DecodeSettings | None = None, **options
             raise
         raise DecodeError(f"out of memory decoding a {h.width}x{h.height} image on {codec.device}",
                           GPU_OUT_OF_MEMORY if codec.device.type == "cuda" else None) from None
-    return imaging.merge(rgb, h.mode, alpha)
+    img = imaging.merge(rgb, h.mode, alpha)
+    for key, tag in METADATA_TAGS.items():  # carried as they came; unknown ancillary chunks are skipped
+        if tag in c.chunks:
+            img.info[key] = c.chunks[tag]
+    return img
 
 
 def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
@@ -301,11 +312,12 @@ def _encoded(img: Image.Image, fmt: str):
     fallback = "RGBA" if "A" in img.getbands() else "RGB"
     if fallback == "RGBA" and fmt in NO_ALPHA_FORMATS:
         raise ValueError(f"{fmt} cannot hold this image's alpha channel: decode to png, webp or tif")
+    extra = imaging.metadata_options(img.info, fmt)  # ICC, EXIF, XMP where the format holds them
+    if fmt == "WEBP":  # lossless: a decoded image is written as decoded, never coded a second time
+        extra.update(lossless=True, exact=True)
     for attempt in range(2):
         buf = io.BytesIO()
         try:
-            # WebP lossless: a decoded image is written as decoded, never coded a second time
-            extra = {"lossless": True, "exact": True} if fmt == "WEBP" else {}
             (img if attempt == 0 else img.convert(fallback)).save(buf, format=fmt, **extra)
             return buf
         except (OSError, ValueError) as e:

@@ -26,7 +26,8 @@ class EncodeSettings:
     the file; ``precision``: fp32 or fp16 transforms (a GPU option; the latents' coding stays exact);
     ``refine``: gradient steps of encoder-side latent refinement (smaller files at the same quality, slower
     encoding; 0: none; runs on torch); ``target``: a ``ratecontrol.Target`` (a size, bpp or PSNR the file
-    must reach: the quality is searched, ``quality`` ignored); ``backend``: what runs the transforms (auto: ONNX Runtime on a CPU,
+    must reach: the quality is searched, ``quality`` ignored); ``strip``: leave the image's metadata (ICC
+    profile, EXIF, XMP, otherwise carried and written back on decoding) out of the file; ``backend``: what runs the transforms (auto: ONNX Runtime on a CPU,
     torch on a GPU or where ONNX cannot)."""
 
     quality: float = DEFAULT_QUALITY
@@ -37,6 +38,7 @@ class EncodeSettings:
     refine: int = 0
     backend: str = "auto"
     target: object = None  # a ratecontrol.Target: search the quality instead of using ``quality``
+    strip: bool = False  # leave the image's ICC profile, EXIF and XMP out of the file
 
     def __post_init__(self):
         if isinstance(self.quality, bool) or not isinstance(self.quality, numbers.Real) \

@@ -28,8 +28,8 @@ def test_magic_and_version():
     with pytest.raises(bs.FormatError, match="bad magic"):
         bs.unpack(b"GIF89a" + data[6:])
     bad = bytearray(data)
-    bad[8] = 4
-    with pytest.raises(bs.FormatError, match="version 4"):
+    bad[8] = 5
+    with pytest.raises(bs.FormatError, match="version 5"):
         bs.unpack(bytes(bad))
     bad[8] = 1  # the float-hyperprior format of neuralcodec 0.1: refused by name
     with pytest.raises(bs.FormatError, match="version 1 .*neuralcodec 0.1"):

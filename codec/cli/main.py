@@ -80,6 +80,9 @@ def _common(f):
               help="Spend encode time for smaller files: STEPS gradient steps on the latents against the decoder's "
                    "own output (20: about 3.5 % smaller at equal PSNR on Kodak, ~50x slower encoding; bench/refine.py). "
                    "Decoding is unchanged. Models with a plain hyperprior (the flagship, lighthp, hvae).")
+@click.option("--strip", is_flag=True,
+              help="Leave the image's metadata (ICC profile, EXIF, XMP) out of the file; by default it is carried "
+                   "and written back on decoding where the output format can hold it.")
 @click.option("--target-size", metavar="BYTES", default=None,
               help="Search the quality whose file is at most this size and within 2 % of it: 50000, 100k, 1.5M, "
                    "64KiB. Per file for directories. Out of reach: the nearest file is written and the run fails.")
@@ -89,7 +92,7 @@ def _common(f):
               help="Search the quality whose decoded image is within 0.1 dB of this PSNR (RGB, 8-bit).")
 @_common
 @click.pass_context
-def compress(ctx, input, quality, model, tile, refine, target_size, target_bpp, target_psnr, **kw):
+def compress(ctx, input, quality, model, tile, refine, strip, target_size, target_bpp, target_psnr, **kw):
     """Compress an image, or every image in a directory, to .nic files."""
     from neuralcodec.models import ARCHITECTURES
     from neuralcodec.zoo import catalog
@@ -117,7 +120,8 @@ def compress(ctx, input, quality, model, tile, refine, target_size, target_bpp, 
             _check_weights(kw["weights"], "encode")
         _check_refinable(kw["weights"])
     target = _target(target_size, target_bpp, target_psnr)
-    _convert("compress", input, {"quality": quality, "tile": tile, "refine": refine, "target": target}, **kw)
+    _convert("compress", input, {"quality": quality, "tile": tile, "refine": refine, "target": target,
+                                 "strip": strip}, **kw)
 
 
 def _target(size, bpp, psnr):

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from neuralcodec.errors import PIXEL_LIMIT, NeuralcodecError
 
 MAGIC = b"\x89NIC\r\n\x1a\n"
-VERSION = 3
-READABLE = (2, 3)  # version 2: the same header without the tile geometry
+VERSION = 4  # written only where a file needs it (a WebP-lossless alpha plane or ancillary chunks), else 3
+READABLE = (2, 3, 4)  # version 2: the same header without the tile geometry; 4: version 3's header, ancillary
+# chunks and the ALPW alpha chunk
 # tile geometry a decoder accepts, in latents of y (docs/bitstream.md, *Tiling*): tiles of MIN_TILE..MAX_TILE,
 # halos at most half a tile (so at most 4x the work of untiled), windows (tile + 2 halo) at most MAX_WINDOW
 # (so the synthesis holds at most ~0.8 GB of activations)
@@ -21,12 +22,22 @@ MAX_SIDE = 65_535 * 16  # pixels: the format's limit (u16 latent shapes at 16 px
 # latents has a lower one, checked by the encoder and the decoder where the model's shapes are known
 CHANNELS = {"RGB": 3, "L": 1, "RGBA": 4, "LA": 2, "P": 1, "PA": 2, "1": 1, "CMYK": 4, "YCbCr": 3}  # per mode
 MODES = tuple(CHANNELS)  # the header's mode codes, in this order
-ALPHA_MODES = ("RGBA", "LA", "PA")  # the modes whose files carry an ALPH chunk
-ALPHA_TAG = b"ALPH"
+ALPHA_MODES = ("RGBA", "LA", "PA")  # the modes whose files carry an alpha chunk
+ALPHA_TAG = b"ALPH"  # alpha plane, zlib (versions 2..4)
+ALPHA_WEBP_TAG = b"ALPW"  # alpha plane, WebP lossless (version 4)
+ALPHA_TAGS = (ALPHA_TAG, ALPHA_WEBP_TAG)
 _TAG_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_ANCILLARY_BYTES = _TAG_BYTES | frozenset(b"abcdefghijklmnopqrstuvwxyz")
 FLAG_ALPHA = 1
-_MAX_CHUNKS = 8
+_MAX_CHUNKS = 16
 _FIXED = {2: struct.Struct("<32sHIIBBBB3H3HB"), 3: struct.Struct("<32sHIIBBBB3H3HHHB")}  # digest .. chunk count
+_FIXED[4] = _FIXED[3]
+
+
+def is_ancillary(tag: bytes) -> bool:
+    """An ancillary chunk (version 4): its tag starts with a lowercase letter; a decoder that does not know it
+    skips it (metadata: ``iCCP``, ``eXIF``, ``xMPT``)."""
+    return len(tag) == 4 and 0x61 <= tag[0] <= 0x7A
 
 
 def tile_geometry_error(tile: int, halo: int) -> str | None:
@@ -57,7 +68,8 @@ class Header:
     z_shape: tuple[int, int, int]
     tile: int = 0  # tile side and halo of the transforms, in latents of y (0: not recorded, version 2)
     halo: int = 0
-    version: int = VERSION  # of the file it was read from; files are always written in VERSION
+    version: int = field(default=VERSION, compare=False)  # of the file it was read from; written: 3, or 4 where
+    # the file needs it (bitstream.pack)
 
     @property
     def has_alpha(self) -> bool:
@@ -80,7 +92,8 @@ def pack(c: Container) -> bytes:
     error = tile_geometry_error(h.tile, h.halo)
     if error:
         raise ValueError(error)
-    head = MAGIC + bytes([VERSION, len(mid)]) + mid + _FIXED[VERSION].pack(
+    version = 4 if any(is_ancillary(t) or t == ALPHA_WEBP_TAG for t in c.chunks) else 3
+    head = MAGIC + bytes([version, len(mid)]) + mid + _FIXED[version].pack(
         h.weights_digest, h.rate, h.width, h.height, h.channels, h.bit_depth, MODES.index(h.mode), h.flags,
         *h.y_shape, *h.z_shape, h.tile, h.halo, len(c.chunks))
     out = [head, struct.pack("<I", zlib.crc32(head))]
@@ -146,7 +159,9 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
             raise FormatError("truncated file (chunk header missing)")
         tag = data[pos:pos + 4]
         (length,) = struct.unpack_from("<I", data, pos + 4)
-        if not set(tag) <= _TAG_BYTES or tag in chunks:
+        ancillary = header.version >= 4 and is_ancillary(tag)
+        if not set(tag) <= (_ANCILLARY_BYTES if ancillary else _TAG_BYTES) or tag in chunks \
+                or (tag == ALPHA_WEBP_TAG and header.version < 4):
             raise FormatError(f"unexpected chunk {tag!r}")
         if len(data) < pos + 8 + length + 4:
             raise FormatError(f"truncated file (chunk {tag.decode()} runs past the end)")
@@ -159,6 +174,9 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
     if pos != len(data):
         raise FormatError(f"{len(data) - pos} unexpected bytes after the last chunk")
     tags = list(chunks)
-    if (tags[-1] == ALPHA_TAG) != header.has_alpha or ALPHA_TAG in tags[:-1] or len(tags) < 1 + header.has_alpha:
+    critical = [t for t in tags if not is_ancillary(t)]
+    alphas = [t for t in critical if t in ALPHA_TAGS]
+    if (not critical or (critical[-1] in ALPHA_TAGS) != header.has_alpha or len(alphas) > header.has_alpha
+            or len(critical) < 1 + header.has_alpha or tags[:len(critical)] != critical):  # ancillary chunks last
         raise FormatError(f"chunks {[t.decode() for t in tags]} do not match the header")
     return Container(header, chunks)

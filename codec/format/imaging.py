@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from neuralcodec.errors import NIC_INPUT, NeuralcodecError
-from neuralcodec.format.bitstream import ALPHA_MODES, CHANNELS, DEFAULT_MAX_PIXELS, MAGIC
+from neuralcodec.format.bitstream import (ALPHA_MODES, ALPHA_TAG, ALPHA_WEBP_TAG, CHANNELS, DEFAULT_MAX_PIXELS,
+                                          MAGIC)
 
 READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pbm", ".pnm")
 
@@ -19,16 +20,53 @@ class ImageError(NeuralcodecError, ValueError):
     """The input image cannot be coded (unsupported mode or depth); the message says why."""
 
 
+METADATA_TAGS = {"icc_profile": b"iCCP", "exif": b"eXIF", "xmp": b"xMPT"}  # ancillary chunks, as Pillow names them
+
+
 @dataclass
 class Planes:
     rgb: np.ndarray  # HxWx3 uint8
     mode: str  # the original Pillow mode, restored on decode
     channels: int
     alpha: np.ndarray | None  # HxW uint8, carried losslessly
+    metadata: dict = field(default_factory=dict)  # icc_profile, exif, xmp: bytes, carried as they are
+
+
+def read_metadata(info: dict) -> dict[str, bytes]:
+    """The ICC profile, EXIF and XMP of an opened image (``img.info``), as bytes."""
+    out = {}
+    xmp = info.get("xmp", info.get("XML:com.adobe.xmp"))
+    for key, value in (("icc_profile", info.get("icc_profile")), ("exif", info.get("exif")), ("xmp", xmp)):
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        if isinstance(value, (bytes, bytearray)) and value:
+            out[key] = bytes(value)
+    return out
+
+
+def metadata_options(info: dict, fmt: str) -> dict:
+    """Pillow ``save`` options writing the metadata in ``info`` where the format ``fmt`` can hold it."""
+    meta = read_metadata(info)
+    opts = {}
+    if fmt in ("PNG", "JPEG", "WEBP", "TIFF") and "icc_profile" in meta:
+        opts["icc_profile"] = meta["icc_profile"]
+    if fmt in ("PNG", "JPEG", "WEBP", "TIFF") and "exif" in meta:
+        opts["exif"] = meta["exif"]
+    if "xmp" in meta:
+        if fmt in ("JPEG", "WEBP"):
+            opts["xmp"] = meta["xmp"]
+        elif fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            png = PngInfo()
+            png.add_itxt("XML:com.adobe.xmp", meta["xmp"].decode("utf-8", "replace"))
+            opts["pnginfo"] = png
+    return opts
 
 
 def split(img: Image.Image) -> Planes:
     """The colour planes to code, the original mode, and the alpha plane if the image has transparency."""
+    metadata = read_metadata(img.info)
     if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grayscale (PGM opens as I): coded at 8 bits,
         v = np.asarray(img).astype(np.int64)            # as Pillow reads 16-bit colour
         if img.mode == "I" and v.size and (v.min() < 0 or v.max() > 65535):
@@ -47,7 +85,7 @@ def split(img: Image.Image) -> Planes:
         rgb = np.asarray(rgba.convert("RGB"))
     else:  # an RGB image is read directly: no converted copy (big images)
         rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
-    return Planes(np.ascontiguousarray(rgb), mode, CHANNELS[mode], alpha)
+    return Planes(np.ascontiguousarray(rgb), mode, CHANNELS[mode], alpha, metadata)
 
 
 def merge(rgb: np.ndarray, mode: str, alpha: np.ndarray | None) -> Image.Image:
@@ -70,11 +108,29 @@ def merge(rgb: np.ndarray, mode: str, alpha: np.ndarray | None) -> Image.Image:
     return img.convert(mode)  # CMYK, YCbCr
 
 
-def pack_alpha(alpha: np.ndarray) -> bytes:
-    return zlib.compress(np.ascontiguousarray(alpha, np.uint8).tobytes(), 9)
+WEBP_MAX_SIDE = 16383  # WebP's largest image side; a bigger alpha plane is zlib-coded
 
 
-def unpack_alpha(data: bytes, height: int, width: int) -> np.ndarray:
+def pack_alpha(alpha: np.ndarray) -> tuple[bytes, bytes]:
+    """(tag, payload) of the alpha plane: the smaller of WebP lossless (``ALPW``, cwebp's own alpha coding:
+    spatial prediction and entropy coding, 2-3x smaller than zlib on real transparency) and zlib (``ALPH``)."""
+    import io
+
+    a = np.ascontiguousarray(alpha, np.uint8)
+    best = (ALPHA_TAG, zlib.compress(a.tobytes(), 9))
+    if a.size and max(a.shape) <= WEBP_MAX_SIDE:
+        buf = io.BytesIO()
+        Image.fromarray(a, "L").convert("RGB").save(buf, format="WEBP", lossless=True, quality=75, method=4,
+                                                     exact=True)
+        if buf.tell() < len(best[1]):
+            best = (ALPHA_WEBP_TAG, buf.getvalue())
+    return best
+
+
+def unpack_alpha(tag: bytes, data: bytes, height: int, width: int) -> np.ndarray:
+    """The alpha plane of an ``ALPH`` (zlib) or ``ALPW`` (WebP lossless) chunk; ValueError if it is not one."""
+    if tag == ALPHA_WEBP_TAG:
+        return _unpack_webp_alpha(data, height, width)
     size = height * width
     d = zlib.decompressobj()
     try:
@@ -86,6 +142,22 @@ def unpack_alpha(data: bytes, height: int, width: int) -> np.ndarray:
     if not d.eof or d.unused_data:
         raise ValueError("alpha chunk is not one whole zlib stream")
     return np.frombuffer(raw, np.uint8).reshape(height, width)
+
+
+def _unpack_webp_alpha(data: bytes, height: int, width: int) -> np.ndarray:
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data), formats=["WEBP"]) as im:
+            if im.size != (width, height):  # checked on the header, before any pixel is decoded
+                raise ValueError(f"alpha chunk is {im.size[0]}x{im.size[1]}, the image {width}x{height}")
+            im.load()
+            rgb = np.asarray(im.convert("RGB"))
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any decoder complaint about hostile bytes
+        raise ValueError(f"corrupt alpha chunk ({type(e).__name__}: {e})") from None
+    return np.ascontiguousarray(rgb[..., 1])
 
 
 # Formats read (by content, whatever the extension): those whose header gives the size before any pixel is

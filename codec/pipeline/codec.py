@@ -12,7 +12,7 @@ import numpy as np
 
 from neuralcodec.coding.integer import IntegerStack
 from neuralcodec.coding.stages import CheckerboardStage, Decoded, FactorizedStage, GaussianStage
-from neuralcodec.format.bitstream import FormatError, Header
+from neuralcodec.format.bitstream import ALPHA_TAGS, FormatError, Header, is_ancillary
 from neuralcodec.pipeline.spec import ModelSpec
 from neuralcodec.rate import t_of_rate
 from neuralcodec.zoo.weights_io import Weights, WeightsError
@@ -186,7 +186,7 @@ class Codec:
         if header.tile and (header.tile % ratio or header.halo % ratio or header.halo < halo):
             raise FormatError(f"tile geometry {header.tile}/{header.halo} does not fit model {self.model_id!r} "
                               f"(tiles and halos are multiples of {ratio}, halos at least {halo})")
-        if chunks is not None and [t for t in chunks if t != b"ALPH"] != self.tags:
+        if chunks is not None and [t for t in chunks if t not in ALPHA_TAGS and not is_ancillary(t)] != self.tags:
             raise FormatError(f"chunks {[t.decode() for t in chunks]} do not match model {self.model_id!r}")
 
     def decode_latents(self, header: Header, chunks: dict[bytes, bytes]) -> list[Decoded]:
