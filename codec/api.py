@@ -99,11 +99,11 @@ def _as_image(image) -> Image.Image:
 def compress(image, quality: float = DEFAULT_QUALITY, *, settings: EncodeSettings | None = None, **options) -> bytes:
     """Compress a Pillow image, a uint8 array (HxW or HxWx3/4) or an image path; quality 0..100.
 
-    Options are the fields of :class:`EncodeSettings` (weights, device, tile, precision, refine), as keywords or
+    Options are the fields of :class:`EncodeSettings` (weights, device, tile, precision, effort, ...), as keywords or
     as one ``settings`` object (keywords then override its fields)::
 
         data = neuralcodec.compress("photo.png", 60)
-        data = neuralcodec.compress(img, settings=EncodeSettings(quality=60, refine=20))
+        data = neuralcodec.compress(img, settings=EncodeSettings(quality=60, effort=3))
     """
     if settings is None or quality != DEFAULT_QUALITY:
         options["quality"] = quality
@@ -164,7 +164,7 @@ def _encode(planes: imaging.Planes, s: EncodeSettings) -> bytes:
     rate = rate_of_quality(s.quality) if codec.variable_rate else 0  # a fixed-rate model has one rate
     if s.tile is not None and not MIN_TILE * per_latent <= s.tile <= MAX_TILE * per_latent:
         raise ValueError(f"tile must be within {MIN_TILE * per_latent}..{MAX_TILE * per_latent} pixels, got {s.tile}")
-    chunks, shapes = codec.encode(planes.rgb, rate, None if s.tile is None else -(-s.tile // per_latent), s.refine)
+    chunks, shapes = codec.encode(planes.rgb, rate, None if s.tile is None else -(-s.tile // per_latent), s.effort)
     flags = 0
     if planes.alpha is not None:
         tag, payload = imaging.pack_alpha(planes.alpha)

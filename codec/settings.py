@@ -24,8 +24,9 @@ class EncodeSettings:
     a shipped name or a path (default: the flagship); ``device``: auto, cpu or cuda; ``tile``: pixels per tile
     side of the transforms (default 768; bigger is faster on a GPU and costs the decoder memory), recorded in
     the file; ``precision``: fp32 or fp16 transforms (a GPU option; the latents' coding stays exact);
-    ``refine``: gradient steps of encoder-side latent refinement (smaller files at the same quality, slower
-    encoding; 0: none; runs on torch); ``target``: a ``ratecontrol.Target`` (a size, bpp or PSNR the file
+    ``effort``: 0..9, encode time spent for smaller files at the same quality, decoding unchanged (0: today's
+    speed; higher: encoder-side latent refinement, at the top stochastic Gumbel annealing; pipeline.refine.EFFORTS;
+    runs on torch); ``target``: a ``ratecontrol.Target`` (a size, bpp or PSNR the file
     must reach: the quality is searched, ``quality`` ignored); ``strip``: leave the image's metadata (ICC
     profile, EXIF, XMP, otherwise carried and written back on decoding) out of the file; ``backend``: what runs the transforms (auto: ONNX Runtime on a CPU,
     torch on a GPU or where ONNX cannot)."""
@@ -35,7 +36,7 @@ class EncodeSettings:
     device: str = "auto"
     tile: int | None = None
     precision: str = "fp32"
-    refine: int = 0
+    effort: int = 0
     backend: str = "auto"
     target: object = None  # a ratecontrol.Target: search the quality instead of using ``quality``
     strip: bool = False  # leave the image's ICC profile, EXIF and XMP out of the file
@@ -48,15 +49,15 @@ class EncodeSettings:
             raise ValueError(f"tile must be a whole number of pixels, got {self.tile!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if isinstance(self.refine, bool) or not isinstance(self.refine, numbers.Integral) or self.refine < 0:
-            raise ValueError(f"refine must be a whole number of steps, 0 or more, got {self.refine!r}")
+        if isinstance(self.effort, bool) or not isinstance(self.effort, numbers.Integral) or not 0 <= self.effort <= 9:
+            raise ValueError(f"effort must be a whole number within 0..9, got {self.effort!r}")
         _check_common(self)
         from neuralcodec.ratecontrol import Target
 
         if self.target is not None and not isinstance(self.target, Target):
             raise ValueError(f"target must be a ratecontrol.Target, got {type(self.target).__name__}")
-        if self.refine and self.backend == "onnx":
-            raise ValueError("refine needs gradients: use backend torch (or auto)")
+        if self.effort and self.backend == "onnx":
+            raise ValueError("effort above 0 refines the latents with gradients: use backend torch (or auto)")
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def resolve_backend(s) -> str:
     importing torch (a GPU is looked for where its driver shows one)."""
     if s.backend != "auto":
         return s.backend
-    if s.precision != "fp32" or getattr(s, "refine", 0) or str(s.device).startswith("cuda"):
+    if s.precision != "fp32" or getattr(s, "effort", 0) or str(s.device).startswith("cuda"):
         return "torch"
     if s.device == "auto" and _gpu_driver():
         return "torch"

@@ -210,8 +210,8 @@ def test_settings_are_typed_checked_once_and_travel_whole(rgb64, tmp_path):
     import neuralcodec
     from neuralcodec import DecodeSettings, EncodeSettings
 
-    for bad, field in [({"quality": 101}, "quality"), ({"quality": "high"}, "quality"), ({"refine": -1}, "refine"),
-                       ({"refine": 1.5}, "refine"), ({"precision": "fp8"}, "precision"), ({"tile": 0}, "tile"),
+    for bad, field in [({"quality": 101}, "quality"), ({"quality": "high"}, "quality"), ({"effort": -1}, "effort"),
+                       ({"effort": 1.5}, "effort"), ({"effort": 10}, "effort"), ({"precision": "fp8"}, "precision"), ({"tile": 0}, "tile"),
                        ({"device": "tpu"}, "device")]:
         with pytest.raises(ValueError, match=field):
             EncodeSettings(**bad)

@@ -95,7 +95,7 @@ def test_refinement_where_the_model_supports_it(tiny_weights, tmp_path):
     arch, w = tiny_weights
     img = photo(40, 48, 9)
     Image.fromarray(img).save(tmp_path / "a.png")
-    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--weights", str(w), "--refine", "2"])
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--weights", str(w), "--effort", "1"])
     if load_codec(str(w)).refinable:  # a hyperprior whose bottom level the synthesis reads alone
         assert r.exit_code == 0, r.output
         data = (tmp_path / "a.nic").read_bytes()
@@ -103,7 +103,7 @@ def test_refinement_where_the_model_supports_it(tiny_weights, tmp_path):
     else:
         assert r.exit_code == 2 and "does not support latent refinement" in r.output and not (tmp_path / "a.nic").exists()
         with pytest.raises(ValueError, match="refinement"):
-            neuralcodec.compress(img, 50, weights=str(w), refine=2)
+            neuralcodec.compress(img, 50, weights=str(w), effort=1)
 
 
 def test_train_command_knows_the_seed_architectures(tmp_path):

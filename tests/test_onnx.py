@@ -99,8 +99,8 @@ def test_a_broken_bundle_says_how_to_rebuild_and_auto_falls_back_to_torch(tmp_pa
 def test_backend_choices_are_checked_before_any_work(tmp_path):
     from neuralcodec.cli.main import main
 
-    with pytest.raises(ValueError, match="refine needs gradients"):
-        neuralcodec.EncodeSettings(refine=4, backend="onnx")
+    with pytest.raises(ValueError, match="gradients"):
+        neuralcodec.EncodeSettings(effort=4, backend="onnx")
     with pytest.raises(ValueError, match="backend"):
         neuralcodec.DecodeSettings(backend="tensorrt")
     img = tmp_path / "a.png"

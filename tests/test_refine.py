@@ -75,16 +75,16 @@ def test_refined_files_cost_less_and_decode_like_any_other():
         return 8 * len(data) / img[..., 0].size + lmbda * ((out - img) ** 2).mean()
 
     plain = neuralcodec.compress(img, 60, device="cpu")
-    assert neuralcodec.compress(img, 60, device="cpu", refine=0) == plain
-    refined = neuralcodec.compress(img, 60, device="cpu", refine=8)
-    assert neuralcodec.compress(img, 60, device="cpu", refine=8) == refined
+    assert neuralcodec.compress(img, 60, device="cpu", effort=0) == plain
+    refined = neuralcodec.compress(img, 60, device="cpu", effort=2)
+    assert neuralcodec.compress(img, 60, device="cpu", effort=2) == refined
     assert cost(refined) < cost(plain)
     keys = ("width", "height", "model", "rate_selector", "y_shape", "z_shape")
     a, b = neuralcodec.info(plain), neuralcodec.info(refined)
     assert [a[k] for k in keys] == [b[k] for k in keys]
     for bad in (-1, 2.5):
-        with pytest.raises(ValueError, match="refine"):
-            neuralcodec.compress(img, 60, refine=bad)
+        with pytest.raises(ValueError, match="effort"):
+            neuralcodec.compress(img, 60, effort=bad)
 
 
 def test_eval_measures_refined_files(tmp_path):
@@ -96,7 +96,32 @@ def test_eval_measures_refined_files(tmp_path):
 
     Image.fromarray(photo(176, 176, 4)).save(tmp_path / "a.png")  # MS-SSIM needs 161 px
     plain = evaluate(tmp_path, tmp_path / "plain", [40], progress=False)["curves"]["neuralcodec"]
-    refined = evaluate(tmp_path, tmp_path / "report", [40], progress=False, refine=4)["curves"]["neuralcodec"]
+    refined = evaluate(tmp_path, tmp_path / "report", [40], progress=False, effort=1)["curves"]["neuralcodec"]
     rep = json.loads((tmp_path / "report" / "neuralcodec.json").read_text())
-    assert rep["refine_steps"] == 4 and len(rep["results"]["bpp"]) == 1
+    assert rep["effort"] == 1 and len(rep["results"]["bpp"]) == 1
     assert (refined["bpp"], refined["psnr-rgb"]) != (plain["bpp"], plain["psnr-rgb"])  # other files were measured
+
+
+def test_annealed_rounding_lowers_the_estimated_cost_too():
+    """Stochastic Gumbel annealing (the top effort levels) never ends worse than where it started."""
+    synth, x, y, means, indexes, table = _toy()
+    out = refine(synth, _reader(x), y.clone(), means, indexes, table, 0.01, 30, x.shape[2:], stride=4, method="sga")
+    assert _cost(synth, x, out, means, 0.01) < _cost(synth, x, y, means, 0.01)
+    with pytest.raises(ValueError, match="ste or sga"):
+        refine(synth, _reader(x), y.clone(), means, indexes, table, 0.01, 3, x.shape[2:], method="adam")
+
+
+def test_effort_replaces_refine_on_the_command_line(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from neuralcodec.cli.main import main
+
+    Image.fromarray(photo(32, 48, 1)).save(tmp_path / "a.png")
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "--refine", "20"])
+    assert r.exit_code == 2 and "--effort" in r.output and not (tmp_path / "a.nic").exists()
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "-e", "1", "--backend", "onnx"])
+    assert r.exit_code == 2 and "gradients" in r.output
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "-e", "5"])
+    assert r.exit_code == 0, r.output
+    assert "Gumbel" in CliRunner().invoke(main, ["compress", "--help"]).output

@@ -34,6 +34,13 @@ def main():
     """
 
 
+EFFORT_HELP = ("Spend encode time for smaller files at the same quality; decoding is unchanged. 0: today's speed; "
+               "1-4: 5/10/20/40 gradient steps on the latents against the decoder's own output; 5-9: stochastic "
+               "Gumbel annealing, 40/60/100/160/250 steps (Yang et al. 2020). Each step costs about 2.5 plain "
+               "encodes; savings and times per level: bench/effort.py, README. Models with a plain hyperprior "
+               "(the flagship, lighthp, hvae); runs on torch.")
+
+
 def _common(f):
     opts = [
         click.option("-o", "--output", type=click.Path(),
@@ -51,7 +58,7 @@ def _common(f):
                           "the coded latents stay exact. Ignored, with a note, on the CPU, where it is slower."),
         click.option("--backend", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
                      help="What runs the transforms: onnx (ONNX Runtime, about twice torch's speed on a CPU; built "
-                          "once per weights into ~/.cache/neuralcodec), torch (GPUs, --half, --refine), or auto "
+                          "once per weights into ~/.cache/neuralcodec), torch (GPUs, --half, --effort), or auto "
                           "(onnx on a CPU, else torch). Every backend reads every file to the same latents."),
         click.option("--weights", default=None, metavar="NAME|PATH",
                      help="Shipped weights name or a .safetensors path. Default: compress uses the flagship; "
@@ -76,10 +83,8 @@ def _common(f):
 @click.option("--tile", type=click.IntRange(128, 1024), default=None, metavar="PIXELS",
               help="Tile side of the transforms, 128..1024 (default 768): bigger tiles run faster on a GPU, smaller "
                    "ones use less memory. Recorded in the file; the decoder follows it.")
-@click.option("--refine", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
-              help="Spend encode time for smaller files: STEPS gradient steps on the latents against the decoder's "
-                   "own output (20: about 3.5 % smaller at equal PSNR on Kodak, ~50x slower encoding; bench/refine.py). "
-                   "Decoding is unchanged. Models with a plain hyperprior (the flagship, lighthp, hvae).")
+@click.option("-e", "--effort", type=click.IntRange(0, 9), default=0, show_default=True, help=EFFORT_HELP)
+@click.option("--refine", type=int, default=None, hidden=True)  # renamed: refused with a message naming --effort
 @click.option("--strip", is_flag=True,
               help="Leave the image's metadata (ICC profile, EXIF, XMP) out of the file; by default it is carried "
                    "and written back on decoding where the output format can hold it.")
@@ -92,7 +97,7 @@ def _common(f):
               help="Search the quality whose decoded image is within 0.1 dB of this PSNR (RGB, 8-bit).")
 @_common
 @click.pass_context
-def compress(ctx, input, quality, model, tile, refine, strip, target_size, target_bpp, target_psnr, **kw):
+def compress(ctx, input, quality, model, tile, effort, refine, strip, target_size, target_bpp, target_psnr, **kw):
     """Compress an image, or every image in a directory, to .nic files."""
     from neuralcodec.models import ARCHITECTURES
     from neuralcodec.zoo import catalog
@@ -115,12 +120,14 @@ def compress(ctx, input, quality, model, tile, refine, strip, target_size, targe
 
         if arch is not None and arch not in VARIABLE_RATE:
             click.echo(f"note: {arch} has one rate; -q is ignored (the flagship, modhp, is variable-rate)", err=True)
-    if refine:
+    if refine is not None:
+        raise click.UsageError("--refine STEPS is now -e/--effort 0..9 (effort 3 is 20 steps; see --help)")
+    if effort:
         if kw["weights"]:
             _check_weights(kw["weights"], "encode")
         _check_refinable(kw["weights"])
     target = _target(target_size, target_bpp, target_psnr)
-    _convert("compress", input, {"quality": quality, "tile": tile, "refine": refine, "target": target,
+    _convert("compress", input, {"quality": quality, "tile": tile, "effort": effort, "target": target,
                                  "strip": strip}, **kw)
 
 
@@ -334,7 +341,7 @@ def _check_weights(weights: str, action: str | None = None) -> None:
 
 
 def _check_refinable(weights: str | None) -> None:
-    """A usage error for --refine with a model that cannot refine its latents, before any work starts."""
+    """A usage error for --effort with a model that cannot refine its latents, before any work starts."""
     from neuralcodec.api import load_codec
 
     try:
@@ -342,7 +349,7 @@ def _check_refinable(weights: str | None) -> None:
     except Exception:  # noqa: BLE001 - unreadable weights are reported as usual, later
         return
     if not codec.refinable:
-        raise click.UsageError(f"--refine: model {codec.model_id!r} does not support latent refinement "
+        raise click.UsageError(f"--effort: model {codec.model_id!r} does not support latent refinement "
                                "(the flagship does)")
 
 
@@ -468,11 +475,11 @@ def train(arch, recipe, run_dir, init_weights, minutes, steps, data):
               help="Weights to evaluate (default: flagship). Repeat it for one fixed-rate model trained at "
                    "several rates: each file is one point of its curve.")
 @click.option("--limit", type=int, default=None, help="Only the first N images (quick looks).")
-@click.option("--refine", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
-              help="Encode every file with compress --refine STEPS (slow; measures what refinement buys).")
+@click.option("-e", "--effort", type=click.IntRange(0, 9), default=0, show_default=True,
+              help="Encode every file with compress --effort (slow; measures what the effort buys).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("report"),
               show_default=True, help="Directory for report.json, per-codec JSON and rd.png.")
-def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, output):
+def eval_cmd(dataset, qualities, against, anchors, weights, limit, effort, output):
     """Rate-distortion of real files on a directory of lossless images, with BD-rates and an RD plot."""
     from neuralcodec.evaluation.evaluate import AnchorError, EvaluationError, available_classic, check_codecs, evaluate
 
@@ -492,11 +499,11 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, refine, outpu
         click.echo(f"note: Pillow here cannot write {c}; skipped", err=True)
     for w in weights:
         _check_weights(w, "encode")
-    if refine:
+    if effort:
         _check_refinable(weights[0] if weights else None)
     try:  # evaluate() reads the anchors before minutes of coding, not after
         s = evaluate(dataset, output, qs, codecs, list(anchors), list(weights), limit, progress=sys.stderr.isatty(),
-                     refine=refine)
+                     effort=effort)
     except AnchorError as e:
         raise click.BadParameter(str(e), param_hint="--anchors") from None
     except EvaluationError as e:

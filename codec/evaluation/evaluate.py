@@ -39,12 +39,12 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(f(ta, tb, data_range=255))
 
 
-def _neuralcodec_coder(quality: float, weights: str | None, refine: int = 0):
+def _neuralcodec_coder(quality: float, weights: str | None, effort: int = 0):
     import neuralcodec
 
     def code(img: np.ndarray):
         t0 = time.perf_counter()
-        data = neuralcodec.compress(img, quality, weights=weights, refine=refine)
+        data = neuralcodec.compress(img, quality, weights=weights, effort=effort)
         t1 = time.perf_counter()
         out = np.asarray(neuralcodec.decompress(data, weights=weights))
         return len(data), out, t1 - t0, time.perf_counter() - t1
@@ -166,12 +166,12 @@ def load_anchors(files: list[Path]) -> dict[str, dict]:
 
 def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against: list[str] = (),
              anchor_files: list[Path] = (), weights: str | list[str] | None = None, limit: int | None = None,
-             progress: bool = True, refine: int = 0) -> dict:
+             progress: bool = True, effort: int = 0) -> dict:
     """Run the whole evaluation and write ``report.json``, per-codec JSONs and ``rd.png`` into ``out_dir``.
 
     ``weights``: one weights file (a variable-rate model is swept over ``qualities``), or several of one
-    fixed-rate model (one point each, e.g. the same recipe trained at several lambdas); ``refine``: encoder-side
-    refinement steps of every neuralcodec file (compress's ``refine``)."""
+    fixed-rate model (one point each, e.g. the same recipe trained at several lambdas); ``effort``: the encoder effort
+    of every neuralcodec file (compress's ``effort``)."""
     from tqdm import tqdm
 
     from neuralcodec.api import load_codec
@@ -191,21 +191,21 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
             raise EvaluationError(archive_refusal(c.weights.path.name, "encode"))
     if len({c.model_id for c in codecs}) > 1 or (len(codecs) > 1 and any(c.variable_rate for c in codecs)):
         raise EvaluationError("several weights make one curve only when they are the same fixed-rate model")
-    if refine and not codecs[0].refinable:
+    if effort and not codecs[0].refinable:
         raise EvaluationError(f"model {codecs[0].model_id!r} does not support latent refinement")
     ours_coders = []
     for w, codec in zip(weights_list, codecs):
         if codec.variable_rate:
-            ours_coders += [(q, _neuralcodec_coder(q, w, refine)) for q in qualities]
+            ours_coders += [(q, _neuralcodec_coder(q, w, effort)) for q in qualities]
         else:  # one operating point per weights file; its "quality" is the weights' name
-            ours_coders.append((codec.weights.path.stem, _neuralcodec_coder(0, w, refine)))
+            ours_coders.append((codec.weights.path.stem, _neuralcodec_coder(0, w, effort)))
     total = len(images) * (len(ours_coders) + sum(len(CLASSIC_QUALITIES[c]) for c in classic))
     bar = tqdm(total=total, unit="img", disable=not progress)
     name = f"neuralcodec {codecs[0].weights.path.stem if len(codecs) == 1 else codecs[0].model_id}"
     with_msssim = all(min(Image.open(f).size) >= MSSSIM_MIN_SIDE for f in images)  # else PSNR only
     ours = curve(name, ours_coders, images, bar, with_msssim)
-    if refine:
-        ours["refine_steps"] = refine
+    if effort:
+        ours["effort"] = effort
     ours.update(weights_digest=[c.weights.digest.hex() for c in codecs] if len(codecs) > 1
                 else codecs[0].weights.digest.hex(), description="real .nic files, neuralcodec eval")
     curves = {name: ours["results"]}

@@ -138,31 +138,31 @@ class Codec:
         idx, mu = self.stages[-1].parameters(decoded[-1], rate)
         return y, decoded, idx, mu
 
-    def refined(self, rgb: np.ndarray, rate: int, steps: int, tile: int | None = None) -> list[Decoded]:
-        """Every level's symbols, with the bottom one refined by ``steps`` gradient steps (neuralcodec.pipeline.refine)
+    def refined(self, rgb: np.ndarray, rate: int, effort: int, tile: int | None = None) -> list[Decoded]:
+        """Every level's symbols, with the bottom one refined at ``effort`` (neuralcodec.pipeline.refine.EFFORTS)
         under the parameters the decoder will derive from the levels above."""
         if not self.refinable:
             raise ValueError(f"model {self.model_id!r} does not support latent refinement"
                              + ("" if hasattr(self.transforms, "refine") else f" on the {self.backend} backend"))
         y, decoded, idx, mu = self.analysis_with_prior(rgb, rate, tile)
         stage = self.stages[-1]
-        y = self.transforms.refine(rgb, self.t(rate), y, mu, idx, stage.scale_table, steps)
+        y = self.transforms.refine(rgb, self.t(rate), y, mu, idx, stage.scale_table, effort)
         del mu, idx
         decoded.append(stage.quantize(y, decoded[-1], rate))
         return decoded
 
     def encode(self, rgb: np.ndarray, rate: int, tile: int | None = None,
-               refine: int = 0) -> tuple[dict[bytes, bytes], dict]:
+               effort: int = 0) -> tuple[dict[bytes, bytes], dict]:
         """Code an HxWx3 uint8 image; returns the chunks and the header's latent shapes and tile geometry.
-        ``refine``: gradient steps of encoder-side latent refinement (0: the analysis transform's latents)."""
+        ``effort``: 0 (the analysis transform's latents) .. 9: encoder-side latent refinement (refine.EFFORTS)."""
         if self.weights.decoder_only:  # no analysis transforms in the file: nothing to encode with
             from neuralcodec.zoo.catalog import archive_refusal
 
             raise WeightsError(archive_refusal(self.weights.path.name, "encode"))
         y_shape, z_shape = self.header_shapes(*rgb.shape[:2])
         tile, halo = self.transforms.tile_geometry(tile)
-        if refine:
-            decoded = self.refined(rgb, rate, refine, tile)
+        if effort:
+            decoded = self.refined(rgb, rate, effort, tile)
         else:
             decoded = self.quantize(self.transforms.analysis(rgb, self.t(rate), tile), rate)
         chunks = {}

@@ -9,6 +9,12 @@ straight-through rounded y); every step is also scored on the hard-quantized cos
 kept, so a tile never ends worse (by the model's estimate, on its own pixels) than where it started. Files keep
 the same format and decode with any decoder.
 
+Two relaxations: ``ste``, the one above; ``sga``, stochastic Gumbel annealing (Yang, Bamler & Mandt 2020,
+"Improving inference for neural image compression"): each element's rounding is a Gumbel-softmax sample between
+floor and ceiling, pulled towards the nearer one by atanh of the distance, whose temperature anneals from 0.5
+towards 0.05 so the relaxation ends at hard rounding. ``EFFORTS`` maps the encoder's effort level to a
+relaxation and a step count.
+
 Images are refined tile by tile: a window of tile + halo latents goes through the synthesis, the loss is taken
 on the tile's own pixels, tiles in raster order (each sees its refined neighbours above and to the left). The
 autograd graph is one window's; besides it, refinement holds about two latent-sized float tensors (y, the means).
@@ -22,6 +28,11 @@ import torch
 
 TILE = 64  # latents of y per refinement tile (1024 px at the flagship's 16x): Kodak is one tile
 HALO = 4  # latents of fixed context around a tile's window (the synthesis' receptive field)
+# effort level -> (relaxation, gradient steps); 0: the analysis transform's latents as they are. Each step costs
+# about one synthesis forward and backward (on Kodak ~2.5x a plain encode); bench/effort.py measures them.
+EFFORTS = {0: None, 1: ("ste", 5), 2: ("ste", 10), 3: ("ste", 20), 4: ("ste", 40), 5: ("sga", 40), 6: ("sga", 60),
+           7: ("sga", 100), 8: ("sga", 160), 9: ("sga", 250)}
+MAX_EFFORT = max(EFFORTS)
 
 
 def symbol_bits(v: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -41,14 +52,16 @@ def step_size(lmbda: float) -> float:
 
 def refine(synthesis, image, y: torch.Tensor, means: torch.Tensor, indexes: torch.Tensor,
            scale_table: torch.Tensor, lmbda: float, steps: int, valid: tuple[int, int], stride: int = 16,
-           tile: int = TILE, halo: int = HALO, seed: int = 0) -> torch.Tensor:
+           tile: int = TILE, halo: int = HALO, seed: int = 0, method: str = "ste") -> torch.Tensor:
     """Refine ``y`` (1,C,h,w) in place and return it: the latent of the target image ``image(rows, columns)``
     (pixel slices -> (1,3,rows,columns) in [0, 1], read a window at a time), whose real size is ``valid``
     (rows, columns) inside the padded h*stride x w*stride (padding costs no distortion).
 
     ``synthesis(y_hat)`` is the decoder; ``means`` (1,C,h,w) and the table ``indexes`` (C,h,w, integers into
-    ``scale_table``) the bottom level's Gaussian parameters, fixed. Deterministic for a given ``seed`` on one
-    device (cuDNN is held to deterministic algorithms)."""
+    ``scale_table``) the bottom level's Gaussian parameters, fixed; ``method``: ``ste`` or ``sga`` (above).
+    Deterministic for a given ``seed`` on one device (cuDNN is held to deterministic algorithms)."""
+    if method not in ("ste", "sga"):
+        raise ValueError(f"refinement method must be ste or sga, got {method!r}")
     out = y.detach()
     if steps <= 0:
         return out
@@ -71,12 +84,12 @@ def refine(synthesis, image, y: torch.Tensor, means: torch.Tensor, indexes: torc
                            slice(wc0 * stride + pc.start, wc0 * stride + pc.stop))
             with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
                 best = _refine_window(synthesis, target, out[win].clone(), means[win], scales, inner, (pr, pc),
-                                      lmbda, steps, gen)
+                                      lmbda, steps, gen, method)
             out[win][inner] = best[inner]
     return out
 
 
-def _refine_window(synthesis, target, y, means, scales, inner, pixels, lmbda, steps, gen):
+def _refine_window(synthesis, target, y, means, scales, inner, pixels, lmbda, steps, gen, method="ste"):
     """Adam on the training relaxation (rate of y + uniform noise, distortion of the straight-through rounded
     y), scored every step on the hard-quantized cost; returns the best y scored."""
     n_px = target.shape[2] * target.shape[3]
@@ -89,18 +102,35 @@ def _refine_window(synthesis, target, y, means, scales, inner, pixels, lmbda, st
     for i in range(steps + 1):  # the last pass only scores the last step
         v = y - means
         v_hat = torch.round(v)
-        x_hat = synthesis(v + (v_hat - v).detach() + means)[:, :, pixels[0], pixels[1]].clamp(0, 1)
-        distortion = lmbda * 255**2 * (x_hat - target).pow(2).mean()
+        with torch.set_grad_enabled(method == "ste"):  # sga takes its gradient from its own relaxed pass
+            x_hat = synthesis(v + (v_hat - v).detach() + means)[:, :, pixels[0], pixels[1]].clamp(0, 1)
+            distortion = lmbda * 255**2 * (x_hat - target).pow(2).mean()
         cost = (symbol_bits(v_hat.detach(), scales) * mask).sum().item() / n_px + distortion.item()
         if cost < best_cost:
             best_cost, best = cost, y.detach().clone()
         if i == steps:
             break
-        noise = (torch.rand(v.shape, generator=gen) - 0.5).to(v.device)
-        loss = (symbol_bits(v + noise, scales) * mask).sum() / n_px + distortion
+        if method == "sga":
+            v_soft = _sga(v, 0.5 * (0.1 ** (i / max(1, steps - 1))), gen)
+            x_soft = synthesis(v_soft + means)[:, :, pixels[0], pixels[1]].clamp(0, 1)
+            loss = (symbol_bits(v_soft, scales) * mask).sum() / n_px + lmbda * 255**2 * (x_soft - target).pow(2).mean()
+        else:
+            noise = (torch.rand(v.shape, generator=gen) - 0.5).to(v.device)
+            loss = (symbol_bits(v + noise, scales) * mask).sum() / n_px + distortion
         (grad,) = torch.autograd.grad(loss, [y])
         y.grad = grad * mask
         for g in opt.param_groups:  # cosine decay to zero: settle on a point instead of oscillating
             g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * i / steps))
         opt.step()
     return best
+
+
+def _sga(v: torch.Tensor, tau: float, gen: torch.Generator) -> torch.Tensor:
+    """A stochastic Gumbel-annealed rounding of ``v`` at temperature ``tau`` (differentiable in ``v``)."""
+    lo = torch.floor(v).detach()
+    eps = 1e-5
+    d_lo = (v - lo).clamp(eps, 1 - eps)  # distance to floor, in (0, 1)
+    logits = torch.stack([-torch.atanh(d_lo) / tau, -torch.atanh(1 - d_lo) / tau])  # nearer: likelier
+    u = torch.rand(logits.shape, generator=gen).to(v.device).clamp(1e-9, 1 - 1e-9)
+    weights = torch.softmax((logits - torch.log(-torch.log(u))) / tau, 0)  # a relaxed one-hot sample
+    return lo + weights[1]

@@ -73,15 +73,17 @@ class TorchTransforms(TiledTransforms):
         return self._in(self.window(rgb, rows, cols))[None]
 
     def refine(self, rgb: np.ndarray, t: float, y: np.ndarray, means: np.ndarray, indexes: np.ndarray,
-               scale_table: np.ndarray, steps: int) -> np.ndarray:
-        """y (C,H,W) refined by ``steps`` gradient steps against the decoder's own output under the coding
-        parameters the decoder derives (neuralcodec.pipeline.refine)."""
-        from neuralcodec.pipeline.refine import refine
+               scale_table: np.ndarray, effort: int) -> np.ndarray:
+        """y (C,H,W) refined at ``effort`` (refine.EFFORTS: a relaxation and a number of gradient steps) against
+        the decoder's own output under the coding parameters the decoder derives (neuralcodec.pipeline.refine)."""
+        from neuralcodec.pipeline.refine import EFFORTS, refine
+
+        method, steps = EFFORTS[effort]
 
         tt = self._t(t)
         with torch.enable_grad():
             out = refine(lambda y_hat: self.model.synthesis(y_hat, tt), lambda rows, cols: self.padded(rgb, rows, cols),
                          self._in(y)[None], self._in(means)[None], self._in(indexes),
                          self._in(np.asarray(scale_table, np.float32)), float(self.model.lmbda(tt)), steps,
-                         rgb.shape[:2], stride=self.levels[-1].downsampling)
+                         rgb.shape[:2], stride=self.levels[-1].downsampling, method=method)
         return self._out(out.detach()[0])

@@ -1,11 +1,13 @@
-"""What encoder-side latent refinement (`neuralcodec compress --refine STEPS`) buys on Kodak, and what it costs.
+"""What each encoder effort level (`neuralcodec compress -e 0..9`) buys on Kodak, and what it costs.
 
-    python bench/refine.py [--weights flagship] [--images 6] [--qualities 10,30,50,70,90] [--steps 0,10,20]
+    python bench/effort.py [--weights flagship] [--images 6] [--qualities 10,30,50,70,90] [--efforts 0,1,2,...]
+                           [--crop 256]
 
-For every image and quality: a real file at each refinement step count (bpp = 8 * file bytes / pixels), PSNR on
-RGB at 8 bits after a real decode, and the encode seconds. Per step count: the mean curve, BD-rate against
-steps 0 (pchip in log rate, the same as `neuralcodec eval`), and the median encode-time ratio to steps 0.
-Results go to bench/results/refine.json.
+For every image and quality: a real file at each effort (bpp = 8 * file bytes / pixels), PSNR on RGB at 8 bits
+after a real decode, and the encode seconds (torch backend for every level, so the ratios compare refinement
+alone). Per effort: the mean curve, BD-rate against effort 0 (pchip in log rate, as `neuralcodec eval`), and the
+median encode-time ratio to effort 0. ``--crop`` codes the centre crop of each image (a quick look; the README
+table uses whole images). Results go to bench/results/effort.json.
 """
 
 from __future__ import annotations
@@ -32,38 +34,45 @@ def main():
     ap.add_argument("--weights", default=None)
     ap.add_argument("--images", type=int, default=6, help="first N Kodak images")
     ap.add_argument("--qualities", default="10,30,50,70,90")
-    ap.add_argument("--steps", default="0,10,20")
+    ap.add_argument("--efforts", default="0,1,2,3,4,5,6,7,8,9")
+    ap.add_argument("--crop", type=int, default=0, help="centre crop of this side (0: whole images)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("-o", "--output", type=Path, default=ROOT / "bench" / "results" / "refine.json")
+    ap.add_argument("-o", "--output", type=Path, default=ROOT / "bench" / "results" / "effort.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     qualities = [float(q) for q in args.qualities.split(",")]
-    steps = sorted({0, *(int(s) for s in args.steps.split(","))})
+    steps = sorted({0, *(int(s) for s in args.efforts.split(","))})
     images = sorted(KODAK.glob("*.png"))[: args.images]
     rows = []  # (steps, quality, image, bpp, psnr, encode seconds)
     for path in images:
         img = np.asarray(Image.open(path).convert("RGB"))
+        if args.crop:
+            r0, c0 = max(0, (img.shape[0] - args.crop) // 2), max(0, (img.shape[1] - args.crop) // 2)
+            img = np.ascontiguousarray(img[r0:r0 + args.crop, c0:c0 + args.crop])
         px = img.shape[0] * img.shape[1]
         for q in qualities:
             for s in steps:
                 t0 = time.perf_counter()
-                data = neuralcodec.compress(img, q, weights=args.weights, refine=s)
+                data = neuralcodec.compress(img, q, weights=args.weights, effort=s, backend="torch")
                 enc = time.perf_counter() - t0
                 out = np.asarray(neuralcodec.decompress(data, weights=args.weights)).astype(np.float64)
                 psnr = 10 * np.log10(255**2 / ((out - img) ** 2).mean())
                 rows.append((s, q, path.stem, 8 * len(data) / px, psnr, enc))
-                print(f"{path.stem} q={q:g} steps={s}: {8 * len(data) / px:.4f} bpp {psnr:.3f} dB {enc:.1f} s",
+                print(f"{path.stem} q={q:g} effort={s}: {8 * len(data) / px:.4f} bpp {psnr:.3f} dB {enc:.1f} s",
                       flush=True)
+    from neuralcodec.pipeline.refine import EFFORTS
+
     summary = {"weights": args.weights or "flagship", "images": [p.stem for p in images], "threads": args.threads,
-               "qualities": qualities, "by_steps": {}}
+               "crop": args.crop, "qualities": qualities, "efforts": {str(k): v for k, v in EFFORTS.items()},
+               "by_effort": {}}
     base = _curve(rows, 0, qualities)
     for s in steps:
         c = _curve(rows, s, qualities)
         ratios = [r[5] / b[5] for r in rows if r[0] == s for b in rows if b[0] == 0 and b[1:3] == r[1:3]]
-        c["bd_rate_vs_steps0_percent"] = round(bd_rate(base["bpp"], base["psnr"], c["bpp"], c["psnr"]), 2)
+        c["bd_rate_vs_effort0_percent"] = round(bd_rate(base["bpp"], base["psnr"], c["bpp"], c["psnr"]), 2)
         c["median_encode_time_ratio"] = round(statistics.median(ratios), 1)
-        summary["by_steps"][str(s)] = c
-        print(f"steps {s:3d}: BD-rate vs steps 0 {c['bd_rate_vs_steps0_percent']:+.2f} %, encode time x"
+        summary["by_effort"][str(s)] = c
+        print(f"effort {s}: BD-rate vs effort 0 {c['bd_rate_vs_effort0_percent']:+.2f} %, encode time x"
               f"{c['median_encode_time_ratio']} (median), curve " +
               "  ".join(f"{b:.3f}/{p:.2f}" for b, p in zip(c["bpp"], c["psnr"])))
     args.output.parent.mkdir(parents=True, exist_ok=True)
