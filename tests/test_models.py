@@ -122,7 +122,8 @@ def test_perceptual_decoder_fine_tune_decodes_the_same_files(data, tmp_path):
     r.gan_weight, r.train_only, r.lr = 0.1, ["g_s."], 1e-2
     train(r, tuned_run, init_weights=str(base), progress=False)
     tuned = tmp_path / "tuned.safetensors"
-    export_run(tuned_run, tuned, decodes=str(base))
+    res = CliRunner().invoke(cli.main, ["export", str(tuned_run), "-o", str(tuned), "--decodes", str(base)])
+    assert res.exit_code == 0, res.output  # the command line's export --decodes
     assert json.loads(tuned.with_suffix(".json").read_text())["decodes"] == neuralcodec.info(
         neuralcodec.compress(photo(40, 40, 1), 50, weights=str(base)))["weights_digest"]
 
@@ -142,6 +143,9 @@ def test_perceptual_decoder_fine_tune_decodes_the_same_files(data, tmp_path):
 
     with pytest.raises(WeightsError, match="decoder-only"):
         export_run(tmp_path / "full", tmp_path / "full.safetensors", decodes=str(base))
+    res = CliRunner().invoke(cli.main, ["export", str(tmp_path / "full"), "-o", str(tmp_path / "f.safetensors"),
+                                        "--decodes", str(base)])
+    assert res.exit_code == 1 and "decoder-only" in res.output and not (tmp_path / "f.safetensors").exists()
 
 
 def test_decompress_perceptual_without_a_shipped_one_says_so():
