@@ -49,6 +49,8 @@ def test_train_minutes_resume_and_init_weights_from_the_command_line(tmp_path):
     assert r.exit_code == 0, r.output
     card = json.loads(w.with_suffix(".json").read_text())
     assert card["note"] == "made by a test" and card["steps"] == first[-1] + 2
+    r = CliRunner().invoke(main, ["export", str(run), "-o", str(tmp_path / "raw.safetensors"), "--raw"])
+    assert r.exit_code == 0 and "raw" in json.loads((tmp_path / "raw.json").read_text())["weights"]
     r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--run-dir", str(tmp_path / "fresh"),
                                   "--init-weights", str(w), "--steps", "1"], catch_exceptions=False)
     assert r.exit_code == 0 and "initialized from shipped weights" in r.output, r.output

@@ -528,7 +528,10 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, effort, outpu
 @click.option("--decodes", default=None, metavar="NAME|PATH",
               help="The run is a decoder-only fine-tune of these weights: the export decodes their files "
                    "(`decompress --perceptual`); refused if anything but the synthesis changed.")
-def export_weights(run_dir, output, note, decodes):
+@click.option("--raw", is_flag=True,
+              help="Export the last step's weights instead of their moving average (which is what ships): "
+                   "for comparing the two.")
+def export_weights(run_dir, output, note, decodes, raw):
     """Export a training run's checkpoint as shipped fp16 safetensors weights with their card."""
     from neuralcodec.train.loop import export_run
     from neuralcodec.zoo.weights_io import WeightsError
@@ -539,7 +542,7 @@ def export_weights(run_dir, output, note, decodes):
     if decodes:
         _check_weights(decodes, "be fine-tuned")
     try:
-        d = export_run(run_dir, output, note, decodes=decodes)
+        d = export_run(run_dir, output, note, decodes=decodes, raw=raw)
     except WeightsError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"wrote {output} (digest {d.hex()[:16]})")

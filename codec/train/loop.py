@@ -416,9 +416,10 @@ def default_recipe(arch: str = "modhp") -> Path:
     return Path(__file__).resolve().parent / "recipes" / f"{'flagship' if arch == 'modhp' else arch}.json"
 
 
-def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None = None) -> bytes:
+def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None = None, raw: bool = False) -> bytes:
     """Export ``run_dir``'s last checkpoint as fp16 safetensors plus a card with its recipe and progress;
-    ``decodes``: the weights whose files this decoder-only fine-tune decodes (see weights_io.export)."""
+    ``decodes``: the weights whose files this decoder-only fine-tune decodes (see weights_io.export); ``raw``:
+    the last step's weights instead of their moving average (what ships), for comparing the two."""
     import torch
 
     from neuralcodec.zoo import weights_io
@@ -429,11 +430,13 @@ def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None 
     model = build(recipe.arch, **recipe.model)
     model.load_state_dict(state["model"])
     card = {"recipe": asdict(recipe), "steps": state["step"], "note": note}
-    if "ema" in state:  # ship the moving average, not the last step's weights
+    if "ema" in state and not raw:  # ship the moving average, not the last step's weights
         with torch.no_grad():
             for p, e in zip(model.parameters(), state["ema"]):
                 p.copy_(e)
         card["weights"] = f"exponential moving average, decay {recipe.ema_decay}"
+    elif "ema" in state:
+        card["weights"] = "raw: the last step's weights (not their moving average)"
     log = run_dir / "log.jsonl"
     lines = log.read_text().splitlines() if log.exists() else []
     if lines:  # each resumed segment restarts its clock: add up the segments' last times
