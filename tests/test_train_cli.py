@@ -33,7 +33,7 @@ def _steps(run):
 
 
 def test_train_minutes_resume_and_init_weights_from_the_command_line(tmp_path):
-    recipe, run = _recipe(tmp_path), tmp_path / "run"
+    recipe, run = _recipe(tmp_path, ema_decay=0.9), tmp_path / "run"
     r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--run-dir", str(run), "--steps", "100000",
                                   "--minutes", "0.02"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
@@ -51,6 +51,7 @@ def test_train_minutes_resume_and_init_weights_from_the_command_line(tmp_path):
     assert card["note"] == "made by a test" and card["steps"] == first[-1] + 2
     r = CliRunner().invoke(main, ["export", str(run), "-o", str(tmp_path / "raw.safetensors"), "--raw"])
     assert r.exit_code == 0 and "raw" in json.loads((tmp_path / "raw.json").read_text())["weights"]
+    assert "moving average" in card["weights"]
     r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--run-dir", str(tmp_path / "fresh"),
                                   "--init-weights", str(w), "--steps", "1"], catch_exceptions=False)
     assert r.exit_code == 0 and "initialized from shipped weights" in r.output, r.output
