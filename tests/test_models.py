@@ -157,7 +157,9 @@ def test_decompress_perceptual_without_a_shipped_one_says_so():
 def test_compress_model_option(tmp_path):
     Image.fromarray(photo(40, 40, 3)).save(tmp_path / "a.png")
     r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--model", "nosuch"])
-    assert r.exit_code == 2 and "no shipped weights for model 'nosuch'" in r.output
+    assert r.exit_code == 2 and "unknown model 'nosuch'" in r.output and "lighthp" in r.output
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--model", "resgdn"])
+    assert r.exit_code == 2 and "no weights ship for model 'resgdn'" in r.output and "train --arch resgdn" in r.output
     r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "--model", "modhp", "--quiet"])
     assert r.exit_code == 0 and (tmp_path / "a.nic").exists()
 

@@ -130,6 +130,6 @@ class TiledTransforms:
                 r1, c1 = min(height, rows.stop * up), min(width, cols.stop * up)
                 if r1 > r0 and c1 > c0:
                     x = xs[i, :, (rows.start - hr.start) * up:, (cols.start - hc.start) * up:][:, :r1 - r0, :c1 - c0]
-                    x = np.round(np.clip(x, 0, 1) * np.float32(255))
+                    x = np.round(np.clip(np.nan_to_num(x, nan=0.0), 0, 1) * np.float32(255))  # hostile latents: no NaN
                     out[r0:r1, c0:c1] = x.transpose(1, 2, 0).astype(np.uint8)
         return out
