@@ -19,7 +19,7 @@ from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS, MAX_TILE, MIN_TILE,
 from neuralcodec.format.imaging import METADATA_TAGS
 from neuralcodec.errors import GPU_OUT_OF_MEMORY, NeuralcodecError
 from neuralcodec.rate import quality_of_rate
-from neuralcodec.settings import DEFAULT_QUALITY, DecodeSettings, EncodeSettings
+from neuralcodec.settings import DecodeSettings, EncodeSettings
 
 
 
@@ -96,7 +96,7 @@ def _as_image(image) -> Image.Image:
     return imaging.open_image(image)
 
 
-def compress(image, quality: float = DEFAULT_QUALITY, *, settings: EncodeSettings | None = None, **options) -> bytes:
+def compress(image, quality: float | None = None, *, settings: EncodeSettings | None = None, **options) -> bytes:
     """Compress a Pillow image, a uint8 array (HxW or HxWx3/4) or an image path; quality 0..100.
 
     Options are the fields of :class:`EncodeSettings` (weights, device, tile, precision, effort, ...), as keywords or
@@ -105,7 +105,7 @@ def compress(image, quality: float = DEFAULT_QUALITY, *, settings: EncodeSetting
         data = neuralcodec.compress("photo.png", 60)
         data = neuralcodec.compress(img, settings=EncodeSettings(quality=60, effort=3))
     """
-    if settings is None or quality != DEFAULT_QUALITY:
+    if quality is not None:  # default: the settings' quality, else DEFAULT_QUALITY
         options["quality"] = quality
     return _compress_planes(imaging.split(_as_image(image)), _settings(EncodeSettings, settings, options))
 
@@ -317,10 +317,18 @@ def _encoded(img: Image.Image, fmt: str):
         extra.update(lossless=True, exact=True)
     elif fmt == "PNG":  # zlib level 3: Kodak 766 KB in 0.06 s; Pillow's default 6: 777 KB in 0.13 s (filters dominate)
         extra.update(compress_level=3)
+    meta = {k: extra.pop(k) for k in ("icc_profile", "exif", "xmp", "pnginfo") if k in extra}
     for attempt in range(2):
         buf = io.BytesIO()
+        candidate = img if attempt == 0 else img.convert(fallback)
         try:
-            (img if attempt == 0 else img.convert(fallback)).save(buf, format=fmt, **extra)
+            try:
+                candidate.save(buf, format=fmt, **extra, **meta)
+            except Exception:  # noqa: BLE001 - metadata the format refuses (EXIF too long for JPEG, EXIF that
+                if not meta:   # contradicts a TIFF's own tags): the image itself is written without it
+                    raise
+                buf = io.BytesIO()
+                candidate.save(buf, format=fmt, **extra)
             return buf
         except (OSError, ValueError) as e:
             if "mode" not in str(e).lower():  # Pillow's "cannot write mode X as Y" (ValueError for some formats)

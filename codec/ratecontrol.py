@@ -62,6 +62,8 @@ def parse_size(text: str) -> int:
     unit = m.group(2).lower().rstrip("b")
     scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 1024, "mi": 1024**2, "gi": 1024**3}[unit]
     n = float(m.group(1)) * scale
+    if not math.isfinite(n) or n > 2**62:
+        raise ValueError(f"a size target must be a finite number of bytes, got {text!r}")
     if n < 1:
         raise ValueError(f"a size target must be at least 1 byte, got {text!r}")
     return int(n)
@@ -112,10 +114,11 @@ def search(measure, target: Target, variable_rate: bool = True, start: float = 5
             margin = 0.05 * (hi - lo)  # never on the bracket's edge: it shrinks every step
             q = min(hi - margin, max(lo + margin, guess))
         else:
-            nxt = q - e / SLOPES[target.kind]
+            step = -e / SLOPES[target.kind]
+            step = step if abs(step) >= 0.01 else (0.01 if e < 0 else -0.01)  # never the same q again
             if (e > 0 and q <= 0.0) or (e < 0 and q >= 100.0):
                 break  # the range's end is still on the wrong side: unreachable
-            q = min(100.0, max(0.0, nxt))
+            q = min(100.0, max(0.0, q + step))
     # not met: the nearest file (for a size target, the largest one not over it, if any)
     if target.kind == "size":
         under = [k for k, (_, v) in tried.items() if v <= target.value]

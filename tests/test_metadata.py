@@ -96,3 +96,15 @@ def test_a_hostile_webp_alpha_chunk_is_refused_cleanly():
         c.chunks[b"ALPW"] = bad
         with pytest.raises(DecodeError, match="alpha"):
             neuralcodec.decompress(bitstream.pack(c))
+
+
+def test_metadata_a_format_refuses_is_dropped_not_the_image(tmp_path):
+    """EXIF that contradicts a TIFF's own tags, or XMP too long for JPEG: the image is written without it."""
+    from neuralcodec.api import image_bytes
+
+    img = Image.fromarray(photo(24, 32, 1))
+    img.info["exif"] = b"Exif\x00\x00" + b"not a tiff header at all" * 3
+    img.info["xmp"] = b"<x>" + b"a" * 70000 + b"</x>"
+    for fmt in ("tif", "jpg", "png", "webp"):
+        out = Image.open(io.BytesIO(image_bytes(img, fmt)))
+        assert out.size == (32, 24), fmt

@@ -128,3 +128,21 @@ def test_threads_follow_the_workers_share(monkeypatch):
     assert onnx_backend.threads() == 1
     monkeypatch.setenv("NEURALCODEC_THREADS", "x")
     assert onnx_backend.threads() >= 1
+
+
+def test_an_unwritable_cache_leaves_the_default_on_torch(tmp_path, monkeypatch):
+    """Where ~/.cache cannot be written (a container, a service), auto decodes on torch instead of failing."""
+    from neuralcodec import api
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("NEURALCODEC_CACHE_DIR", str(blocker / "cache"))
+    api._load_codec.cache_clear()
+    try:
+        data = neuralcodec.compress(photo(32, 40, 7), 50)
+        assert np.asarray(neuralcodec.decompress(data)).shape == (32, 40, 3)
+        assert load_codec(None, "cpu", "fp32", "auto").backend == "torch"
+        with pytest.raises(onnx_backend.BackendError, match="cannot write the ONNX cache"):
+            neuralcodec.decompress(data, backend="onnx")
+    finally:
+        api._load_codec.cache_clear()

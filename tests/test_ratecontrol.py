@@ -71,3 +71,9 @@ def test_the_command_line_prints_what_was_reached_and_fails_out_of_reach(tmp_pat
     for args in (["--target-size", "lots"], ["--target-bpp", "-1"], ["--target-size", "9k", "--target-psnr", "30"]):
         r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), *args])
         assert r.exit_code == 2, args
+
+
+def test_a_target_missed_by_a_hair_is_still_searched():
+    """A first size over the target by a few bytes must not stall the slope step on the same quality."""
+    r = search(lambda q: (b"z", 100_000.5 + 2000 * (q - 50)), Target("size", 100_000))
+    assert r.met and r.quality < 50

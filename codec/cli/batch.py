@@ -6,12 +6,13 @@ one bad input never stops the others, and results come back as plain records for
 
 from __future__ import annotations
 
+import glob
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neuralcodec.errors import GPU_OUT_OF_MEMORY, NIC_INPUT, PIXEL_LIMIT
+from neuralcodec.errors import GPU_OUT_OF_MEMORY, NIC_INPUT, PIXEL_LIMIT, NeuralcodecError
 from neuralcodec.format.imaging import READ_EXTENSIONS
 
 NIC = ".nic"
@@ -113,13 +114,18 @@ def _run_one(job: Job, direction: str, settings) -> Result:
         convert = api.compress_file if direction == "compress" else api.decompress_file
         w = convert(job.src, job.dst, settings)
         return Result(job, True, in_bytes, w.out_bytes, w.pixels, time.perf_counter() - t0, note=w.note)
-    except (ValueError, OSError) as e:  # ImageError, DecodeError, WeightsError, FormatError are ValueErrors
+    except (ValueError, OSError, NeuralcodecError) as e:  # ImageError, DecodeError, WeightsError, FormatError...
         return Result(job, False, error=with_hint(e), seconds=time.perf_counter() - t0)
     except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if not isinstance(e, MemoryError) and not any(m in text.lower() for m in ("out of memory", "allocate")):
-            raise
-        return Result(job, False, error=f"out of memory ({text[:160]})", seconds=time.perf_counter() - t0)
+        if isinstance(e, MemoryError) or any(m in text.lower() for m in ("out of memory", "allocate")):
+            return Result(job, False, error=f"out of memory ({text[:160]})", seconds=time.perf_counter() - t0)
+        return Result(job, False, error=f"internal error: {type(e).__name__}: {text[:200]}",
+                      seconds=time.perf_counter() - t0)
+    except Exception as e:  # noqa: BLE001 - one bad file never takes the others down: it is reported, they go on
+        text = str(e).splitlines()[0] if str(e) else ""
+        return Result(job, False, error=f"internal error: {type(e).__name__}: {text[:200]}",
+                      seconds=time.perf_counter() - t0)
 
 
 GRACE_SECONDS = 3.0  # after a Ctrl-C, how long the files in flight may take to finish before they are dropped
@@ -162,19 +168,27 @@ def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=N
     queue = iter(jobs)
     in_flight: dict = {}
 
+    pending: list = []  # a job taken from the queue whose submission failed (a broken pool): still reported
+
     def submit():  # one file per free worker: nothing queued that a Ctrl-C would have to cancel
         job = next(queue, None)
         if job is not None:
+            pending.append(job)
             in_flight[pool.submit(_run_one, job, direction, settings)] = job
+            pending.pop()
 
     def collect(futures):
-        for fut in futures:
-            job = in_flight.pop(fut)
+        broken = False
+        for fut in futures:  # every finished file is reported before a dead worker stops the run
             try:
-                done(fut.result())
+                r = fut.result()
             except BrokenProcessPool:
-                done(Result(job, False, error="its worker process died (out of memory or killed?)"))
-                raise
+                broken = True
+                continue
+            in_flight.pop(fut)
+            done(r)
+        if broken:
+            raise BrokenProcessPool("a worker process died")
 
     try:
         for _ in range(workers):
@@ -195,11 +209,16 @@ def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=N
             pass  # a second Ctrl-C: no more waiting
         raise KeyboardInterrupt from None
     except BrokenProcessPool:
-        for job in list(in_flight.values()):
+        dropped_jobs = list(in_flight.values())
+        for job in dropped_jobs:
             done(Result(job, False, error="its worker process died (out of memory or killed?)"))
-        in_flight.clear()
-        for job in queue:
+        for job in [*pending, *queue]:
             done(Result(job, False, error="not converted: the worker processes died"))
+        pending.clear()
+        for job in dropped_jobs:  # their temporary files, if the dead workers left any
+            for part in job.dst.parent.glob(f".{glob.escape(job.dst.name)}.*.part"):
+                part.unlink(missing_ok=True)
+        in_flight.clear()
     finally:
         dropped = list(in_flight.values())
         if dropped:
@@ -207,6 +226,6 @@ def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=N
                 proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
         for job in dropped:  # a killed worker's temporary file (write_atomic's) is the only trace it leaves
-            for part in job.dst.parent.glob(f".{job.dst.name}.*.part"):
+            for part in job.dst.parent.glob(f".{glob.escape(job.dst.name)}.*.part"):
                 part.unlink(missing_ok=True)
     return results

@@ -309,8 +309,9 @@ def _stream(direction, input, output, settings, fmt, force, verbose) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted: nothing was written", err=True)
         sys.exit(130)
-    except (ValueError, OSError) as e:
-        click.echo(f"error: {src_name}: {with_hint(e)}", err=True)
+    except (ValueError, OSError, MemoryError, RuntimeError) as e:  # NeuralcodecErrors among them
+        click.echo(f"error: {src_name}: {with_hint(e) if isinstance(e, (ValueError, OSError)) else f'{type(e).__name__}: {e}'}",
+                   err=True)
         sys.exit(1)
     if verbose:
         click.echo(f"{src_name} -> {'<stdout>' if to_stdout else dst} ({len(out):,} bytes)", err=True)

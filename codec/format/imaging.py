@@ -148,7 +148,14 @@ def _unpack_webp_alpha(data: bytes, height: int, width: int) -> np.ndarray:
     import io
 
     try:
-        with Image.open(io.BytesIO(data), formats=["WEBP"]) as im:
+        with _pillow_limit:  # the size is checked against the file's own (already limited) one, not Pillow's
+            old = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                im = Image.open(io.BytesIO(data), formats=["WEBP"])
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+        with im:
             if im.size != (width, height):  # checked on the header, before any pixel is decoded
                 raise ValueError(f"alpha chunk is {im.size[0]}x{im.size[1]}, the image {width}x{height}")
             im.load()

@@ -11,6 +11,7 @@ whichever backend made or reads them; pixels differ from torch's by at most 1 (f
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -45,8 +46,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neuralcodec"
 
 
+@functools.lru_cache(maxsize=1)
+def code_key() -> str:
+    """What the graphs and the spec are made by: this package's version and the source of the models, the
+    exporter and the spec (a change to any of them is a new bundle, never a stale one), and torch's version."""
+    import hashlib
+    import importlib.metadata
+
+    import neuralcodec
+    import neuralcodec.models
+
+    h = hashlib.sha256(f"{neuralcodec.__version__} {BUNDLE_VERSION} {OPSET}".encode())
+    try:
+        h.update(importlib.metadata.version("torch").encode())
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    sources = sorted(Path(neuralcodec.models.__file__).parent.glob("*.py"))
+    sources += [Path(__file__), Path(__file__).with_name("spec.py")]
+    for src in sources:
+        h.update(src.name.encode() + src.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def bundle_path(digest: bytes) -> Path:
-    return cache_dir() / "onnx" / f"{digest.hex()[:32]}-v{BUNDLE_VERSION}"
+    return cache_dir() / "onnx" / f"{digest.hex()[:32]}-{code_key()}"
 
 
 def threads() -> int:
@@ -76,8 +99,11 @@ def build(weights, directory: Path | None = None) -> Path:
 
     model = weights_io.build_model(weights).requires_grad_(False)
     spec = ModelSpec.of(model, weights.arch)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    except OSError as e:  # a read-only or odd cache: this process stays on torch
+        raise BackendError(f"cannot write the ONNX cache {target.parent}: {e}") from None
     try:
         _export(model, spec, tmp, encoder=not weights.decoder_only)
         (tmp / "spec.json").write_text(spec.to_json())
@@ -87,10 +113,15 @@ def build(weights, directory: Path | None = None) -> Path:
         except OSError:  # another process built it first
             if not (target / "spec.json").is_file():
                 raise
-    except Exception as e:  # noqa: BLE001 - any exporter failure: this model stays on torch
+    except (MemoryError, OSError) as e:  # passing causes (memory, a full disk): retried by the next process
+        raise BackendError(f"cannot build the ONNX graphs of {weights.arch}: {type(e).__name__}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - the exporter fails or disagrees with torch: this model stays on torch
         error = e if isinstance(e, BackendError) else BackendError(
             f"cannot export {weights.arch} to ONNX: {type(e).__name__}: {str(e)[:200]}")
-        _failed(target).write_text(str(error))  # not retried by every process: delete the file to retry
+        try:  # not retried by every process (a new version or model source is a new bundle path: tried again)
+            _failed(target).write_text(str(error))
+        except OSError:
+            pass
         raise error from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -217,14 +248,23 @@ class OrtTransforms(TiledTransforms):
             so.inter_op_num_threads = 1
             so.enable_mem_pattern = False  # planned buffers for every tensor at once: +170 MB on Kodak, no speed
             so.log_severity_level = 3
-            s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            try:
+                s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            except Exception as e:  # noqa: BLE001 - a truncated or foreign graph in the cache
+                raise BackendError(f"cannot load {path}: {str(e)[:200]}; delete {self.directory} to rebuild") from None
             self._sessions[part] = (s, {i.name for i in s.get_inputs()})
         return self._sessions[part]
 
     def _run(self, part: str, feeds: dict, t: float, n: int) -> list[np.ndarray]:
         s, names = self._session(part)
         feeds = {**feeds, "t": np.full((n,), t, np.float32)}
-        return s.run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items() if k in names})
+        try:
+            return s.run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items() if k in names})
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types: named as ours
+            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if any(m in text.lower() for m in ("alloc", "memory")):
+                raise MemoryError(f"ONNX Runtime: {text[:200]}") from None
+            raise BackendError(f"ONNX Runtime failed on {part}: {text[:200]}") from None
 
     def _analysis(self, x, t):
         return self._run("analysis", {"x": x}, t, len(x))[0]
@@ -245,9 +285,9 @@ def load(weights) -> tuple[ModelSpec, OrtTransforms]:
     if not available():
         raise BackendError("onnxruntime is not installed (pip install onnxruntime)")
     directory = bundle_path(weights.digest)
-    if _failed(directory).is_file():
-        raise BackendError(_failed(directory).read_text(errors="replace")[:300])
     if not (directory / "spec.json").is_file():
+        if _failed(directory).is_file():
+            raise BackendError(_failed(directory).read_text(errors="replace")[:300])
         build(weights, directory)
     try:
         spec = ModelSpec.from_json((directory / "spec.json").read_text())
@@ -255,4 +295,8 @@ def load(weights) -> tuple[ModelSpec, OrtTransforms]:
         raise BackendError(f"unreadable ONNX bundle {directory}: {e}; delete it to rebuild") from None
     if spec.arch != weights.arch:
         raise BackendError(f"ONNX bundle {directory} is for {spec.arch}, not {weights.arch}; delete it to rebuild")
+    parts = ["synthesis"] + (["analysis"] + (["upper"] if len(spec.levels) > 1 else []) if not weights.decoder_only else [])
+    missing = [p for p in parts if not (directory / f"{p}.onnx").is_file()]
+    if missing:
+        raise BackendError(f"ONNX bundle {directory} lacks {', '.join(missing)}; delete it to rebuild")
     return spec, OrtTransforms(spec, directory)
