@@ -39,14 +39,14 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(f(ta, tb, data_range=255))
 
 
-def _neuralcodec_coder(quality: float, weights: str | None, effort: int = 0):
+def _neuralcodec_coder(quality: float, weights: str | None, effort: int = 0, backend: str = "auto"):
     import neuralcodec
 
     def code(img: np.ndarray):
         t0 = time.perf_counter()
-        data = neuralcodec.compress(img, quality, weights=weights, effort=effort)
+        data = neuralcodec.compress(img, quality, weights=weights, effort=effort, backend=backend)
         t1 = time.perf_counter()
-        out = np.asarray(neuralcodec.decompress(data, weights=weights))
+        out = np.asarray(neuralcodec.decompress(data, weights=weights, backend=backend))
         return len(data), out, t1 - t0, time.perf_counter() - t1
     return code
 
@@ -166,12 +166,12 @@ def load_anchors(files: list[Path]) -> dict[str, dict]:
 
 def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against: list[str] = (),
              anchor_files: list[Path] = (), weights: str | list[str] | None = None, limit: int | None = None,
-             progress: bool = True, effort: int = 0) -> dict:
+             progress: bool = True, effort: int = 0, backend: str = "auto") -> dict:
     """Run the whole evaluation and write ``report.json``, per-codec JSONs and ``rd.png`` into ``out_dir``.
 
     ``weights``: one weights file (a variable-rate model is swept over ``qualities``), or several of one
     fixed-rate model (one point each, e.g. the same recipe trained at several lambdas); ``effort``: the encoder effort
-    of every neuralcodec file (compress's ``effort``)."""
+    of every neuralcodec file (compress's ``effort``); ``backend``: what runs the transforms (settings)."""
     from tqdm import tqdm
 
     from neuralcodec.api import load_codec
@@ -196,9 +196,9 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     ours_coders = []
     for w, codec in zip(weights_list, codecs):
         if codec.variable_rate:
-            ours_coders += [(q, _neuralcodec_coder(q, w, effort)) for q in qualities]
+            ours_coders += [(q, _neuralcodec_coder(q, w, effort, backend)) for q in qualities]
         else:  # one operating point per weights file; its "quality" is the weights' name
-            ours_coders.append((codec.weights.path.stem, _neuralcodec_coder(0, w, effort)))
+            ours_coders.append((codec.weights.path.stem, _neuralcodec_coder(0, w, effort, backend)))
     total = len(images) * (len(ours_coders) + sum(len(CLASSIC_QUALITIES[c]) for c in classic))
     bar = tqdm(total=total, unit="img", disable=not progress)
     name = f"neuralcodec {codecs[0].weights.path.stem if len(codecs) == 1 else codecs[0].model_id}"
