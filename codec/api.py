@@ -59,9 +59,9 @@ def _codec_for(s):
     """The codec that ``s`` (Encode- or DecodeSettings) asks for."""
     from neuralcodec.settings import resolve_backend
 
-    backend = resolve_backend(s)
-    auto_onnx = backend == "onnx" and s.backend == "auto"  # falls back to torch where the export fails
-    return load_codec(s.weights, s.device, s.precision, "auto" if auto_onnx else backend)
+    # torch where the settings need it (effort, fp16, a GPU); else as asked (auto falls back where export fails)
+    backend = "torch" if resolve_backend(s) == "torch" else s.backend
+    return load_codec(s.weights, s.device, s.precision, backend)
 
 
 @functools.lru_cache(maxsize=4)

@@ -93,6 +93,14 @@ def _check_common(s) -> None:
         raise ValueError("backend onnx runs float32 on the CPU: use backend torch for cuda or fp16")
 
 
+def worker_threads() -> int | None:
+    """A -j worker's share of the cores (``NEURALCODEC_THREADS``, set by the batch runner), or None."""
+    import os
+
+    value = os.environ.get("NEURALCODEC_THREADS", "")
+    return max(1, int(value)) if value.isdigit() else None
+
+
 def resolve_backend(s) -> str:
     """The backend ``s`` (Encode- or DecodeSettings) runs on: its own, or for auto the ONNX Runtime where the
     work is float32 on a CPU without gradients and onnxruntime is installed, else torch. Decided without

@@ -271,8 +271,8 @@ def _note_first_build(settings) -> None:
     from neuralcodec.zoo import catalog
 
     try:
-        digest = bytes.fromhex(json.loads(catalog.resolve(settings.weights).with_suffix(".json").read_text())["digest"])
-    except (OSError, ValueError, KeyError, TypeError):
+        digest = bytes.fromhex((catalog.card(settings.weights) or {})["digest"])
+    except (ValueError, KeyError, TypeError):
         return
     if not (onnx_backend.bundle_path(digest) / "spec.json").exists():
         click.echo("note: preparing the ONNX Runtime graphs of these weights (once; later calls start fast)", err=True)
@@ -358,10 +358,7 @@ def _arch_of(weights: str | None) -> str | None:
     """The architecture of a weights file from its card (no model loaded), or None."""
     from neuralcodec.zoo import catalog
 
-    try:
-        return json.loads(catalog.resolve(weights).with_suffix(".json").read_text()).get("arch")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return (catalog.card(weights) or {}).get("arch")
 
 
 def _shipped_models() -> set[str]:

@@ -14,6 +14,7 @@ from neuralcodec.coding.integer import IntegerStack
 from neuralcodec.coding.stages import CheckerboardStage, Decoded, FactorizedStage, GaussianStage
 from neuralcodec.format.bitstream import ALPHA_TAGS, FormatError, Header, is_ancillary
 from neuralcodec.pipeline.spec import ModelSpec
+from neuralcodec.pipeline.tiling import to_uint8
 from neuralcodec.rate import t_of_rate
 from neuralcodec.zoo.weights_io import Weights, WeightsError
 
@@ -213,8 +214,7 @@ class Codec:
         h, w = rgb.shape[:2]
         t, tr = self.t(rate), self.transforms
         decoded = self.quantize(tr._analysis(tr.window(rgb)[None], t)[0], rate, values=True)
-        x_hat = tr._synthesis([v[None] for v in self.synthesis_inputs(decoded)], t)[0, :, :h, :w]
-        return np.round(np.clip(x_hat, 0, 1) * np.float32(255)).transpose(1, 2, 0).astype(np.uint8)
+        return to_uint8(tr._synthesis([v[None] for v in self.synthesis_inputs(decoded)], t)[0, :, :h, :w])
 
 
 class _Cpu:

@@ -73,12 +73,11 @@ def bundle_path(digest: bytes) -> Path:
 
 
 def threads() -> int:
-    """Threads per process for the transforms (``NEURALCODEC_THREADS``, set by -j workers; else the cores)."""
-    try:
-        return max(1, int(os.environ.get("NEURALCODEC_THREADS", "0"))) if os.environ.get("NEURALCODEC_THREADS") \
-            else max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    except ValueError:
-        return os.cpu_count() or 1
+    """Threads per process for the transforms: a -j worker's share, else the cores this process may use."""
+    from neuralcodec.settings import worker_threads
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return worker_threads() or max(1, cores)
 
 
 # -- building (torch + onnx) --------------------------------------------------------------------------------
@@ -137,29 +136,16 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
 
     model = subpixel_deconvs(copy.deepcopy(model))  # transposed convolutions as convolutions + pixel shuffles
 
-    class Analysis(torch.nn.Module):
-        def __init__(self):
+    class Method(torch.nn.Module):
+        """One of the model's methods as a module: one graph each."""
+
+        def __init__(self, name: str):
             super().__init__()
-            self.m = model
-
-        def forward(self, x, t):
-            return self.m.analysis(x, t)
-
-    class Upper(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.m = model
-
-        def forward(self, y, t):
-            return tuple(self.m.upper_levels(y, t))
-
-    class Synthesis(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.m = model
+            self.m, self.name = model, name
 
         def forward(self, *args):
-            return self.m.synthesis(*args)
+            out = getattr(self.m, self.name)(*args)
+            return tuple(out) if isinstance(out, list) else out
 
     px = 4 * spec.stride  # traced at 4x4 of the coarsest latents; dynamic in batch, height and width
     x = torch.rand(1, 3, px, px)
@@ -172,12 +158,12 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
         hats = [torch.randint(0, 2, s).float() if levels[n].kind == "categorical" else torch.randn(s)
                 for n, s in zip(spec.synthesis_levels, shapes)]
     dyn = {0: "n", 2: "h", 3: "w"}
-    jobs = [("synthesis", Synthesis(), (*hats, t), [f"hat{i}" for i in range(len(hats))], ["x"])]
+    jobs = [("synthesis", Method("synthesis"), (*hats, t), [f"hat{i}" for i in range(len(hats))], ["x"])]
     if encoder:
-        jobs.append(("analysis", Analysis(), (x, t), ["x"], ["y"]))
+        jobs.append(("analysis", Method("analysis"), (x, t), ["x"], ["y"]))
         if len(spec.levels) > 1:
             n_up = len(spec.levels) - 1
-            jobs.append(("upper", Upper(), (y, t), ["y"], [f"u{i}" for i in range(n_up)]))
+            jobs.append(("upper", Method("upper_levels"), (y, t), ["y"], [f"u{i}" for i in range(n_up)]))
     import warnings
 
     for name, module, args, inputs, outputs in jobs:

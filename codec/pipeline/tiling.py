@@ -16,6 +16,13 @@ from neuralcodec.format.bitstream import MAX_TILE, MAX_WINDOW, MIN_TILE, tile_ge
 TILE = 48  # latent rows/columns of y per tile of the transforms (768 px) by default: ~0.4 GB of activations
 
 
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """A synthesis output (3,H,W) float in [0, 1] as the HxWx3 uint8 image a decoder writes (NaN from hostile
+    latents as 0)."""
+    x = np.round(np.clip(np.nan_to_num(x, nan=0.0), 0, 1) * np.float32(255))
+    return x.transpose(1, 2, 0).astype(np.uint8)
+
+
 class TiledTransforms:
     """A model's analysis and synthesis on HxWx3 uint8 images, tile by tile with overlap: the same latents and
     pixels as one pass (up to float rounding), in bounded memory. Subclasses run the networks
@@ -130,6 +137,5 @@ class TiledTransforms:
                 r1, c1 = min(height, rows.stop * up), min(width, cols.stop * up)
                 if r1 > r0 and c1 > c0:
                     x = xs[i, :, (rows.start - hr.start) * up:, (cols.start - hc.start) * up:][:, :r1 - r0, :c1 - c0]
-                    x = np.round(np.clip(np.nan_to_num(x, nan=0.0), 0, 1) * np.float32(255))  # hostile latents: no NaN
-                    out[r0:r1, c0:c1] = x.transpose(1, 2, 0).astype(np.uint8)
+                    out[r0:r1, c0:c1] = to_uint8(x)
         return out

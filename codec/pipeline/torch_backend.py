@@ -4,14 +4,13 @@ encoder-side latent refinement, which needs gradients. Imported only where torch
 from __future__ import annotations
 
 import contextlib
-import os
 
 import numpy as np
 import torch
 
 from neuralcodec.format.bitstream import MAX_WINDOW
 from neuralcodec.pipeline.tiling import TiledTransforms
-from neuralcodec.settings import PRECISIONS
+from neuralcodec.settings import PRECISIONS, worker_threads
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -31,8 +30,8 @@ class TorchTransforms(TiledTransforms):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         super().__init__(spec)
-        if os.environ.get("NEURALCODEC_THREADS", "").isdigit():  # a -j worker's share of the cores
-            torch.set_num_threads(max(1, int(os.environ["NEURALCODEC_THREADS"])))
+        if worker_threads():  # a -j worker's share of the cores
+            torch.set_num_threads(worker_threads())
         self.device = pick_device(device)
         self.model = model.to(self.device).requires_grad_(False)  # coding only: no weight gradients
         self.precision = precision

@@ -22,6 +22,15 @@ def _weights_dir() -> Path:
         return WEIGHTS_DIR
 
 
+def card(name_or_path: str | Path | None) -> dict | None:
+    """The card (JSON beside the weights) of a shipped name or a path, or None if there is no readable one."""
+    try:
+        c = json.loads(resolve(name_or_path).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    return c if isinstance(c, dict) else None
+
+
 def resolve(name_or_path: str | Path | None) -> Path:
     """A shipped weights name (e.g. ``flagship``) or a path to a ``.safetensors`` file."""
     name_or_path = name_or_path or DEFAULT_WEIGHTS
