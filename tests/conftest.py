@@ -53,3 +53,7 @@ def photo_dir(tmp_path):
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes 20 s or more (deselect with -m 'not slow')")

@@ -47,7 +47,15 @@ def _common(f):
                      help="Output file, or directory (for a directory input, or with a trailing /)."),
         click.option("-r", "--recursive", is_flag=True, help="Descend into subdirectories of a directory input."),
         click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-                     help="Parallel worker processes for directories."),
+                     help="Parallel worker processes for directories (with --engine ray: at most this many files "
+                          "in flight when above 1; default there: one per CPU, or GPU, of the cluster)."),
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Who runs a directory's files: local worker processes (-j), or a Ray cluster (every "
+                          "node's cores or GPUs; inputs and outputs on a file system all nodes share; "
+                          "pip install 'neuralcodec[ray]'; docs/scaling.md). Same outputs, same summary."),
+        click.option("--address", default=None, metavar="ADDR",
+                     help="With --engine ray: the cluster to use (HOST:PORT of its head, or auto for the one "
+                          "this machine runs); default RAY_ADDRESS, else a Ray instance started for this run."),
         click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs."),
         click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone (resume a batch)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -166,11 +174,20 @@ def decompress(input, fmt, max_pixels, perceptual, **kw):
     _convert("decompress", input, options, out_ext="." + fmt, fmt=fmt, **kw)
 
 
-def _convert(direction, input, options, output, recursive, jobs, force, skip_existing, device, half, backend, weights,
-             quiet, verbose, out_ext=".png", fmt="png"):
+def _convert(direction, input, options, output, recursive, jobs, engine, address, force, skip_existing, device, half,
+             backend, weights, quiet, verbose, out_ext=".png", fmt="png"):
     from neuralcodec.cli import batch
 
     stream = str(input) == "-" or output == "-"
+    if address is not None and engine != "ray":
+        raise click.UsageError("--address names a Ray cluster: add --engine ray")
+    if engine == "ray":
+        from neuralcodec.cli import ray_engine
+
+        if not ray_engine.available():
+            raise click.UsageError(f"--engine ray needs Ray, an optional extra: {ray_engine.INSTALL}")
+        if stream:
+            raise click.UsageError("--engine ray converts files and directories, not standard input or output")
     if stream and (recursive or (str(input) != "-" and input.is_dir())):
         raise click.UsageError("standard input and output carry one image: give a file, not a directory")
     if force and skip_existing:
@@ -240,7 +257,17 @@ def _convert(direction, input, options, output, recursive, jobs, force, skip_exi
             bar.refresh()
 
     try:
-        results += batch.run(todo, direction, settings, jobs, on_result)
+        if engine == "ray" and todo:  # nothing to do starts no cluster
+            from neuralcodec.cli import ray_engine
+
+            try:
+                results += ray_engine.run(todo, direction, settings, address, jobs if jobs > 1 else None, on_result)
+            except ray_engine.EngineError as e:
+                bar.close()
+                click.echo(f"error: {e}", err=True)
+                sys.exit(1)
+        else:
+            results += batch.run(todo, direction, settings, jobs, on_result)
     except KeyboardInterrupt:
         bar.close()
         click.echo("interrupted: outputs written so far are complete; rerun with --skip-existing to resume",

@@ -11,6 +11,7 @@ whichever backend made or reads them; pixels differ from torch's by at most 1 (f
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -85,10 +86,39 @@ def build(weights, directory: Path | None = None) -> Path:
     """Export ``weights``' networks to ONNX and check them against torch; returns the bundle directory.
 
     Atomic: built in a temporary directory beside the cache entry and renamed into place, so concurrent
-    processes (a -j batch) never read half a bundle; the first to finish wins."""
+    processes never read half a bundle; and one at a time (a lock file beside it), so the workers of a -j batch
+    or of a cluster node that start together wait for the first build instead of each repeating it."""
     target = directory or bundle_path(weights.digest)
     if (target / "spec.json").is_file():
         return target
+    with _build_lock(target):
+        if (target / "spec.json").is_file():  # built while this process waited
+            return target
+        if _failed(target).is_file():
+            raise BackendError(_failed(target).read_text(errors="replace")[:300])
+        return _build(weights, target)
+
+
+@contextlib.contextmanager
+def _build_lock(target: Path):
+    """An exclusive lock on ``target``'s build (where the system offers file locks; else none: still correct)."""
+    try:
+        import fcntl
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        f = open(target.with_name(target.name + ".lock"), "a")
+    except (ImportError, OSError):  # no fcntl (Windows) or a read-only cache: _build reports the cache
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _build(weights, target: Path) -> Path:
     try:
         import onnx  # noqa: F401 - torch's exporter needs it
         import torch  # noqa: F401

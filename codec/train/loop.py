@@ -155,11 +155,12 @@ def rd_loss(model, x, t, weight_exponent: float = 0.5):
     return rd_terms(model, x, t, weight_exponent)[:3]
 
 
-def rd_terms(model, x, t, weight_exponent: float = 0.5, distortion: str = "mse"):
-    """:func:`rd_loss` (with ``distortion`` "mse" or "ms-ssim") and the model's output."""
+def rd_terms(model, x, t, weight_exponent: float = 0.5, distortion: str = "mse", forward=None):
+    """:func:`rd_loss` (with ``distortion`` "mse" or "ms-ssim") and the model's output; ``forward``: what runs
+    the model's forward pass instead of ``model`` itself (its DistributedDataParallel wrapper)."""
     import torch
 
-    out = model(x, t)
+    out = (forward or model)(x, t)
     n_px = x.shape[2] * x.shape[3]
     bits = sum(torch.log(l).flatten(1).sum(1) for l in out["likelihoods"].values()) / -math.log(2)
     bpp = bits / n_px
@@ -184,9 +185,14 @@ def rd_terms(model, x, t, weight_exponent: float = 0.5, distortion: str = "mse")
 def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_minutes: float | None = None,
           progress: bool = True) -> bool:
     """Train until ``recipe.steps`` or ``max_minutes``; SIGINT/SIGTERM stop it cleanly with a checkpoint.
-    Returns False when a signal stopped it (a caller running several trainings should stop too)."""
+    Returns False when a signal stopped it (a caller running several trainings should stop too). Under
+    ``torchrun`` each process trains one rank of a DistributedDataParallel run (:mod:`.distributed`)."""
     import torch
 
+    from neuralcodec.train.distributed import Ranks, local_batch
+
+    ranks = Ranks.from_env()
+    local_batch(recipe.batch, ranks.world)  # a recipe the ranks cannot share fails before any of them starts
     stop = {"flag": False}
 
     def on_signal(signum, frame):
@@ -195,30 +201,38 @@ def train(recipe: Recipe, run_dir: Path, init_weights: str | None = None, max_mi
     old_threads = torch.get_num_threads()
     backends = torch.backends
     old_cuda = (backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
-    torch.set_num_threads(recipe.threads)
+    torch.set_num_threads(ranks.threads(recipe.threads))  # the ranks on one machine share its threads
     if torch.cuda.is_available():  # fixed input sizes: let cuDNN pick its fastest kernels; TF32 matrix products
         backends.cudnn.benchmark = backends.cuda.matmul.allow_tf32 = backends.cudnn.allow_tf32 = True
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _train(recipe, Path(run_dir), init_weights, max_minutes, progress, stop)
+        if ranks.world > 1:
+            ranks.start()
+        _train(recipe, Path(run_dir), init_weights, max_minutes, progress, stop, ranks)
         return not stop["flag"]
     finally:
+        ranks.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
         torch.set_num_threads(old_threads)
         backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = old_cuda
 
 
-def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, stop) -> None:
+def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, stop, ranks=None) -> None:
     import torch
     from tqdm import tqdm
 
+    from neuralcodec.train.distributed import Ranks, local_batch
     from neuralcodec.zoo import weights_io
     from neuralcodec.models import build
 
+    ranks = ranks or Ranks()  # rank 0 alone writes files and speaks; every rank computes the same way
+    say = print if ranks.main else (lambda *a, **k: None)
+    batch_size = local_batch(recipe.batch, ranks.world)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if ranks.main:
+        (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
+    device = ranks.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(recipe.seed)  # the model's initialization (and so every tiny test model) is the recipe's
     model = build(recipe.arch, **recipe.model).to(device).to(memory_format=torch.channels_last)
     named = dict(model.named_parameters())
@@ -241,13 +255,13 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         disc = PatchDiscriminator().to(device).to(memory_format=torch.channels_last)
         disc_opt = torch.optim.Adam(disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
     ckpt = run_dir / "last.pt"
-    step, start, rng, spent = 0, 0, np.random.default_rng(recipe.seed), 0.0  # spent: seconds of budget used
+    step, start, rng, spent = 0, 0, ranks.rng(recipe.seed), 0.0  # spent: seconds of budget used
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)  # our own run state, never shipped
         missing, unexpected = model.load_state_dict(state["model"], strict=False)
         step = start = state["step"]
         spent = state.get("spent", 0.0)
-        rng.bit_generator.state = state["rng"]
+        rng = ranks.rng(recipe.seed, step, state)  # each rank's own data stream
         try:
             if missing or unexpected:
                 raise ValueError(f"architecture changed (new {missing}, dropped {unexpected})")
@@ -258,25 +272,38 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
                 disc.load_state_dict(state["disc"])
                 disc_opt.load_state_dict(state["disc_opt"])
             start = step - recipe.warmup  # the optimizer's state is back: no second warm-up
-            print(f"resumed {ckpt} at step {step}")
+            say(f"resumed {ckpt} at step {step}")
         except (ValueError, KeyError) as e:  # another recipe's optimizers (e.g. a train_only run's)
-            print(f"resumed weights of {ckpt} at step {step} with a fresh optimizer: {e}")
+            say(f"resumed weights of {ckpt} at step {step} with a fresh optimizer: {e}")
     elif init_weights:
         init = weights_io.load_state_dict(init_weights)
         own = model.state_dict()
         if any(k in own and own[k].shape != v.shape for k, v in init.items()):
             init = model.grown_state(init)  # a narrower model: grown function-preservingly (or ValueError)
-            print(f"grew {init_weights} to {recipe.model}")
+            say(f"grew {init_weights} to {recipe.model}")
         model.load_state_dict(init, strict=False)
-        print(f"initialized from shipped weights {init_weights} (fresh optimizer, warm-up {recipe.warmup})")
+        say(f"initialized from shipped weights {init_weights} (fresh optimizer, warm-up {recipe.warmup})")
     ema = [p.detach().clone() for p in model.parameters()] if recipe.ema_decay else None
     if ema and ckpt.exists() and "ema" in state:
         for e, v in zip(ema, state["ema"]):
             e.copy_(v)
+    resumed = ranks.gather(step)
+    if len(set(resumed)) > 1:  # e.g. a machine that does not see the run directory starts afresh
+        raise TrainingError(f"the processes start from different steps ({', '.join(map(str, resumed))} by rank): "
+                            f"every machine must see the same run directory {run_dir} (shared storage)")
+    if disc:
+        ranks.broadcast(disc)  # DDP gives the model rank 0's weights when it wraps it; the discriminator here
+    ranks.torch_seed(recipe.seed, step)  # each rank its own noise in the rate terms (rank 0 keeps the recipe's)
 
-    def save():
+    def save():  # every rank calls it (the ranks' data streams are gathered); rank 0 writes
+        rngs = ranks.rng_states(rng)
+        if not ranks.in_sync([*model.parameters(), *(disc.parameters() if disc else ())]):
+            raise RuntimeError(f"the ranks' weights differ at step {step} (the .quantiles, which DDP does not "
+                               f"average, or a rank that skipped a step): not saving them")
+        if not ranks.main:
+            return
         tmp = ckpt.with_suffix(".tmp")
-        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state,
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, **rngs,
                  "spent": spent + time.time() - t0}
         if aux_opt:
             state["aux_opt"] = aux_opt.state_dict()
@@ -288,9 +315,11 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         os.replace(tmp, ckpt)
 
     images = load_corpus(recipe.data, recipe.crop)
-    print(f"{len(images)} training images, device {device}, {sum(p.numel() for p in main_params)} parameters")
-    log = open(run_dir / "log.jsonl", "a")
-    t0 = last_ckpt = time.time()
+    world = f" ({ranks.world} processes, {batch_size} samples each per step)" if ranks.world > 1 else ""
+    say(f"{len(images)} training images, device {device}{world}, {sum(p.numel() for p in main_params)} parameters")
+    log = open(run_dir / "log.jsonl", "a") if ranks.main else None
+    t0 = time.time()
+    last_ckpt = 0.0  # seconds since t0
     def fresh_acc():
         return {"loss": [], "bpp": [[] for _ in range(4)], "psnr": [[] for _ in range(4)],
                 "woken": [[] for _ in range(4)]}
@@ -298,7 +327,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     acc = fresh_acc()
     params = list(model.parameters())
     clock = PhaseClock()
-    bar = tqdm(total=recipe.steps, initial=step, disable=not progress, smoothing=0.05)
+    bar = tqdm(total=recipe.steps, initial=step, disable=not (progress and ranks.main), smoothing=0.05)
     model.train()
     t_min = model.t_min  # the modulated models sample t over [t_min, 1]; others ignore it
     nonfinite = 0
@@ -309,23 +338,34 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             p.requires_grad_(n in masks or n.endswith(".quantiles"))
         hooks = [named[n].register_hook(lambda g, m=m.to(device): g * m) for n, m in masks.items()]
         waking = {"opt": torch.optim.Adam([named[n] for n in masks], lr=recipe.wake_lr), "hooks": hooks}
-        print(f"waking the grown channels: {sum(int(m.sum()) for m in masks.values())} entries train at "
-              f"lr {recipe.wake_lr} until step {recipe.wake_steps}")
-    while (recipe.budget_minutes or step < recipe.steps) and not stop["flag"]:
-        if max_minutes and time.time() - t0 > 60 * max_minutes:
+        say(f"waking the grown channels: {sum(int(m.sum()) for m in masks.values())} entries train at "
+            f"lr {recipe.wake_lr} until step {recipe.wake_steps}")
+    forward = ranks.wrap(model)  # after the wake phase chose what trains: DDP averages only those gradients
+    while recipe.budget_minutes or step < recipe.steps:
+        # any rank's signal, and the latest rank's clock, decide for all at the same step (they must stay in step)
+        halt, now = ranks.agree(stop["flag"], time.time() - t0)
+        if halt:
+            stop["flag"] = True
+            break
+        if max_minutes and now > 60 * max_minutes:
             break
         position = None
         if recipe.budget_minutes:
-            frac = (spent + time.time() - t0) / (60 * recipe.budget_minutes)
+            frac = (spent + now) / (60 * recipe.budget_minutes)
             if frac >= 1:
                 break
             position = frac * recipe.steps
+        if now - last_ckpt > 60 * recipe.checkpoint_minutes:  # the last step's state, before this one starts
+            save()
+            last_ckpt = now
         if waking and step >= recipe.wake_steps:  # awake: everything trains, after a fresh warm-up
             for h in waking["hooks"]:
                 h.remove()
             for n, p in named.items():
                 p.requires_grad_(True)
             waking, start = None, step
+            forward = None
+            forward = ranks.wrap(model)  # DDP again, now over every parameter that trains
         active = waking["opt"] if waking else opt
         if waking:
             for g in active.param_groups:
@@ -334,14 +374,14 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             for g in opt.param_groups:
                 g["lr"] = learning_rate(recipe, step, start, position) * g["mult"]
         clock.start()
-        batch = sample_batch(images, recipe.crop, recipe.batch, rng)
+        batch = sample_batch(images, recipe.crop, batch_size, rng)
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
-        t = torch.from_numpy(sample_t(rng, recipe.batch, t_min, recipe.low_t_share)).to(device)
+        t = torch.from_numpy(sample_t(rng, batch_size, t_min, recipe.low_t_share)).to(device)
         if recipe.wake_from:
             model.wake = (recipe.wake_from, step / recipe.wake_steps) if step < recipe.wake_steps else None
         clock.lap("data")
-        loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent, recipe.distortion)
+        loss, bpp, mse, out = rd_terms(model, x, t, recipe.weight_exponent, recipe.distortion, forward=forward)
         clock.lap("forward")
         if disc and (step if position is None else position) >= recipe.gan_start:  # hinge generator loss: make the discriminator call x_hat real
             adv = -disc(out["x_hat"]).mean()
@@ -350,8 +390,9 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         active.zero_grad(set_to_none=True)
         loss.backward()
         clock.lap("backward")
-        norm = torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)
-        if not (torch.isfinite(loss) and torch.isfinite(norm)):  # a diverging batch: skip it, keep the weights
+        norm = torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)  # averaged gradients: the same on all ranks
+        bad, = ranks.agree(not (torch.isfinite(loss) and torch.isfinite(norm)))  # the loss is each rank's own
+        if bad:  # a diverging batch: skip it, keep the weights
             nonfinite += 1
             if nonfinite >= MAX_NONFINITE:
                 save()
@@ -368,6 +409,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             d_loss = (torch.relu(1 - disc(x)).mean() + torch.relu(1 + disc(out["x_hat"].detach())).mean())
             disc_opt.zero_grad(set_to_none=True)
             d_loss.backward()
+            ranks.average_gradients(disc.parameters())
             disc_opt.step()
             acc.setdefault("disc", []).append(d_loss.item())
         aux = model.aux_loss() if aux_opt else torch.zeros(())
@@ -389,6 +431,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             if w is not None:
                 acc["woken"][k].append(w)
         if step % recipe.log_every == 0:
+            acc = merged(ranks.gather(acc))  # every rank's samples
             rec = {"step": step, "time": round(time.time() - t0, 1), "lr": active.param_groups[0]["lr"],
                    "loss": float(np.mean(acc["loss"])), "aux": aux.item(),
                    "rate_gain": None if model.rate_gain_value() is None else round(model.rate_gain_value(), 4),
@@ -398,17 +441,28 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             rec["ms_per_phase"] = clock.report()
             if recipe.wake_from:
                 rec["grown_nonzero_by_t_quarter"] = [round(float(np.mean(v)), 4) if v else None for v in acc["woken"]]
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            if log:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=rec["bpp_by_t_quarter"][2], psnr=rec["psnr_by_t_quarter"][2])
             acc = fresh_acc()
         clock.lap("bookkeeping")
-        if time.time() - last_ckpt > 60 * recipe.checkpoint_minutes:
-            save()
-            last_ckpt = time.time()
     save()
     bar.close()
-    print(f"stopped at step {step}; checkpoint {ckpt}")
+    say(f"stopped at step {step}; checkpoint {ckpt}")
+
+
+def merged(accs: list[dict]) -> dict:
+    """The training log's sample lists of several ranks as one (the first, extended by the others)."""
+    out = accs[0]
+    for acc in accs[1:]:
+        for k, v in acc.items():
+            if k in ("bpp", "psnr", "woken"):  # one list per quarter of the rate range
+                for mine, theirs in zip(out[k], v):
+                    mine.extend(theirs)
+            else:
+                out.setdefault(k, []).extend(v)
+    return out
 
 
 def default_recipe(arch: str = "modhp") -> Path:
