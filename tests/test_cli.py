@@ -58,6 +58,22 @@ def test_parallel_workers(tmp_path, photo_dir):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nic", "b.nic"]
 
 
+def test_a_dead_worker_costs_one_retry_and_a_file_that_kills_it_twice_fails_alone(tmp_path, monkeypatch):
+    """A worker that dies breaks its pool: the pool restarts, the files in flight run again one by one, and only
+    the one whose worker dies again is reported; every other file is converted."""
+    from neuralcodec.cli import batch
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        Image.fromarray(photo(24, 32, i)).save(src / f"p{i}.png")
+    monkeypatch.setenv(batch.CRASH_ENV, "p2.png")  # inherited by the worker processes
+    r = run("compress", src, "-o", tmp_path / "out", "-j", 2)
+    assert r.exit_code == 1
+    assert "p2.png: not converted: its worker process died twice" in r.output and "4 converted, 1 failed" in r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.nic", "p1.nic", "p3.nic", "p4.nic"]
+
+
 def test_corrupt_nic_gives_one_line_error_and_no_output(tmp_path):
     src = tmp_path / "img.png"
     Image.fromarray(photo(32, 32)).save(src)

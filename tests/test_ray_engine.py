@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from neuralcodec.cli import ray_engine
+from neuralcodec.cli import batch, ray_engine
 from neuralcodec.cli.main import main
 
 from conftest import photo
@@ -44,7 +44,7 @@ def test_a_cluster_run_survives_a_killed_worker_and_matches_the_local_run(tmp_pa
 
     from ray.cluster_utils import Cluster
 
-    monkeypatch.setenv(ray_engine.CRASH_ENV, "poison.png")  # read by the cluster's workers, not by this process
+    monkeypatch.setenv(batch.CRASH_ENV, "poison.png")  # read by the cluster's workers, not by this process
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     try:

@@ -6,8 +6,10 @@ one bad input never stops the others, and results come back as plain records for
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,9 +142,32 @@ def _init_worker(threads: int) -> None:
     os.environ["NEURALCODEC_THREADS"] = str(threads)
 
 
+CRASH_ENV = "NEURALCODEC_TEST_CRASH"  # fault injection for tests: a worker process (local or Ray) converting a
+# file whose name matches this glob kills itself, as the kernel's out-of-memory killer would; never set by the CLI
+DIED_TWICE = "not converted: its worker process died twice (out of memory or killed?)"
+
+
+def run_in_worker(job: Job, direction: str, settings) -> Result:
+    """One file in a worker process (local or on a cluster)."""
+    pattern = os.environ.get(CRASH_ENV)
+    if pattern and fnmatch.fnmatch(job.src.name, pattern):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _run_one(job, direction, settings)
+
+
+def remove_parts(job: Job) -> None:
+    """A killed worker's temporary file (write_atomic's) is the only trace it can leave."""
+    for part in job.dst.parent.glob(f".{glob.escape(job.dst.name)}.*.part"):
+        part.unlink(missing_ok=True)
+
+
 def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=None) -> list[Result]:
     """Run ``jobs`` with ``workers`` processes, each with ``settings`` (neuralcodec.settings: EncodeSettings to
     compress, DecodeSettings to decompress); ``on_result`` is called as each finishes.
+
+    A worker process that dies (killed, out of memory) breaks its pool: the pool is started again and the files
+    that were in flight are run once more, each alone, so that one whose worker dies again is known to be the
+    cause and reported as failed while every other file is converted.
 
     Ctrl-C (KeyboardInterrupt, re-raised once handled): no new file starts; the files in flight get
     GRACE_SECONDS to finish (their outputs are complete), then their workers are ended and their temporary files
@@ -158,6 +183,22 @@ def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=N
         for job in jobs:
             done(_run_one(job, direction, settings))
         return results
+    queue = list(reversed(jobs))  # popped from the end
+    suspects: list[Job] = []  # in flight when a worker died: each runs again alone
+    while queue or suspects:
+        if suspects:
+            job = suspects.pop()
+            if _run_pool([job], direction, settings, 1, done, []):
+                done(Result(job, False, error=DIED_TWICE))
+        else:
+            suspects = _run_pool(queue, direction, settings, workers, done, queue)
+    return results
+
+
+def _run_pool(jobs: list[Job], direction: str, settings, workers: int, done, queue: list[Job]) -> list[Job]:
+    """Run ``jobs`` (popped from the end; ``queue`` is the same list or another) in a pool of ``workers``
+    processes until they are done or a worker dies; returns the jobs that were in flight when one died (their
+    temporary files removed), [] when all finished."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait  # only with workers: start-up counts
     from concurrent.futures.process import BrokenProcessPool
@@ -165,29 +206,29 @@ def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=N
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                initargs=(threads,))
-    queue = iter(jobs)
     in_flight: dict = {}
-
-    pending: list = []  # a job taken from the queue whose submission failed (a broken pool): still reported
+    broken: list[Job] = []
 
     def submit():  # one file per free worker: nothing queued that a Ctrl-C would have to cancel
-        job = next(queue, None)
-        if job is not None:
-            pending.append(job)
-            in_flight[pool.submit(_run_one, job, direction, settings)] = job
-            pending.pop()
+        if jobs:
+            job = jobs.pop()
+            try:
+                in_flight[pool.submit(run_in_worker, job, direction, settings)] = job
+            except BrokenProcessPool:
+                jobs.append(job)
+                raise
 
     def collect(futures):
-        broken = False
-        for fut in futures:  # every finished file is reported before a dead worker stops the run
+        dead = False
+        for fut in futures:  # every finished file is reported before a dead worker stops the pool
             try:
                 r = fut.result()
             except BrokenProcessPool:
-                broken = True
+                dead = True
                 continue
             in_flight.pop(fut)
             done(r)
-        if broken:
+        if dead:
             raise BrokenProcessPool("a worker process died")
 
     try:
@@ -209,23 +250,14 @@ def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=N
             pass  # a second Ctrl-C: no more waiting
         raise KeyboardInterrupt from None
     except BrokenProcessPool:
-        dropped_jobs = list(in_flight.values())
-        for job in dropped_jobs:
-            done(Result(job, False, error="its worker process died (out of memory or killed?)"))
-        for job in [*pending, *queue]:
-            done(Result(job, False, error="not converted: the worker processes died"))
-        pending.clear()
-        for job in dropped_jobs:  # their temporary files, if the dead workers left any
-            for part in job.dst.parent.glob(f".{glob.escape(job.dst.name)}.*.part"):
-                part.unlink(missing_ok=True)
+        broken = list(in_flight.values())
         in_flight.clear()
     finally:
-        dropped = list(in_flight.values())
-        if dropped:
+        dropped = [*in_flight.values(), *broken]
+        if in_flight:
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
-        for job in dropped:  # a killed worker's temporary file (write_atomic's) is the only trace it leaves
-            for part in job.dst.parent.glob(f".{glob.escape(job.dst.name)}.*.part"):
-                part.unlink(missing_ok=True)
-    return results
+        for job in dropped:
+            remove_parts(job)
+    return broken

@@ -16,18 +16,13 @@ workers with the same atomic write as a local run, so a killed worker never leav
 
 from __future__ import annotations
 
-import fnmatch
-import glob
 import os
-import signal
 import time
 
-from neuralcodec.cli.batch import GRACE_SECONDS, Job, Result, _run_one
+from neuralcodec.cli.batch import DIED_TWICE, GRACE_SECONDS, Job, Result, remove_parts, run_in_worker
 from neuralcodec.errors import NeuralcodecError
 
 INSTALL = "pip install 'neuralcodec[ray]'"
-CRASH_ENV = "NEURALCODEC_TEST_CRASH"  # fault injection for tests: a worker converting a file whose name matches
-# this glob kills its own process (as the kernel's OOM killer would); read on the workers, never set by the CLI
 
 
 class EngineError(NeuralcodecError, RuntimeError):
@@ -45,16 +40,7 @@ def available() -> bool:
 def _convert(job: Job, direction: str, settings, threads: int) -> Result:
     """One file on a Ray worker: the local runner's conversion, with the worker's share of its node's cores."""
     os.environ["NEURALCODEC_THREADS"] = str(threads)  # read when this process loads its codec (once)
-    pattern = os.environ.get(CRASH_ENV)
-    if pattern and fnmatch.fnmatch(job.src.name, pattern):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return _run_one(job, direction, settings)
-
-
-def _remove_parts(job: Job) -> None:
-    """A killed worker's temporary file (write_atomic's) is the only trace it can leave."""
-    for part in job.dst.parent.glob(f".{glob.escape(job.dst.name)}.*.part"):
-        part.unlink(missing_ok=True)
+    return run_in_worker(job, direction, settings)
 
 
 def connect(address: str | None):
@@ -133,9 +119,8 @@ def run(jobs: list[Job], direction: str, settings, address: str | None = None, i
             except ray.exceptions.TaskCancelledError:
                 r = None
             except ray.exceptions.RayError as e:  # its worker died twice (killed, out of memory), or its node did
-                r = Result(job, False, error=f"not converted: its worker process died twice ({type(e).__name__}; "
-                                              "out of memory or killed?)")
-            _remove_parts(job)  # an attempt whose worker died may have left one, even when the retry succeeded
+                r = Result(job, False, error=f"{DIED_TWICE} ({type(e).__name__})")
+            remove_parts(job)  # an attempt whose worker died may have left one, even when the retry succeeded
             if r is not None:
                 done(r)
 
@@ -162,6 +147,6 @@ def run(jobs: list[Job], direction: str, settings, address: str | None = None, i
                 ray.cancel(ref, force=True)  # ends their worker processes
             ray.wait(list(in_flight), num_returns=len(in_flight), timeout=10)  # gone before their files are removed
             for job in in_flight.values():
-                _remove_parts(job)
+                remove_parts(job)
         ray.shutdown()  # disconnects; a local instance started by connect() stops with it
     return results
