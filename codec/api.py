@@ -267,11 +267,15 @@ def compress_file(src: Path, dst: Path, settings: EncodeSettings = EncodeSetting
 
     reached = _search(planes, settings)
     write_atomic(dst, reached.data)
+    codec = _codec_for(settings)
+    at = (f"at quality {reached.quality:g}" if codec.variable_rate else
+          f"at the one rate of {codec.model_id} (a fixed-rate model; the flagship, modhp, is variable-rate)")
     if not reached.met:
         raise TargetError(f"target {settings.target.describe()} is out of reach: wrote the nearest, "
-                          f"{settings.target.describe(reached.value)} at quality {reached.quality:g}", reached)
+                          f"{settings.target.describe(reached.value)} {at}", reached)
     note = (f"quality {reached.quality:g} reached {settings.target.describe(reached.value)} "
-            f"({reached.encodes} encodes)")
+            f"({reached.encodes} encodes)" if codec.variable_rate else
+            f"the one rate of {codec.model_id} meets the target (a fixed-rate model)")
     return Written(len(reached.data), pixels, note)
 
 

@@ -7,6 +7,7 @@ as the object itself. Plain values only: they cross process boundaries (director
 from __future__ import annotations
 
 import numbers
+import re
 from dataclasses import dataclass
 
 from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS
@@ -85,8 +86,8 @@ class DecodeSettings:
 
 
 def _check_common(s) -> None:
-    if s.device not in ("auto", "cpu", "cuda") and not str(s.device).startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {s.device!r}")
+    if s.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d{1,3}", str(s.device)):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N (a GPU's index), got {s.device!r}")
     if s.backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {s.backend!r}")
     if s.backend == "onnx" and (str(s.device).startswith("cuda") or s.precision != "fp32"):

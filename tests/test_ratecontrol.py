@@ -77,3 +77,19 @@ def test_a_target_missed_by_a_hair_is_still_searched():
     """A first size over the target by a few bytes must not stall the slope step on the same quality."""
     r = search(lambda q: (b"z", 100_000.5 + 2000 * (q - 50)), Target("size", 100_000))
     assert r.met and r.quality < 50
+
+
+def test_a_fixed_rate_model_names_its_one_rate_not_a_quality(tmp_path):
+    Image.fromarray(photo(48, 64)).save(tmp_path / "a.png")
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "--model", "lighthp", "--target-size", "100k"])
+    assert r.exit_code == 1 and "at the one rate of lighthp" in r.output and "quality" not in r.output.split(
+        "variable-rate")[0], r.output
+
+
+def test_device_strings_are_checked():
+    from neuralcodec.settings import EncodeSettings
+
+    assert EncodeSettings(device="cuda:1").device == "cuda:1"
+    for bad in ("cuda:abc", "cuda:", "gpu", "cuda:1x"):
+        with pytest.raises(ValueError, match="cuda:N"):
+            EncodeSettings(device=bad)
