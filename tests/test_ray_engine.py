@@ -61,8 +61,29 @@ def test_a_cluster_run_survives_a_killed_worker_and_matches_the_local_run(tmp_pa
                 os.kill(killed, signal.SIGKILL)
             time.sleep(0.01)
         output, _ = proc.communicate(timeout=400)
+        # decompress on the cluster: the same images as the local runner's
+        back = subprocess.run([sys.executable, "-m", "neuralcodec", "decompress", str(out), "-r", "-o",
+                               str(tmp_path / "back"), "--engine", "ray", "--address", loopback, "--quiet"],
+                              capture_output=True, text=True, timeout=400)
+        # Ctrl-C (SIGINT to the process group, as a terminal sends it): exit 130 within seconds, no partial file
+        stop = tmp_path / "stopped"
+        proc2 = subprocess.Popen([sys.executable, "-m", "neuralcodec", "compress", str(src), "-r", "-o", str(stop),
+                                  "--engine", "ray", "--address", loopback, "--quiet"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        while proc2.poll() is None and not (stop.exists() and list(stop.rglob("*.nic"))):
+            time.sleep(0.01)
+        t0 = time.time()
+        os.killpg(proc2.pid, signal.SIGINT)
+        output2, _ = proc2.communicate(timeout=120)
+        seconds = time.time() - t0
     finally:
         cluster.shutdown()
+    assert proc2.returncode == 130 and "interrupted" in output2 and "Traceback" not in output2, output2
+    assert seconds < 20, seconds
+    assert not [p for p in stop.rglob("*") if p.is_file() and p.suffix != ".nic"]
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert len(list((tmp_path / "back").rglob("*.png"))) == 8
     assert killed is not None, f"no worker was caught mid-run\n{output}"
     assert proc.returncode == 1, output  # two failures: the broken file, and the one that crashed twice
     assert "Traceback" not in output, output

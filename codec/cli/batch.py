@@ -161,6 +161,30 @@ def remove_parts(job: Job) -> None:
         part.unlink(missing_ok=True)
 
 
+def drive(in_flight: dict, submit, wait_some, collect, window: int, grace_errors=()) -> None:
+    """The dispatch loop of both runners (local processes, Ray tasks): ``window`` files in flight, each finished
+    one (``wait_some(timeout)`` returns them, ``collect`` reports them and takes them out of ``in_flight``)
+    replaced by the next (``submit``). On Ctrl-C nothing new starts and the files in flight get GRACE_SECONDS to
+    finish; a second Ctrl-C (or one of ``grace_errors``) ends the wait; then KeyboardInterrupt is re-raised for
+    the caller to end what is still in flight."""
+    try:
+        for _ in range(window):
+            submit()
+        while in_flight:
+            ready = wait_some(None)
+            collect(ready)
+            for _ in ready:
+                submit()
+    except KeyboardInterrupt:
+        try:
+            deadline = time.monotonic() + GRACE_SECONDS
+            while in_flight and time.monotonic() < deadline:
+                collect(wait_some(max(0.0, deadline - time.monotonic())))
+        except (KeyboardInterrupt, *grace_errors):
+            pass  # a second Ctrl-C: no more waiting
+        raise KeyboardInterrupt from None
+
+
 def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=None) -> list[Result]:
     """Run ``jobs`` with ``workers`` processes, each with ``settings`` (neuralcodec.settings: EncodeSettings to
     compress, DecodeSettings to decompress); ``on_result`` is called as each finishes.
@@ -232,23 +256,8 @@ def _run_pool(jobs: list[Job], direction: str, settings, workers: int, done, que
             raise BrokenProcessPool("a worker process died")
 
     try:
-        for _ in range(workers):
-            submit()
-        while in_flight:
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            collect(finished)
-            for _ in finished:
-                submit()
-    except KeyboardInterrupt:
-        try:
-            deadline = time.monotonic() + GRACE_SECONDS
-            while in_flight and time.monotonic() < deadline:
-                finished, _ = wait(in_flight, timeout=max(0.0, deadline - time.monotonic()),
-                                   return_when=FIRST_COMPLETED)
-                collect(finished)
-        except (KeyboardInterrupt, BrokenProcessPool):
-            pass  # a second Ctrl-C: no more waiting
-        raise KeyboardInterrupt from None
+        drive(in_flight, submit, lambda timeout: wait(in_flight, timeout, FIRST_COMPLETED)[0], collect, workers,
+              (BrokenProcessPool,))
     except BrokenProcessPool:
         broken = list(in_flight.values())
         in_flight.clear()

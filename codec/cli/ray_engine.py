@@ -17,9 +17,8 @@ workers with the same atomic write as a local run, so a killed worker never leav
 from __future__ import annotations
 
 import os
-import time
 
-from neuralcodec.cli.batch import DIED_TWICE, GRACE_SECONDS, Job, Result, remove_parts, run_in_worker
+from neuralcodec.cli.batch import DIED_TWICE, Job, Result, drive, remove_parts, run_in_worker
 from neuralcodec.errors import NeuralcodecError
 
 INSTALL = "pip install 'neuralcodec[ray]'"
@@ -124,23 +123,9 @@ def run(jobs: list[Job], direction: str, settings, address: str | None = None, i
             if r is not None:
                 done(r)
 
-    try:
-        for _ in range(in_flight_max or slots * 2):  # a short queue per slot: no idle gap between files
-            submit()
-        while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            collect(ready)
-            for _ in ready:
-                submit()
-    except KeyboardInterrupt:
-        try:
-            deadline = time.monotonic() + GRACE_SECONDS
-            while in_flight and time.monotonic() < deadline:
-                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
-                collect(ready)
-        except KeyboardInterrupt:
-            pass  # a second Ctrl-C: no more waiting
-        raise KeyboardInterrupt from None
+    try:  # a short queue per slot by default: no idle gap between files
+        drive(in_flight, submit, lambda timeout: ray.wait(list(in_flight), num_returns=1, timeout=timeout)[0],
+              collect, in_flight_max or slots * 2)
     finally:
         if in_flight:
             for ref in in_flight:
