@@ -111,3 +111,34 @@ def test_an_address_where_no_cluster_answers_fails_in_seconds(tmp_path):
     r = CliRunner().invoke(main, ["compress", str(tmp_path), "--engine", "ray", "--address", "127.0.0.1:9"])
     assert r.exit_code == 1 and "no Ray cluster answers at 127.0.0.1:9" in r.output, r.output
     assert time.monotonic() - t0 < 20 and not (tmp_path / "a.nic").exists()
+
+
+def test_tasks_take_a_gpu_where_the_cluster_offers_one():
+    assert ray_engine.placement({"CPU": 16.0, "GPU": 2.0}, "auto") == (2, 1)
+    assert ray_engine.placement({"CPU": 16.0, "GPU": 2.0}, "cuda:1") == (2, 1)
+    assert ray_engine.placement({"CPU": 16.0, "GPU": 2.0}, "cpu") == (16, 0)
+    assert ray_engine.placement({"CPU": 16.0}, "auto") == (16, 0)
+    assert ray_engine.placement({}, "auto") == (1, 0)
+
+
+@pytest.mark.timeout(300)
+def test_a_cluster_offering_a_gpu_converts_on_it(tmp_path, monkeypatch):
+    """A declared GPU (no CUDA here: the codec falls back to the CPU): the tasks that ask for it run, and the files
+    are the CPU's."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(photo(32, 48, i)).save(src / f"{i}.png")
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1, "include_dashboard": False})
+    try:
+        r = CliRunner().invoke(main, ["compress", str(src), "-o", str(tmp_path / "gpu"), "--engine", "ray",
+                                      "--address", cluster.address])
+    finally:
+        cluster.shutdown()
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["compress", str(src), "-o", str(tmp_path / "local"), "-j", "2"])
+    for i in range(3):
+        assert (tmp_path / "gpu" / f"{i}.nic").read_bytes() == (tmp_path / "local" / f"{i}.nic").read_bytes()

@@ -80,6 +80,15 @@ def _check_reachable(address: str, seconds: float = 5.0) -> None:
         raise EngineError(f"no Ray cluster answers at {address}: {e}") from None
 
 
+def placement(resources: dict, device: str) -> tuple[int, int]:
+    """(files the cluster converts at once, GPUs each task asks for) from its resources (``ray.cluster_resources``):
+    a GPU per task where the cluster has GPUs and ``device`` allows one (auto, cuda), else a CPU per task."""
+    gpus = int(resources.get("GPU", 0)) if device == "auto" or str(device).startswith("cuda") else 0
+    if gpus:
+        return gpus, 1
+    return max(1, int(resources.get("CPU", 1))), 0
+
+
 def run(jobs: list[Job], direction: str, settings, address: str | None = None, in_flight_max: int | None = None,
         on_result=None) -> list[Result]:
     """Run ``jobs`` as Ray tasks, at most ``in_flight_max`` at once (default: the cluster's CPUs, or its GPUs
@@ -97,10 +106,8 @@ def run(jobs: list[Job], direction: str, settings, address: str | None = None, i
         if on_result:
             on_result(r)
 
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0)) if getattr(settings, "device", "auto") in ("auto", "cuda") else 0
-    slots = gpus or max(1, int(resources.get("CPU", 1)))
-    task = ray.remote(_convert).options(max_retries=1, retry_exceptions=False, num_cpus=1, num_gpus=1 if gpus else 0,
+    slots, gpus_per_task = placement(ray.cluster_resources(), getattr(settings, "device", "auto"))
+    task = ray.remote(_convert).options(max_retries=1, retry_exceptions=False, num_cpus=1, num_gpus=gpus_per_task,
                                         name="neuralcodec-convert")
     queue = iter(jobs)
     in_flight: dict = {}
