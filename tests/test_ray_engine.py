@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -115,10 +116,32 @@ def test_an_address_where_no_cluster_answers_fails_in_seconds(tmp_path):
 
 def test_tasks_take_a_gpu_where_the_cluster_offers_one():
     assert ray_engine.placement({"CPU": 16.0, "GPU": 2.0}, "auto") == (2, 1)
-    assert ray_engine.placement({"CPU": 16.0, "GPU": 2.0}, "cuda:1") == (2, 1)
+    assert ray_engine.placement({"CPU": 16.0, "GPU": 2.0}, "cuda") == (2, 1)
     assert ray_engine.placement({"CPU": 16.0, "GPU": 2.0}, "cpu") == (16, 0)
     assert ray_engine.placement({"CPU": 16.0}, "auto") == (16, 0)
     assert ray_engine.placement({}, "auto") == (1, 0)
+    for device, resources in (("cuda:1", {"GPU": 2.0}), ("cuda", {"CPU": 16.0})):  # refused before any file starts
+        with pytest.raises(ray_engine.EngineError, match="--device cuda"):
+            ray_engine.placement(resources, device)
+
+
+def test_failures_say_what_ray_said():
+    from neuralcodec.cli.batch import Job
+
+    job = Job(Path("a.png"), Path("a.nic"))
+    assert "died twice (out of memory or killed?) (WorkerCrashedError)" in ray_engine._failure(job, ray.exceptions.WorkerCrashedError()).error
+    e = RuntimeError("Traceback ...\nModuleNotFoundError: No module named 'neuralcodec'")
+    assert ray_engine._failure(job, e).error == ("not converted: RuntimeError: ModuleNotFoundError: No module named "
+                                                 "'neuralcodec'")
+    assert not ray_engine._failure(job, ray.exceptions.TaskCancelledError()).ok
+
+
+def test_relative_paths_reach_the_workers_absolute(tmp_path, monkeypatch):
+    from neuralcodec.cli.batch import Job
+
+    monkeypatch.chdir(tmp_path)
+    job = ray_engine._absolute(Job(Path("in/a.png"), Path("out/a.nic")))
+    assert job.src == tmp_path / "in/a.png" and job.dst == tmp_path / "out/a.nic"
 
 
 @pytest.mark.timeout(300)

@@ -161,6 +161,21 @@ def remove_parts(job: Job) -> None:
         part.unlink(missing_ok=True)
 
 
+def sweep_parts(jobs: list[Job]) -> None:
+    """:func:`remove_parts` for many jobs, listing each output directory once (not once per file)."""
+    by_dir: dict[Path, set[str]] = {}
+    for job in jobs:
+        by_dir.setdefault(job.dst.parent, set()).add(job.dst.name)
+    for d, names in by_dir.items():
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:  # write_atomic's temporary names: .NAME.RANDOM.part
+            if e.name.startswith(".") and e.name.endswith(".part") and e.name[1:-5].rpartition(".")[0] in names:
+                Path(e.path).unlink(missing_ok=True)
+
+
 def drive(in_flight: dict, submit, wait_some, collect, window: int, grace_errors=()) -> None:
     """The dispatch loop of both runners (local processes, Ray tasks): ``window`` files in flight, each finished
     one (``wait_some(timeout)`` returns them, ``collect`` reports them and takes them out of ``in_flight``)

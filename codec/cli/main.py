@@ -48,14 +48,15 @@ def _common(f):
         click.option("-r", "--recursive", is_flag=True, help="Descend into subdirectories of a directory input."),
         click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
                      help="Parallel worker processes for directories (with --engine ray: at most this many files "
-                          "in flight when above 1; default there: one per CPU, or GPU, of the cluster)."),
+                          "in flight when above 1; default there: twice the cluster's CPUs, or GPUs)."),
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                      help="Who runs a directory's files: local worker processes (-j), or a Ray cluster (every "
                           "node's cores or GPUs; inputs and outputs on a file system all nodes share; "
                           "pip install 'neuralcodec[ray]'; docs/scaling.md). Same outputs, same summary."),
         click.option("--address", default=None, metavar="ADDR",
                      help="With --engine ray: the cluster to use (HOST:PORT of its head, or auto for the one "
-                          "this machine runs); default RAY_ADDRESS, else a Ray instance started for this run."),
+                          "this machine belongs to); default RAY_ADDRESS, else a cluster running on this machine, "
+                          "else a Ray instance started for this run."),
         click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs."),
         click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone (resume a batch)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -196,7 +197,7 @@ def _convert(direction, input, options, output, recursive, jobs, engine, address
         raise click.UsageError(f"input is a directory but output {output} is a file")
     if weights:
         _check_weights(weights, "encode" if direction == "compress" else None)
-    if device == "cuda" or half:
+    if (device == "cuda" or half) and engine != "ray":  # on a cluster the workers' GPUs count, not this machine's
         import torch
 
         if device == "cuda" and not torch.cuda.is_available():

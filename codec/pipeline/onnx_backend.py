@@ -111,7 +111,11 @@ def _build_lock(target: Path):
         yield
         return
     with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (some NFS and FUSE mounts): build unlocked, still correct
+            yield
+            return
         try:
             yield
         finally:
