@@ -62,7 +62,7 @@ def main():
         for name, cmd in arms.items():
             run_dir = work / name.split()[0]
             results[name] = run(cmd + ["--recipe", str(work / "recipe.json"), "--run-dir", str(run_dir),
-                                       "--init-weights", str(ROOT / "weights/training/flagship-v2-wip.safetensors")],
+                                       "--init-weights", "flagship"],
                                 run_dir, env)
             print(name, results[name], flush=True)
         one, two = (results[k]["s_per_step_median"] for k in arms)

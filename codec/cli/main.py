@@ -84,7 +84,7 @@ def _common(f):
 @click.argument("input", type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @click.option("-q", "--quality", type=click.FloatRange(0, 100), default=50, show_default=True,
               help="0 (smallest) .. 100 (best); continuous. With the shipped weights about 0.07 bpp at 0 and "
-                   "1.4 bpp at 100 on photos. "
+                   "1.5 bpp at 100 on photos. "
                    "Fixed-rate models (all but the flagship) have one rate and ignore it.")
 @click.option("--model", default=None, metavar="NAME",
               help="Code with the shipped weights of a model (modhp, lighthp, ...: docs/models.md) or a shipped "
