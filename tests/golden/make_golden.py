@@ -32,7 +32,6 @@ CASES = [("rgb-72x56", (56, 72), 0, 10.0), ("rgb-130x67", (67, 130), 1, 55.0), (
 
 def case(src: Path, name: str, q: float, weights: str | None = None, tile: int | None = None) -> dict:
     """Write the file ``name`` made from ``src`` at quality ``q``; its manifest entry."""
-    from neuralcodec.format import bitstream
 
     data = neuralcodec.compress(Image.open(src), q, weights=weights, tile=tile)
     (HERE / name).write_bytes(data)
@@ -40,7 +39,7 @@ def case(src: Path, name: str, q: float, weights: str | None = None, tile: int |
     made_with = {"weights": Path(weights).stem} if weights else {}
     made_with.update({"tile": tile} if tile else {})
     return {"file": name, "source": src.name, "quality": q, **made_with,
-            "format_version": bitstream.VERSION, "file_sha256": hashlib.sha256(data).hexdigest(),
+            "format_version": neuralcodec.info(data)["format_version"], "file_sha256": hashlib.sha256(data).hexdigest(),
             "latent_sha256": latent_digest(data), "psnr": round(psnr(np.asarray(out.convert("RGB")), np.asarray(Image.open(src).convert("RGB"))), 3)}
 
 
