@@ -7,7 +7,6 @@ one bad input never stops the others, and results come back as plain records for
 from __future__ import annotations
 
 import fnmatch
-import glob
 import os
 import signal
 import time
@@ -155,14 +154,9 @@ def run_in_worker(job: Job, direction: str, settings) -> Result:
     return _run_one(job, direction, settings)
 
 
-def remove_parts(job: Job) -> None:
-    """A killed worker's temporary file (write_atomic's) is the only trace it can leave."""
-    for part in job.dst.parent.glob(f".{glob.escape(job.dst.name)}.*.part"):
-        part.unlink(missing_ok=True)
-
-
 def sweep_parts(jobs: list[Job]) -> None:
-    """:func:`remove_parts` for many jobs, listing each output directory once (not once per file)."""
+    """Remove the temporary files (write_atomic's) that killed workers left for ``jobs``' outputs, the only trace
+    a killed worker can leave; each output directory is listed once (not once per file)."""
     by_dir: dict[Path, set[str]] = {}
     for job in jobs:
         by_dir.setdefault(job.dst.parent, set()).add(job.dst.name)
@@ -227,15 +221,15 @@ def run(jobs: list[Job], direction: str, settings, workers: int = 1, on_result=N
     while queue or suspects:
         if suspects:
             job = suspects.pop()
-            if _run_pool([job], direction, settings, 1, done, []):
+            if _run_pool([job], direction, settings, 1, done):
                 done(Result(job, False, error=DIED_TWICE))
         else:
-            suspects = _run_pool(queue, direction, settings, workers, done, queue)
+            suspects = _run_pool(queue, direction, settings, workers, done)
     return results
 
 
-def _run_pool(jobs: list[Job], direction: str, settings, workers: int, done, queue: list[Job]) -> list[Job]:
-    """Run ``jobs`` (popped from the end; ``queue`` is the same list or another) in a pool of ``workers``
+def _run_pool(jobs: list[Job], direction: str, settings, workers: int, done) -> list[Job]:
+    """Run ``jobs`` (popped from the end, so the caller sees what is left) in a pool of ``workers``
     processes until they are done or a worker dies; returns the jobs that were in flight when one died (their
     temporary files removed), [] when all finished."""
     import multiprocessing as mp
@@ -282,6 +276,5 @@ def _run_pool(jobs: list[Job], direction: str, settings, workers: int, done, que
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
-        for job in dropped:
-            remove_parts(job)
+        sweep_parts(dropped)
     return broken

@@ -258,9 +258,7 @@ def _convert(direction, input, options, output, recursive, jobs, engine, address
             bar.refresh()
 
     try:
-        if engine == "ray" and todo:  # nothing to do starts no cluster
-            from neuralcodec.cli import ray_engine
-
+        if engine == "ray" and todo:  # nothing to do starts no cluster (ray_engine: imported above)
             try:
                 results += ray_engine.run(todo, direction, settings, address, jobs if jobs > 1 else None, on_result)
             except ray_engine.EngineError as e:

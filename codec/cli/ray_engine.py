@@ -20,7 +20,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from neuralcodec.cli.batch import DIED_TWICE, Job, Result, drive, remove_parts, run_in_worker, sweep_parts
+from neuralcodec.cli.batch import DIED_TWICE, Job, Result, drive, run_in_worker, sweep_parts
 from neuralcodec.errors import NeuralcodecError
 
 INSTALL = "pip install 'neuralcodec[ray]'"
@@ -165,9 +165,8 @@ def run(jobs: list[Job], direction: str, settings, address: str | None = None, i
                 job = in_flight.pop(ref)
                 try:
                     r = ray.get(ref)
-                except ray.exceptions.RayError as e:
+                except ray.exceptions.RayError as e:  # its temporary file, if any: swept at the end
                     r = _failure(job, e)
-                    remove_parts(job)
                 done(r)
 
         try:  # a short queue per slot by default: no idle gap between files
