@@ -85,6 +85,7 @@ class ModulatedHyperprior(CodecModel):
             self.gaussian_conditional = _compressai().entropy_models.GaussianConditional(None, scale_bound=SCALE_BOUND)
         self.rate_gain = nn.Parameter(torch.tensor(0.5 * math.log(lmbda_max / lmbda_min)))
         self.inference = inference
+        self.interior_dtype: torch.dtype | None = None  # training only: see :meth:`_layer`
         self.wake: tuple[int, float] | None = None  # training only: (k, w): the rate of y's channels from k on
         # (grown by :meth:`grown_state`) enters the loss with weight w in [0, 1] (see :meth:`forward`)
         self.levels = (Level("z", "factorized", "entropy_bottleneck", N, 64), Level("y", "gaussian", "h_s", M, 16))
@@ -98,10 +99,22 @@ class ModulatedHyperprior(CodecModel):
         return torch.exp(self.rate_gain * (t.reshape(-1, 1, 1, 1) - 0.5))
 
     # -- the four transforms ---------------------------------------------------------------------------
+    def _layer(self, seq: nn.ModuleList, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer ``i`` of transform ``seq`` applied to ``x``. While training with ``interior_dtype`` set (a
+        recipe's ``precision``), every layer but the first and the last runs under autocast in that dtype; the
+        first and last run in float32, so x, y, x_hat and all the entropy models see stay float32. Inference and
+        export never autocast."""
+        if self.interior_dtype is None or not self.training:
+            return seq[i](x)
+        if not 0 < i < len(seq) - 1:
+            return seq[i](x.float())  # an interior layer's output may be bfloat16
+        with torch.autocast(self.rate_gain.device.type, dtype=self.interior_dtype):
+            return seq[i](x)
+
     def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         scales = iter(self.mod_a(t))
-        for layer in self.g_a:
-            x = layer(x)
+        for i, layer in enumerate(self.g_a):
+            x = self._layer(self.g_a, i, x)
             if not isinstance(layer, nn.Conv2d) or layer is self.g_a[-1]:  # after each GDN and the last conv
                 x = x * next(scales)
         return x * self.gain(t)
@@ -109,10 +122,10 @@ class ModulatedHyperprior(CodecModel):
     def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         scales = iter(self.mod_s(t))
         x = y_hat / self.gain(t)
-        for layer in self.g_s:
+        for i, layer in enumerate(self.g_s):
             if isinstance(layer, nn.ConvTranspose2d):
                 x = x * next(scales)
-            x = layer(x)
+            x = self._layer(self.g_s, i, x)
         return x
 
     def hyper_analysis(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -251,3 +251,47 @@ def test_retired_weights_decode_their_files_and_refuse_to_encode(tmp_path):
     assert r.exit_code == 2 and "-f" in r.output
     r = CliRunner().invoke(cli.main, ["retire", str(full), "-o", str(catalog.resolve(None))])
     assert r.exit_code == 2 and "default weights" in r.output
+
+
+def test_bf16_interior_trains_close_to_float32_and_never_touches_inference(tmp_path):
+    import torch
+
+    from neuralcodec.models import build
+    from neuralcodec.train.loop import TrainingError, rd_terms, resolve_precision
+
+    torch.manual_seed(0)
+    model = build("modhp", N=16, M=24)
+    x = torch.from_numpy(photo(64, 64, 2)).permute(2, 0, 1)[None].float() / 255
+    t = torch.tensor([0.3])
+
+    def run(dtype):
+        model.interior_dtype = dtype
+        model.zero_grad()
+        torch.manual_seed(1)  # the same rate-term noise
+        loss, _, _, out = rd_terms(model, x, t)
+        loss.backward()
+        return loss.item(), out, model.g_a[0].weight.grad.clone()
+
+    l32, out32, g32 = run(None)
+    l16, out16, g16 = run(torch.bfloat16)
+    assert out16["x_hat"].dtype == torch.float32 and out16["likelihoods"]["y"].dtype == torch.float32
+    assert abs(l16 - l32) < 0.01 * abs(l32)
+    assert torch.nn.functional.cosine_similarity(g16.flatten(), g32.flatten(), 0) > 0.99
+    model.eval()  # inference never autocasts
+    with torch.no_grad():
+        model.interior_dtype = torch.bfloat16
+        y16 = model.analysis(x, t)
+        model.interior_dtype = None
+        assert torch.equal(y16, model.analysis(x, t))
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo(70, 80, 0)).save(data / "0.png")
+    r = tiny_recipe(data)
+    r.precision = "bf16"
+    train(r, tmp_path / "run", progress=False)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and all(math.isfinite(x["loss"]) for x in log)
+    assert resolve_precision("auto", "cpu") in ("fp32", "bf16")
+    with pytest.raises(TrainingError, match="precision"):
+        resolve_precision("fp8", "cpu")
