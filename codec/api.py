@@ -165,7 +165,7 @@ def _encode(planes: imaging.Planes, s: EncodeSettings) -> bytes:
     if s.tile is not None and not MIN_TILE * per_latent <= s.tile <= MAX_TILE * per_latent:
         raise ValueError(f"tile must be within {MIN_TILE * per_latent}..{MAX_TILE * per_latent} pixels, got {s.tile}")
     chunks, shapes = codec.encode(planes.rgb, rate, None if s.tile is None else -(-s.tile // per_latent), s.effort)
-    flags = 0
+    flags = bitstream.FLAG_DEBLOCK if s.deblock and codec.deblocks else 0
     if planes.alpha is not None:
         tag, payload = imaging.pack_alpha(planes.alpha)
         chunks[tag] = payload
@@ -213,7 +213,7 @@ def decompress(data: bytes, *, settings: DecodeSettings | None = None, **options
     try:
         alpha_tag = next((t for t in c.chunks if t in bitstream.ALPHA_TAGS), None)
         alpha = imaging.unpack_alpha(alpha_tag, c.chunks[alpha_tag], h.height, h.width) if h.has_alpha else None
-        rgb = codec.decode(h, c.chunks)
+        rgb = codec.decode(h, c.chunks, s.deblock)
     except (FormatError, EntropyError, ValueError) as e:
         raise DecodeError(str(e), getattr(e, "reason", None)) from None
     except (MemoryError, RuntimeError) as e:  # torch reports an exhausted GPU as a RuntimeError

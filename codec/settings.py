@@ -29,8 +29,9 @@ class EncodeSettings:
     speed; higher: encoder-side latent refinement, at the top stochastic Gumbel annealing; pipeline.refine.EFFORTS;
     runs on torch); ``target``: a ``ratecontrol.Target`` (a size, bpp or PSNR the file
     must reach: the quality is searched, ``quality`` ignored); ``strip``: leave the image's metadata (ICC
-    profile, EXIF, XMP, otherwise carried and written back on decoding) out of the file; ``backend``: what runs the transforms (auto: ONNX Runtime on a CPU,
-    torch on a GPU or where ONNX cannot)."""
+    profile, EXIF, XMP, otherwise carried and written back on decoding) out of the file; ``deblock``: ask
+    decoders to smooth the latent grid on flat content (pipeline.deblock; False leaves the chunk out);
+    ``backend``: what runs the transforms (auto: ONNX Runtime on a CPU, torch on a GPU or where ONNX cannot)."""
 
     quality: float = DEFAULT_QUALITY
     weights: str | None = None
@@ -41,6 +42,7 @@ class EncodeSettings:
     backend: str = "auto"
     target: object = None  # a ratecontrol.Target: search the quality instead of using ``quality``
     strip: bool = False  # leave the image's ICC profile, EXIF and XMP out of the file
+    deblock: bool = True  # ask decoders to filter across the latent grid (a 3-byte chunk; pipeline.deblock)
 
     def __post_init__(self):
         if isinstance(self.quality, bool) or not isinstance(self.quality, numbers.Real) \
@@ -66,7 +68,8 @@ class DecodeSettings:
     """Everything that decides how a file is decoded. ``weights``: None picks the shipped weights whose digest
     the file names; ``perceptual``: their shipped GAN-fine-tuned decoder instead (same latents, sharper
     texture); ``max_pixels``: files describing a bigger image are refused before any work; ``backend`` as for
-    encoding (the same latents on every backend; pixels within 1 of each other)."""
+    encoding (the same latents on every backend; pixels within 1 of each other); ``deblock``: False decodes
+    without the deblocking filter a file asks for."""
 
     weights: str | None = None
     device: str = "auto"
@@ -74,6 +77,7 @@ class DecodeSettings:
     perceptual: bool = False
     precision: str = "fp32"
     backend: str = "auto"
+    deblock: bool = True  # apply the deblocking filter a file asks for (False: the synthesis' pixels as they are)
 
     def __post_init__(self):
         if self.perceptual and self.weights is not None:
@@ -92,6 +96,8 @@ def _check_common(s) -> None:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {s.backend!r}")
     if s.backend == "onnx" and (str(s.device).startswith("cuda") or s.precision != "fp32"):
         raise ValueError("backend onnx runs float32 on the CPU: use backend torch for cuda or fp16")
+    if not isinstance(s.deblock, bool):
+        raise ValueError(f"deblock must be True or False, got {s.deblock!r}")
 
 
 def worker_threads() -> int | None:

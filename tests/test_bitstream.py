@@ -28,8 +28,8 @@ def test_magic_and_version():
     with pytest.raises(bs.FormatError, match="bad magic"):
         bs.unpack(b"GIF89a" + data[6:])
     bad = bytearray(data)
-    bad[8] = 5
-    with pytest.raises(bs.FormatError, match="version 5"):
+    bad[8] = 6
+    with pytest.raises(bs.FormatError, match="version 6"):
         bs.unpack(bytes(bad))
     bad[8] = 1  # the float-hyperprior format of neuralcodec 0.1: refused by name
     with pytest.raises(bs.FormatError, match="version 1 .*neuralcodec 0.1"):
@@ -70,6 +70,25 @@ def test_absurd_dimensions_refused_before_decoding():
     c.header.width, c.header.height = bs.MAX_SIDE + 1, 1  # latent shapes are u16: no real file is this wide
     with pytest.raises(bs.FormatError, match="each side 1..1048560"):
         bs.unpack(bs.pack(c), max_pixels=2**40)
+
+
+def test_the_deblocking_flag_makes_version_5_and_older_versions_refuse_it():
+    c = make()
+    c.header.flags = bs.FLAG_DEBLOCK
+    data = bs.pack(c)
+    d = bs.unpack(data)
+    assert data[8] == 5 and d.header.deblock and d.header.version == 5 and d.chunks == c.chunks
+    assert not bs.unpack(bs.pack(make())).header.deblock
+    for version in (3, 4):  # the flag means nothing before version 5: a file claiming otherwise is refused
+        bad = bytearray(data)
+        bad[8] = version
+        end = len(bs.MAGIC) + 2 + len(b"modhp") + bs._FIXED[3].size
+        bad[end:end + 4] = zlib.crc32(bytes(bad[:end])).to_bytes(4, "little")
+        with pytest.raises(bs.FormatError, match="unknown flags 0x2"):
+            bs.unpack(bytes(bad))
+    c.header.flags = 4  # a bit no version knows
+    with pytest.raises(bs.FormatError, match="unknown flags 0x4"):
+        bs.unpack(bs.pack(c))
 
 
 @pytest.mark.parametrize("mode, channels, flags", [("RGBA", 4, 0), ("RGB", 3, bs.FLAG_ALPHA), ("RGB", 4, 0),

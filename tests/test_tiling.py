@@ -62,7 +62,7 @@ def test_tile_geometry_is_recorded_and_followed(monkeypatch):
     data = neuralcodec.compress(rgb, 50, tile=128)
     info = neuralcodec.info(data)
     codec = load_codec()
-    assert info["format_version"] == 3 and (info["tile"], info["halo"]) == (8, codec.transforms.tile_geometry()[1])
+    assert info["format_version"] == 5 and (info["tile"], info["halo"]) == (8, codec.transforms.tile_geometry()[1])
     assert neuralcodec.info(neuralcodec.compress(rgb, 50))["tile"] == tiling.TILE  # the default, 768 px
     seen = []
     real = tiling.TiledTransforms.synthesis
@@ -155,7 +155,7 @@ def test_cli_tile_and_half_options(tmp_path):
                                       "--half", "-q", "40"])
     assert r.exit_code == 0, r.output
     info = json.loads(CliRunner().invoke(cli.main, ["info", str(tmp_path / "a.nic"), "--json"]).output)
-    assert info["tile"] == 16 and info["format_version"] == 3
+    assert info["tile"] == 16 and info["format_version"] == 5
     r = CliRunner().invoke(cli.main, ["decompress", str(tmp_path / "a.nic"), "-o", str(tmp_path / "out.png"), "--half"])
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "out.png").size == (100, 80)

@@ -97,6 +97,10 @@ def _common(f):
 @click.option("--strip", is_flag=True,
               help="Leave the image's metadata (ICC profile, EXIF, XMP) out of the file; by default it is carried "
                    "and written back on decoding where the output format can hold it.")
+@click.option("--no-deblock", "no_deblock", is_flag=True,
+              help="Do not ask decoders to smooth the 16-px latent grid on flat areas (skies, walls). The filter "
+                   "costs no bytes (a header flag) and is measured in bench/README.md; this is for comparing the "
+                   "transforms' own pixels.")
 @click.option("--target-size", metavar="BYTES", default=None,
               help="Search the quality whose file is at most this size and within 2 % of it: 50000, 100k, 1.5M, "
                    "64KiB. Per file for directories. Out of reach: the nearest file is written and the run fails.")
@@ -106,7 +110,8 @@ def _common(f):
               help="Search the quality whose decoded image is within 0.1 dB of this PSNR (RGB, 8-bit).")
 @_common
 @click.pass_context
-def compress(ctx, input, quality, model, tile, effort, refine, strip, target_size, target_bpp, target_psnr, **kw):
+def compress(ctx, input, quality, model, tile, effort, refine, strip, no_deblock, target_size, target_bpp, target_psnr,
+             **kw):
     """Compress an image, or every image in a directory, to .nic files."""
     from neuralcodec.models import ARCHITECTURES
     from neuralcodec.zoo import catalog
@@ -137,7 +142,7 @@ def compress(ctx, input, quality, model, tile, effort, refine, strip, target_siz
         _check_refinable(kw["weights"])
     target = _target(target_size, target_bpp, target_psnr)
     _convert("compress", input, {"quality": quality, "tile": tile, "effort": effort, "target": target,
-                                 "strip": strip}, **kw)
+                                 "strip": strip, "deblock": not no_deblock}, **kw)
 
 
 def _target(size, bpp, psnr):
@@ -165,13 +170,16 @@ def _target(size, bpp, psnr):
 @click.option("--perceptual", is_flag=True,
               help="Decode with the GAN-fine-tuned decoder of the file's model where one ships: sharper texture, "
                    "lower PSNR; the same file.")
+@click.option("--no-deblock", "no_deblock", is_flag=True,
+              help="Leave out the deblocking filter the file asks for: the synthesis' pixels as they are.")
 @_common
-def decompress(input, fmt, max_pixels, perceptual, **kw):
+def decompress(input, fmt, max_pixels, perceptual, no_deblock, **kw):
     """Decode a .nic file, or every .nic file in a directory, to images (PNG by default)."""
     if perceptual and kw["weights"]:
         raise click.UsageError("--perceptual picks the shipped perceptual decoder; give a perceptual weights file "
                                "with --weights instead")
-    options = {"max_pixels": max_pixels, **({"perceptual": True} if perceptual else {})}
+    options = {"max_pixels": max_pixels, **({"perceptual": True} if perceptual else {}),
+               **({"deblock": False} if no_deblock else {})}
     _convert("decompress", input, options, out_ext="." + fmt, fmt=fmt, **kw)
 
 

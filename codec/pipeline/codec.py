@@ -13,6 +13,7 @@ import numpy as np
 from neuralcodec.coding.integer import IntegerStack
 from neuralcodec.coding.stages import CheckerboardStage, Decoded, FactorizedStage, GaussianStage
 from neuralcodec.format.bitstream import ALPHA_TAGS, FormatError, Header, is_ancillary
+from neuralcodec.pipeline import deblock as _deblock
 from neuralcodec.pipeline.spec import ModelSpec
 from neuralcodec.pipeline.tiling import to_uint8
 from neuralcodec.rate import t_of_rate
@@ -40,6 +41,8 @@ class Codec:
         self.weights, self.spec, self.transforms = weights, spec, transforms
         self.stride = spec.stride
         self.levels = spec.levels
+        self.grid = self.levels[-1].downsampling  # pixels per latent of the finest level: the synthesis' grid
+        self.deblocks = _deblock.filters(self.grid)  # whether its files ask decoders to filter across that grid
         self.tags = [chunk_tag(level.name) for level in self.levels]
         self.stages = [self._stage(level) for level in self.levels]
         # a level is read by the synthesis, or is the context of the level below it
@@ -201,12 +204,17 @@ class Codec:
             decoded.append(above)
         return decoded
 
-    def decode(self, header: Header, chunks: dict[bytes, bytes]) -> np.ndarray:
+    def decode(self, header: Header, chunks: dict[bytes, bytes], deblock: bool = True) -> np.ndarray:
+        """The HxWx3 uint8 image a file holds; filtered across the latent grid where the file asks for it
+        (its header's deblocking flag) unless ``deblock`` is False."""
         decoded = self.decode_latents(header, chunks)
         hats = self.synthesis_inputs(decoded)
         del decoded
-        return self.transforms.synthesis(hats, self.t(header.rate), header.height, header.width,
-                                         self.geometry_of(header))
+        rgb = self.transforms.synthesis(hats, self.t(header.rate), header.height, header.width,
+                                        self.geometry_of(header))
+        if header.deblock and deblock:
+            _deblock.deblock(rgb, self.grid)
+        return rgb
 
     def reconstruct(self, rgb: np.ndarray, rate: int) -> np.ndarray:
         """The model's own forward output (hard quantization, no bitstream, one untiled pass): what decode

@@ -1,0 +1,105 @@
+"""A deblocking filter across the latent grid: the decoder's last stage, numpy only.
+
+A learned synthesis draws each latent of y as a 16x16-pixel patch. On smooth content at low rates the patches of
+neighbouring latents do not quite meet, and the image shows their grid (issue 19; ``bench/smooth_grid.py``).
+Block-transform codecs answer the same artefact with an in-loop deblocking filter; this one is H.264's strong
+luma filter (ITU-T H.264, 8.7.2.4, bS = 4) applied in the decoder's output, across every boundary of the
+latent grid, only where both sides are smooth and the step between them is small: a real edge, texture or noise
+is left alone.
+
+Across a vertical boundary, for each row, with p3..p0 | q0..q3 the pixels on either side (all three channels
+decide together, so colours are not shifted apart):
+
+- filtered when |p0 - q0| < ``alpha`` and |p1 - p0|, |q1 - q0|, |p2 - p0|, |q2 - q0| < ``beta`` (grey levels);
+- p0' = (p2 + 2 p1 + 2 p0 + 2 q0 + q1) / 8, p1' = (p2 + p1 + p0 + q0) / 4,
+  p2' = (2 p3 + 3 p2 + p1 + p0 + q0) / 8, and the same for q0..q2 mirrored; rounded once, at the end.
+
+Vertical boundaries first, then horizontal ones on the result (H.264's order). The image is changed in place,
+band by band, so a big image needs no second copy. Deterministic: float32 arithmetic of the same operations in
+the same order on every machine (numpy's elementwise float32 ops are exactly rounded), then round-half-even.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ALPHA = 8  # the largest step across a boundary taken for an artefact (grey levels; format version 5)
+BETA = 4  # the largest change within three pixels of either side for the strong (6-pixel) filter
+FLAT = 8  # the largest change within seven pixels of either side for the wide (12-pixel) filter
+BAND_ROWS = 256  # rows per band of a pass (memory: ~14 * 3 floats per row and boundary, a few times over)
+HALF = 7  # pixels read on either side of a boundary (p6..p0 | q0..q6)
+
+
+def _weights(rows: dict[int, list[int]]) -> np.ndarray:
+    """(14, 14) int32 taps: output pixel i = sum_j w[i, j] * window[j] (then rounded off by the filter's shift)
+    for the p side's rows given (taps from p6), the q side's mirrored, the identity (times the divisor) elsewhere.
+    Window index: p6..p0 = 0..6, q0..q6 = 7..13."""
+    divisor = sum(next(iter(rows.values())))
+    w = np.eye(2 * HALF, dtype=np.int32) * divisor
+    for i, taps in rows.items():
+        if sum(taps) != divisor:
+            raise ValueError("taps must sum to the divisor")
+        row = np.zeros(2 * HALF, np.int32)
+        row[: len(taps)] = taps
+        w[i], w[2 * HALF - 1 - i] = row, row[::-1]
+    return w
+
+
+# H.264's strong filter (8.7.2.4, bS = 4): p2..q2 from p3..q3, in eighths
+STRONG, STRONG_SHIFT = _weights({
+    4: [0, 0, 0, 2, 3, 1, 1, 1],  # p2 = (2 p3 + 3 p2 + p1 + p0 + q0) / 8
+    5: [0, 0, 0, 0, 2, 2, 2, 2],  # p1 = (p2 + p1 + p0 + q0) / 4
+    6: [0, 0, 0, 0, 1, 2, 2, 2, 1],  # p0 = (p2 + 2 p1 + 2 p0 + 2 q0 + q1) / 8
+}), 3
+# AV1's 14-tap filter for flat runs (libaom filter14): p5..q5 from p6..q6, in sixteenths
+WIDE, WIDE_SHIFT = _weights({
+    1: [7, 2, 2, 1, 1, 1, 1, 1],
+    2: [5, 2, 2, 2, 1, 1, 1, 1, 1],
+    3: [4, 1, 2, 2, 2, 1, 1, 1, 1, 1],
+    4: [3, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1],
+    5: [2, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1],
+    6: [1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1],
+}), 4
+
+
+def filters(grid: int) -> bool:
+    """Whether a synthesis grid of ``grid`` pixels is filtered: the wide filter reaches 7 pixels each side."""
+    return grid >= 2 * HALF
+
+
+def _boundaries(size: int, grid: int) -> np.ndarray:
+    """Positions b of the grid boundaries (between pixel b - 1 and b) with HALF pixels on either side."""
+    return np.arange(grid, size - HALF + 1, grid) if filters(grid) else np.zeros(0, np.int64)
+
+
+def _pass(band: np.ndarray, cols: np.ndarray, alpha: int, beta: int, flat: int) -> None:
+    """Filter the vertical boundaries at ``cols`` of ``band`` (rows, W, 3) uint8 in place."""
+    if not cols.size:
+        return
+    idx = cols[:, None] + np.arange(-HALF, HALF)[None, :]  # (n, 14): p6..p0, q0..q6
+    lines = band[:, idx].astype(np.int32)  # (rows, n, 14, 3)
+    p0, q0 = lines[:, :, HALF - 1:HALF], lines[:, :, HALF:HALF + 1]
+    dev = np.abs(np.concatenate([lines[:, :, :HALF] - p0, lines[:, :, HALF:] - q0], 2)).max(-1)  # (rows, n, 14)
+    step = np.abs(p0 - q0).max(-1)[..., 0]
+    near = np.concatenate([dev[:, :, HALF - 3:HALF], dev[:, :, HALF:HALF + 3]], 2).max(-1)  # p2, p1, q1, q2
+    wide = (step < alpha) & (dev.max(-1) < flat)
+    strong = (step < alpha) & (near < beta) & ~wide
+    for mask, w, shift in ((wide, WIDE, WIDE_SHIFT), (strong, STRONG, STRONG_SHIFT)):
+        if mask.any():  # integer taps, rounded as AV1 does: (sum + 2^(shift-1)) >> shift; exact on every machine
+            lines[mask] = (np.einsum("ij,kjc->kic", w, lines[mask]) + (1 << (shift - 1))) >> shift
+    band[:, idx] = lines.astype(np.uint8)  # weighted means of uint8 values: within [0, 255]
+
+
+def deblock(image: np.ndarray, grid: int = 16, alpha: int = ALPHA, beta: int = BETA, flat: int = FLAT) -> np.ndarray:
+    """Filter ``image`` (H, W, 3) uint8 in place across the ``grid``-pixel latent grid; returns it. A grid under
+    14 pixels (the wide filter's reach) is left alone."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"deblock takes an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+    h, w = image.shape[:2]
+    cols = _boundaries(w, grid)
+    for r0 in range(0, h, BAND_ROWS):  # vertical boundaries, band by band
+        _pass(image[r0:r0 + BAND_ROWS], cols, alpha, beta, flat)
+    rows = _boundaries(h, grid)
+    for c0 in range(0, w, BAND_ROWS):  # horizontal boundaries: the same pass on the transposed view
+        _pass(image[:, c0:c0 + BAND_ROWS].transpose(1, 0, 2), rows, alpha, beta, flat)
+    return image

@@ -1,0 +1,97 @@
+"""The deblocking filter across the latent grid (pipeline/deblock.py, docs/bitstream.md 'Deblocking filter')."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import neuralcodec
+from neuralcodec.format import bitstream
+from neuralcodec.pipeline.deblock import deblock
+
+from conftest import photo, psnr
+
+
+def ramp(h=96, w=128):
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([60 + 0.5 * xx, 80 + 0.3 * yy, 150 - 0.2 * (xx + yy)], -1)
+
+
+def grid_ratio(img):
+    a = img.astype(np.float64)
+    dx = np.abs(np.diff(a, axis=1)).mean(axis=(0, 2))
+    across = (np.arange(dx.size) % 16) == 15
+    return dx[across].mean() / dx[~across].mean()
+
+
+def test_block_offsets_on_smooth_content_are_smoothed_and_the_result_is_closer_to_the_truth():
+    rng = np.random.default_rng(0)
+    truth = ramp()
+    offsets = rng.integers(-2, 3, (96 // 16, 128 // 16, 3)).repeat(16, 0).repeat(16, 1)  # a 16-px grid
+    blocky = np.clip(np.rint(truth + offsets), 0, 255).astype(np.uint8)
+    out = deblock(blocky.copy())
+    assert grid_ratio(blocky) > 5 and grid_ratio(out) < 0.25 * grid_ratio(blocky)
+    assert psnr(out, np.rint(truth)) > psnr(blocky, np.rint(truth))
+
+
+def test_edges_texture_and_plain_ramps_are_left_alone():
+    edge = np.zeros((64, 64, 3), np.uint8)
+    edge[:, 32:] = 60  # a real edge on a boundary: a step over the threshold
+    assert np.array_equal(deblock(edge.copy()), edge)
+    texture = photo(64, 96, 3)
+    changed = deblock(texture.copy()) != texture
+    assert changed.mean() < 0.02  # only where the photo happens to be flat across a boundary
+    smooth = np.rint(ramp()).astype(np.uint8)  # no grid: taps summing to one keep a linear ramp (to rounding)
+    assert np.abs(deblock(smooth.copy()).astype(int) - smooth).max() <= 1
+
+
+def test_the_taps_are_the_documented_ones():
+    """docs/bitstream.md gives p0' of each filter; one line across the boundary at column 16 of a 1-row image."""
+    line = np.array([50, 50, 51, 51, 50, 51, 50, 53, 53, 52, 53, 53, 54, 53], np.int64)  # p6..p0, q0..q6: flat
+    img = np.zeros((1, 32, 3), np.uint8)
+    img[0, 9:23] = line[:, None]
+    p6, p5, p4, p3, p2, p1, p0, q0, q1, q2, q3, q4, q5, q6 = line
+    out = deblock(img.copy(), grid=16)[0, 9:23, 0]
+    assert out[6] == (p6 + p5 + p4 + p3 + p2 + 2 * p1 + 2 * p0 + 2 * q0 + q1 + q2 + q3 + q4 + q5 + 8) >> 4
+    assert out[0] == p6 and out[13] == q6  # the wide filter rewrites p5..q5
+    line[[0, 13]] = [40, 65]  # no longer flat over seven pixels, still smooth over three: the strong filter
+    img[0, 9:23] = line[:, None]
+    p6, p5, p4, p3, p2, p1, p0, q0, q1, q2, q3, q4, q5, q6 = line
+    out = deblock(img.copy(), grid=16)[0, 9:23, 0]
+    assert out[6] == (p2 + 2 * p1 + 2 * p0 + 2 * q0 + q1 + 4) >> 3
+    assert (out[:3] == line[:3]).all() and (out[11:] == line[11:]).all()  # the strong filter rewrites p2..q2
+
+
+def test_small_grids_and_bad_inputs():
+    img = photo(40, 40, 1)
+    assert np.array_equal(deblock(img.copy(), grid=8), img)  # under the wide filter's reach: never filtered
+    with pytest.raises(ValueError, match="uint8"):
+        deblock(img.astype(np.float32))
+
+
+def test_files_carry_the_flag_and_decoders_follow_it(tmp_path):
+    yy, xx = np.mgrid[0:64, 0:96]
+    img = np.clip(np.stack([90 + 0.4 * xx, 120 + 0.2 * yy, 200 - 0.3 * xx], -1), 0, 255).astype(np.uint8)
+    data = neuralcodec.compress(img, 10)
+    plain = neuralcodec.compress(img, 10, deblock=False)
+    c, p = bitstream.unpack(data), bitstream.unpack(plain)
+    assert c.header.deblock and c.header.version == 5 and not p.header.deblock and p.header.version == 3
+    assert c.chunks == p.chunks and len(data) == len(plain)  # a header bit: the same latents, the same size
+    filtered = np.asarray(neuralcodec.decompress(data))
+    unfiltered = np.asarray(neuralcodec.decompress(data, deblock=False))
+    assert np.array_equal(unfiltered, np.asarray(neuralcodec.decompress(plain)))
+    rows, cols = np.nonzero((filtered != unfiltered).any(axis=2))
+    near = lambda v: np.abs(v - 16 * np.round(v / 16)) <= 6  # noqa: E731
+    assert rows.size and (near(rows) | near(cols)).all()  # only near the grid
+
+    from neuralcodec.cli.main import main
+
+    Image.fromarray(img).save(tmp_path / "a.png")
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "-q", "10", "--no-deblock", "-o",
+                                  str(tmp_path / "a.nic")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a.nic").read_bytes() == plain
+    (tmp_path / "b.nic").write_bytes(data)
+    r = CliRunner().invoke(main, ["decompress", str(tmp_path / "b.nic"), "--no-deblock", "-o", str(tmp_path / "b.png")])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), unfiltered)
