@@ -40,7 +40,7 @@ def test_round_trip_is_the_models_own_output_at_every_rate(cb_weights):
         data = neuralcodec.compress(img, q, weights=str(cb_weights))
         c = read_container(data)
         assert c.header.model_id == "modhpc" and list(c.chunks) == [b"ZHYP", b"YLAT"]
-        out = np.asarray(neuralcodec.decompress(data, weights=str(cb_weights)))
+        out = np.asarray(neuralcodec.decompress(data, weights=str(cb_weights), deblock=False))
         assert np.abs(out.astype(int) - codec.reconstruct(img, c.header.rate).astype(int)).max() <= 1
         sizes.append(len(data))
     # a 3-step model guarantees a finer quantization step at q 90, not that its latents leave zero at q 10:

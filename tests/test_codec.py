@@ -17,7 +17,7 @@ def test_round_trip_matches_model_forward(rgb64):
     codec = load_codec()
     for q in (0, 50, 100):
         data = neuralcodec.compress(rgb64, q)
-        out = np.asarray(neuralcodec.decompress(data))
+        out = np.asarray(neuralcodec.decompress(data, deblock=False))  # the synthesis' own pixels
         ref = codec.reconstruct(rgb64, rate_of_quality(q))
         assert out.shape == rgb64.shape and out.dtype == np.uint8
         assert abs(psnr(out, rgb64) - psnr(ref, rgb64)) <= 0.01

@@ -60,7 +60,7 @@ def test_round_trip_equals_the_models_own_output(tiny_weights):
     data = neuralcodec.compress(img, 50, weights=str(w))
     info = neuralcodec.info(data)
     assert info["model"] == arch and info["width"] == 70 and info["height"] == 45
-    out = np.asarray(neuralcodec.decompress(data, weights=str(w)))
+    out = np.asarray(neuralcodec.decompress(data, weights=str(w), deblock=False))  # the synthesis' own pixels
     codec = load_codec(str(w), "cpu")
     assert np.abs(out.astype(int) - codec.reconstruct(img, 0).astype(int)).max() <= 1
     levels = codec.decode_latents(neuralcodec.api.read_container(data).header, neuralcodec.api.read_container(data).chunks)

@@ -1,22 +1,18 @@
-"""A deblocking filter across the latent grid: the decoder's last stage, numpy only.
+"""A deblocking filter across the latent grid: the decoder's last stage, numpy only (docs/bitstream.md).
 
 A learned synthesis draws each latent of y as a 16x16-pixel patch. On smooth content at low rates the patches of
 neighbouring latents do not quite meet, and the image shows their grid (issue 19; ``bench/smooth_grid.py``).
-Block-transform codecs answer the same artefact with an in-loop deblocking filter; this one is H.264's strong
-luma filter (ITU-T H.264, 8.7.2.4, bS = 4) applied in the decoder's output, across every boundary of the
-latent grid, only where both sides are smooth and the step between them is small: a real edge, texture or noise
-is left alone.
+Block-transform codecs answer the same artefact with a deblocking filter; this one borrows theirs and runs in
+the decoder's output, across every boundary of the latent grid, where a file's header asks for it (format
+version 5), and only where the step between the two sides is small (a real edge is left alone):
 
-Across a vertical boundary, for each row, with p3..p0 | q0..q3 the pixels on either side (all three channels
-decide together, so colours are not shifted apart):
+- flat on both sides over seven pixels: AV1's 14-tap filter (libaom ``filter14``) rewrites six pixels each side;
+- smooth over three pixels: H.264's strong filter (8.7.2.4, bS = 4) rewrites three each side;
+- else nothing: texture and noise keep their pixels.
 
-- filtered when |p0 - q0| < ``alpha`` and |p1 - p0|, |q1 - q0|, |p2 - p0|, |q2 - q0| < ``beta`` (grey levels);
-- p0' = (p2 + 2 p1 + 2 p0 + 2 q0 + q1) / 8, p1' = (p2 + p1 + p0 + q0) / 4,
-  p2' = (2 p3 + 3 p2 + p1 + p0 + q0) / 8, and the same for q0..q2 mirrored; rounded once, at the end.
-
-Vertical boundaries first, then horizontal ones on the result (H.264's order). The image is changed in place,
-band by band, so a big image needs no second copy. Deterministic: float32 arithmetic of the same operations in
-the same order on every machine (numpy's elementwise float32 ops are exactly rounded), then round-half-even.
+All three channels decide together (no colour shifts), vertical boundaries first, then horizontal ones on the
+result (H.264's order). Integer taps, rounded as AV1 does, so every decoder writes the same pixels from the
+same synthesis output. The image is changed in place, band by band: a big image needs no second copy.
 """
 
 from __future__ import annotations
