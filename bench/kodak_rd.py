@@ -32,19 +32,21 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--backend", default="torch", help="torch (default: every card's curve since 2026-11 was "
                     "measured on it; files and PSNR agree with onnx to ~0.01 dB) or onnx/auto")
+    ap.add_argument("--no-deblock", dest="deblock", action="store_false",
+                    help="files without the deblocking flag (as every curve measured before 2026-12-06)")
     ap.add_argument("--card", action="store_true", help="also record the curve and BD-rates in the weights' card")
     ap.add_argument("-o", "--output", type=Path, default=ROOT / "bench" / "results" / "kodak")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     s = evaluate(SHARED / "kodak", args.output, [float(q) for q in args.qualities.split(",")], [], ANCHORS,
-                 args.weights, args.images, progress=False, backend=args.backend)
+                 args.weights, args.images, progress=False, backend=args.backend, deblock=args.deblock)
     r = s["curves"]["neuralcodec"]
     if args.card:
         from neuralcodec.zoo import catalog
 
         card_path = catalog.resolve(args.weights).with_suffix(".json")
         card = json.loads(card_path.read_text())
-        card["kodak"] = {"measured_by": "python bench/kodak_rd.py --card", "threads": args.threads,
+        card["kodak"] = {"measured_by": "python bench/kodak_rd.py --card", "threads": args.threads, "deblock": args.deblock,
                          "images": s["images"], "curve": r, "bd_rate_percent": s["bd_rate"]}
         card_path.write_text(json.dumps(card, indent=1) + "\n")
     for i, q in enumerate(r["quality"]):

@@ -39,12 +39,13 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(f(ta, tb, data_range=255))
 
 
-def _neuralcodec_coder(quality: float, weights: str | None, effort: int = 0, backend: str = "auto"):
+def _neuralcodec_coder(quality: float, weights: str | None, effort: int = 0, backend: str = "auto",
+                       deblock: bool = True):
     import neuralcodec
 
     def code(img: np.ndarray):
         t0 = time.perf_counter()
-        data = neuralcodec.compress(img, quality, weights=weights, effort=effort, backend=backend)
+        data = neuralcodec.compress(img, quality, weights=weights, effort=effort, backend=backend, deblock=deblock)
         t1 = time.perf_counter()
         out = np.asarray(neuralcodec.decompress(data, weights=weights, backend=backend))
         return len(data), out, t1 - t0, time.perf_counter() - t1
@@ -166,12 +167,13 @@ def load_anchors(files: list[Path]) -> dict[str, dict]:
 
 def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against: list[str] = (),
              anchor_files: list[Path] = (), weights: str | list[str] | None = None, limit: int | None = None,
-             progress: bool = True, effort: int = 0, backend: str = "auto") -> dict:
+             progress: bool = True, effort: int = 0, backend: str = "auto", deblock: bool = True) -> dict:
     """Run the whole evaluation and write ``report.json``, per-codec JSONs and ``rd.png`` into ``out_dir``.
 
     ``weights``: one weights file (a variable-rate model is swept over ``qualities``), or several of one
     fixed-rate model (one point each, e.g. the same recipe trained at several lambdas); ``effort``: the encoder effort
-    of every neuralcodec file (compress's ``effort``); ``backend``: what runs the transforms (settings)."""
+    of every neuralcodec file (compress's ``effort``); ``backend``: what runs the transforms (settings); ``deblock``:
+    False writes files without the deblocking flag (the synthesis' own pixels, as every curve before 2026-12-06)."""
     from tqdm import tqdm
 
     from neuralcodec.api import load_codec
@@ -196,9 +198,9 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     ours_coders = []
     for w, codec in zip(weights_list, codecs):
         if codec.variable_rate:
-            ours_coders += [(q, _neuralcodec_coder(q, w, effort, backend)) for q in qualities]
+            ours_coders += [(q, _neuralcodec_coder(q, w, effort, backend, deblock)) for q in qualities]
         else:  # one operating point per weights file; its "quality" is the weights' name
-            ours_coders.append((codec.weights.path.stem, _neuralcodec_coder(0, w, effort, backend)))
+            ours_coders.append((codec.weights.path.stem, _neuralcodec_coder(0, w, effort, backend, deblock)))
     total = len(images) * (len(ours_coders) + sum(len(CLASSIC_QUALITIES[c]) for c in classic))
     bar = tqdm(total=total, unit="img", disable=not progress)
     name = f"neuralcodec {codecs[0].weights.path.stem if len(codecs) == 1 else codecs[0].model_id}"
@@ -206,6 +208,7 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     ours = curve(name, ours_coders, images, bar, with_msssim)
     if effort:
         ours["effort"] = effort
+    ours["deblock"] = deblock
     ours.update(weights_digest=[c.weights.digest.hex() for c in codecs] if len(codecs) > 1
                 else codecs[0].weights.digest.hex(), description="real .nic files, neuralcodec eval")
     curves = {name: ours["results"]}
