@@ -1,10 +1,11 @@
 """The decoder's deblocking filter (codec/pipeline/deblock.py): what it does to real photos and to the latent grid.
 
     python bench/deblock.py [--images 24] [--data ../shared/data/kodak] [--qualities 0,30,60,100]
-                            [--params 8,4,8 8,3,4 ...] [-o bench/results/deblock.json]
+                            [--params auto 8,4,8 8,3,4 ...] [-o bench/results/deblock.json]
 
 Each image is coded once per quality (real files, the shipped flagship) and decoded without the filter; every
-parameter set (alpha,beta,flat in grey levels) is then applied to the same decoded pixels. Reported per quality
+parameter set (alpha,beta,flat in grey levels; ``auto``: what a decoder uses at that quality, the format's
+rate schedule ``deblock.STRENGTH``) is then applied to the same decoded pixels. Reported per quality
 and set: the mean PSNR change on the photos (RGB, 8 bits) and its worst image, and the latent-grid ratio of
 the three smooth test images of bench/smooth_grid.py (issue 19: at most 1.2 at q 0, 50 and 100). Pick
 parameters on training photos (--data ../shared/data/train) and report them on Kodak.
@@ -32,18 +33,19 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def main():
     import neuralcodec
-    from neuralcodec.pipeline.deblock import deblock
+    from neuralcodec.pipeline.deblock import deblock, thresholds
+    from neuralcodec.rate import rate_of_quality
     from smooth_grid import grid_ratio, smooth_images
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data" / "kodak")
     ap.add_argument("--qualities", default="0,30,60,100")
-    ap.add_argument("--params", nargs="+", default=["8,4,8"], help="alpha,beta,flat sets to compare")
+    ap.add_argument("--params", nargs="+", default=["auto"], help="alpha,beta,flat sets to compare, or auto")
     ap.add_argument("--max-side", type=int, default=768, help="centre-crop bigger photos to this side")
     ap.add_argument("-o", "--output", type=Path, default=HERE / "results" / "deblock.json")
     args = ap.parse_args()
-    sets = [tuple(float(v) for v in p.split(",")) for p in args.params]
+    sets = [p if p == "auto" else tuple(int(v) for v in p.split(",")) for p in args.params]
     paths = sorted(p for p in args.data.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[: args.images]
     photos = []
     for p in paths:
@@ -52,13 +54,13 @@ def main():
         r0, c0 = max(0, (h - args.max_side) // 2), max(0, (w - args.max_side) // 2)
         photos.append((p.stem, a[r0:r0 + args.max_side, c0:c0 + args.max_side]))
     smooth = smooth_images()
-    out = {"data": str(args.data), "images": [n for n, _ in photos], "params": [list(s) for s in sets], "rows": []}
+    out = {"data": str(args.data), "images": [n for n, _ in photos], "params": [s if s == "auto" else list(s) for s in sets], "rows": []}
     for q in (float(v) for v in args.qualities.split(",")):
         decoded = [(n, a, np.array(neuralcodec.decompress(neuralcodec.compress(a, q), deblock=False)))
                    for n, a in photos]
         grid_dec = [(a, np.array(neuralcodec.decompress(neuralcodec.compress(a, q), deblock=False))) for a in smooth]
         for s in sets:
-            alpha, beta, flat = s
+            alpha, beta, flat = thresholds(rate_of_quality(q)) if s == "auto" else s
             deltas, secs = [], []
             for n, a, d in decoded:
                 t0 = time.perf_counter()
@@ -66,14 +68,14 @@ def main():
                 secs.append(time.perf_counter() - t0)
                 deltas.append(psnr(f, a) - psnr(d, a))
             grid = [grid_ratio(deblock(d.copy(), alpha=alpha, beta=beta, flat=flat)) for _, d in grid_dec]
-            row = {"quality": q, "params": list(s), "psnr_change_mean": round(float(np.mean(deltas)), 4),
+            row = {"quality": q, "params": [s, alpha, beta, flat] if s == "auto" else list(s), "psnr_change_mean": round(float(np.mean(deltas)), 4),
                    "psnr_change_worst": round(float(np.min(deltas)), 4), "worst_image": decoded[int(np.argmin(deltas))][0],
                    "psnr_unfiltered_mean": round(float(np.mean([psnr(d, a) for _, a, d in decoded])), 3),
                    "grid_ratio": [round(g, 3) for g in grid],
                    "grid_ratio_unfiltered": [round(grid_ratio(d), 3) for _, d in grid_dec],
                    "filter_ms_median": round(1000 * float(np.median(secs)), 1)}
             out["rows"].append(row)
-            print(f"q {q:5.1f} {s}: PSNR {row['psnr_change_mean']:+.4f} dB (worst {row['psnr_change_worst']:+.4f}, "
+            print(f"q {q:5.1f} {row['params']}: PSNR {row['psnr_change_mean']:+.4f} dB (worst {row['psnr_change_worst']:+.4f}, "
                   f"{row['worst_image']}), grid {row['grid_ratio_unfiltered']} -> {row['grid_ratio']}, "
                   f"{row['filter_ms_median']} ms", flush=True)
     args.output.write_text(json.dumps(out, indent=1))

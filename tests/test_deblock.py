@@ -95,3 +95,11 @@ def test_files_carry_the_flag_and_decoders_follow_it(tmp_path):
     r = CliRunner().invoke(main, ["decompress", str(tmp_path / "b.nic"), "--no-deblock", "-o", str(tmp_path / "b.png")])
     assert r.exit_code == 0, r.output
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), unfiltered)
+
+
+def test_the_filter_is_milder_at_high_rates():
+    from neuralcodec.pipeline.deblock import thresholds
+
+    assert thresholds(0) == (8, 4, 8) and thresholds(65535) == (8, 2, 3)
+    steps = [thresholds(r) for r in range(0, 65536, 997)]
+    assert all(a >= b for x, y in zip(steps, steps[1:]) for a, b in zip(x, y))  # never stronger as the rate rises

@@ -213,7 +213,7 @@ class Codec:
         rgb = self.transforms.synthesis(hats, self.t(header.rate), header.height, header.width,
                                         self.geometry_of(header))
         if header.deblock and deblock:
-            _deblock.deblock(rgb, self.grid)
+            _deblock.deblock(rgb, self.grid, *_deblock.thresholds(header.rate))
         return rgb
 
     def reconstruct(self, rgb: np.ndarray, rate: int) -> np.ndarray:

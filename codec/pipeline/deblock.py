@@ -19,9 +19,21 @@ from __future__ import annotations
 
 import numpy as np
 
-ALPHA = 8  # the largest step across a boundary taken for an artefact (grey levels; format version 5)
-BETA = 4  # the largest change within three pixels of either side for the strong (6-pixel) filter
-FLAT = 8  # the largest change within seven pixels of either side for the wide (12-pixel) filter
+# thresholds (grey levels) by rate: alpha, the largest step across a boundary taken for an artefact; beta, the
+# largest change within three pixels of either side for the strong (6-pixel) filter; flat, the largest change within
+# seven pixels of either side for the wide (12-pixel) filter. Milder at high rates, where the grid is faint and
+# fine texture is kept (tuned on training photos, bench/deblock.py): (quality below, (alpha, beta, flat)),
+# quality = rate selector * 100 // 65535 (format version 5).
+STRENGTH = ((65, (8, 4, 8)), (80, (8, 3, 6)), (92, (8, 3, 4)), (101, (8, 2, 3)))
+ALPHA, BETA, FLAT = STRENGTH[0][1]
+
+
+def thresholds(rate: int) -> tuple[int, int, int]:
+    """(alpha, beta, flat) for a file's u16 rate selector (a fixed-rate model's files have rate 0)."""
+    quality = rate * 100 // 65535
+    return next(t for below, t in STRENGTH if quality < below)
+
+
 BAND_ROWS = 256  # rows per band of a pass (memory: ~14 * 3 floats per row and boundary, a few times over)
 HALF = 7  # pixels read on either side of a boundary (p6..p0 | q0..q6)
 
