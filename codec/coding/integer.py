@@ -215,8 +215,8 @@ def _conv2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarr
         a = np.pad(a, ((0, 0), (padding, padding), (padding, padding)))
     patches = sliding_window_view(a, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # C, H', W', kh, kw
     hh, ww = patches.shape[1:3]
-    cols = patches.transpose(1, 2, 0, 3, 4).reshape(hh * ww, c * kh * kw)
-    return (w.reshape(o, -1) @ cols.T).reshape(o, hh, ww)
+    cols = patches.transpose(0, 3, 4, 1, 2).reshape(c * kh * kw, hh * ww)  # copied along rows of the input
+    return (w.reshape(o, -1) @ cols).reshape(o, hh, ww)
 
 
 def _conv_transpose2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int, output_padding: int) -> np.ndarray:
