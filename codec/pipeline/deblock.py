@@ -93,8 +93,13 @@ def _pass(band: np.ndarray, cols: np.ndarray, alpha: int, beta: int, flat: int) 
     wide = (step < alpha) & (dev.max(-1) < flat)
     strong = (step < alpha) & (near < beta) & ~wide
     for mask, w, shift in ((wide, WIDE, WIDE_SHIFT), (strong, STRONG, STRONG_SHIFT)):
-        if mask.any():  # integer taps, rounded as AV1 does: (sum + 2^(shift-1)) >> shift; exact on every machine
-            lines[mask] = (np.einsum("ij,kjc->kic", w, lines[mask]) + (1 << (shift - 1))) >> shift
+        if mask.any():  # integer taps, rounded as AV1 does: (sum + 2^(shift-1)) >> shift. The sums are integers
+            # under 2^12, exact in float32 whatever the order, so one float32 matrix product computes them exactly
+            sel = lines[mask]  # (k, 14, 3)
+            k = sel.shape[0]
+            sums = w.astype(np.float32) @ sel.transpose(1, 0, 2).reshape(2 * HALF, 3 * k).astype(np.float32)
+            out = np.floor((sums + (1 << (shift - 1))) * (1.0 / (1 << shift))).astype(np.int32)
+            lines[mask] = out.reshape(2 * HALF, k, 3).transpose(1, 0, 2)
     band[:, idx] = lines.astype(np.uint8)  # weighted means of uint8 values: within [0, 255]
 
 
