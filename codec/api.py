@@ -235,7 +235,7 @@ def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     return {
         "format_version": h.version, "model": h.model_id, "weights_digest": h.weights_digest.hex(),
         "quality": quality_of_rate(h.rate), "rate_selector": h.rate, "width": h.width, "height": h.height,
-        "channels": h.channels, "bit_depth": h.bit_depth, "mode": h.mode, "alpha": h.has_alpha,
+        "channels": h.channels, "bit_depth": h.bit_depth, "mode": h.mode, "alpha": h.has_alpha, "deblock": h.deblock,
         "y_shape": list(h.y_shape), "z_shape": list(h.z_shape), "tile": h.tile, "halo": h.halo,
         "chunks": {t.decode(): len(p) for t, p in c.chunks.items()}, "bytes": len(data),
         "bpp": round(8 * len(data) / (h.width * h.height), 5),

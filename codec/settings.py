@@ -30,7 +30,7 @@ class EncodeSettings:
     runs on torch); ``target``: a ``ratecontrol.Target`` (a size, bpp or PSNR the file
     must reach: the quality is searched, ``quality`` ignored); ``strip``: leave the image's metadata (ICC
     profile, EXIF, XMP, otherwise carried and written back on decoding) out of the file; ``deblock``: ask
-    decoders to smooth the latent grid on flat content (pipeline.deblock; False leaves the chunk out);
+    decoders to smooth the latent grid on flat content (pipeline.deblock; False leaves the header flag unset);
     ``backend``: what runs the transforms (auto: ONNX Runtime on a CPU, torch on a GPU or where ONNX cannot)."""
 
     quality: float = DEFAULT_QUALITY
@@ -42,7 +42,7 @@ class EncodeSettings:
     backend: str = "auto"
     target: object = None  # a ratecontrol.Target: search the quality instead of using ``quality``
     strip: bool = False  # leave the image's ICC profile, EXIF and XMP out of the file
-    deblock: bool = True  # ask decoders to filter across the latent grid (a 3-byte chunk; pipeline.deblock)
+    deblock: bool = True  # ask decoders to filter across the latent grid (a header flag; pipeline.deblock)
 
     def __post_init__(self):
         if isinstance(self.quality, bool) or not isinstance(self.quality, numbers.Real) \

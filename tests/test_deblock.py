@@ -103,3 +103,20 @@ def test_the_filter_is_milder_at_high_rates():
     assert thresholds(0) == (8, 4, 8) and thresholds(65535) == (8, 2, 3)
     steps = [thresholds(r) for r in range(0, 65536, 997)]
     assert all(a >= b for x, y in zip(steps, steps[1:]) for a, b in zip(x, y))  # never stronger as the rate rises
+
+
+def test_the_wide_filter_needs_the_narrow_test_too_and_big_shapes_stay_bounded():
+    line = np.array([50, 50, 50, 50, 56, 50, 50, 52, 52, 52, 52, 52, 52, 52])  # a 6-level bump two pixels out
+    img = np.zeros((1, 32, 3), np.uint8)
+    img[0, 9:23] = line[:, None]
+    assert np.array_equal(deblock(img.copy()), img)  # not smooth over three pixels: neither filter
+    wide = np.broadcast_to((100 + 4 * ((np.arange(200_000) // 16) % 2)).astype(np.uint8)[None, :, None], (2, 200_000, 3))
+    wide = wide.copy()  # a band is a pixel budget, not a row count: a 2 x 200,000 image in small passes
+    out = deblock(wide.copy())
+    assert out.shape == wide.shape and (out != wide).any()
+
+
+def test_info_shows_the_flag():
+    data = neuralcodec.compress(photo(32, 40, 1), 30)
+    assert neuralcodec.info(data)["deblock"] and not neuralcodec.info(neuralcodec.compress(photo(32, 40, 1), 30,
+                                                                                          deblock=False))["deblock"]

@@ -443,7 +443,8 @@ def info(files, as_json):
                        f"(weights {h['weights_digest'][:16]}), quality {h['quality']:g}\n"
                        f"  {h['width']}x{h['height']} {h['mode']} ({h['channels']} ch, {h['bit_depth']}-bit)"
                        f"{', alpha' if h['alpha'] else ''}; y {tuple(h['y_shape'])}, z {tuple(h['z_shape'])}"
-                       + (f"; tiles of {h['tile']} latents, halo {h['halo']}" if h["tile"] else "") + "\n"
+                       + (f"; tiles of {h['tile']} latents, halo {h['halo']}" if h["tile"] else "")
+                       + ("; deblocked" if h["deblock"] else "") + "\n"
                        f"  {h['bytes']:,} bytes, {h['bpp']:.4f} bpp; chunks "
                        + ", ".join(f"{k} {v:,}" for k, v in h["chunks"].items()))
     sys.exit(status)

@@ -208,7 +208,7 @@ def evaluate(dataset: Path, out_dir: Path, qualities=DEFAULT_QUALITIES, against:
     ours = curve(name, ours_coders, images, bar, with_msssim)
     if effort:
         ours["effort"] = effort
-    ours["deblock"] = deblock
+    ours["deblock"] = deblock and codecs[0].deblocks  # a model with a fine grid is never filtered
     ours.update(weights_digest=[c.weights.digest.hex() for c in codecs] if len(codecs) > 1
                 else codecs[0].weights.digest.hex(), description="real .nic files, neuralcodec eval")
     curves = {name: ours["results"]}

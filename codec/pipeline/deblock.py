@@ -6,8 +6,9 @@ Block-transform codecs answer the same artefact with a deblocking filter; this o
 the decoder's output, across every boundary of the latent grid, where a file's header asks for it (format
 version 5), and only where the step between the two sides is small (a real edge is left alone):
 
-- flat on both sides over seven pixels: AV1's 14-tap filter (libaom ``filter14``) rewrites six pixels each side;
-- smooth over three pixels: H.264's strong filter (8.7.2.4, bS = 4) rewrites three each side;
+- smooth on both sides over three pixels and flat over seven: AV1's 14-tap filter (libaom ``filter14``) rewrites
+  six pixels each side;
+- smooth over three pixels only: H.264's strong filter (8.7.2.4, bS = 4) rewrites three each side;
 - else nothing: texture and noise keep their pixels.
 
 All three channels decide together (no colour shifts), vertical boundaries first, then horizontal ones on the
@@ -23,18 +24,18 @@ import numpy as np
 # largest change within three pixels of either side for the strong (6-pixel) filter; flat, the largest change within
 # seven pixels of either side for the wide (12-pixel) filter. Milder at high rates, where the grid is faint and
 # fine texture is kept (tuned on training photos, bench/deblock.py): (quality below, (alpha, beta, flat)),
-# quality = rate selector * 100 // 65535 (format version 5).
+# quality = (rate selector * 100 + 32767) div 65535 (format version 5).
 STRENGTH = ((65, (8, 4, 8)), (80, (8, 3, 6)), (92, (8, 3, 4)), (101, (8, 2, 3)))
 ALPHA, BETA, FLAT = STRENGTH[0][1]
 
 
 def thresholds(rate: int) -> tuple[int, int, int]:
     """(alpha, beta, flat) for a file's u16 rate selector (a fixed-rate model's files have rate 0)."""
-    quality = rate * 100 // 65535
+    quality = (rate * 100 + 32767) // 65535  # rounded: the quality -q gave (rate.quality_of_rate)
     return next(t for below, t in STRENGTH if quality < below)
 
 
-BAND_ROWS = 256  # rows per band of a pass (memory: ~14 * 3 floats per row and boundary, a few times over)
+BAND_PIXELS = 1 << 18  # pixels per band of a pass: ~14 * 3 * 4 bytes per line, a few times over (tens of MB)
 HALF = 7  # pixels read on either side of a boundary (p6..p0 | q0..q6)
 
 
@@ -90,8 +91,9 @@ def _pass(band: np.ndarray, cols: np.ndarray, alpha: int, beta: int, flat: int) 
     dev = np.abs(np.concatenate([lines[:, :, :HALF] - p0, lines[:, :, HALF:] - q0], 2)).max(-1)  # (rows, n, 14)
     step = np.abs(p0 - q0).max(-1)[..., 0]
     near = np.concatenate([dev[:, :, HALF - 3:HALF], dev[:, :, HALF:HALF + 3]], 2).max(-1)  # p2, p1, q1, q2
-    wide = (step < alpha) & (dev.max(-1) < flat)
-    strong = (step < alpha) & (near < beta) & ~wide
+    strong = (step < alpha) & (near < beta)  # smooth over three pixels
+    wide = strong & (dev.max(-1) < flat)  # and flat over seven (as AV1, the wide filter needs the narrow test too)
+    strong &= ~wide
     for mask, w, shift in ((wide, WIDE, WIDE_SHIFT), (strong, STRONG, STRONG_SHIFT)):
         if mask.any():  # integer taps, rounded as AV1 does: (sum + 2^(shift-1)) >> shift. The sums are integers
             # under 2^12, exact in float32 whatever the order, so one float32 matrix product computes them exactly
@@ -109,10 +111,10 @@ def deblock(image: np.ndarray, grid: int = 16, alpha: int = ALPHA, beta: int = B
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"deblock takes an HxWx3 uint8 image, got {image.dtype} {image.shape}")
     h, w = image.shape[:2]
-    cols = _boundaries(w, grid)
-    for r0 in range(0, h, BAND_ROWS):  # vertical boundaries, band by band
-        _pass(image[r0:r0 + BAND_ROWS], cols, alpha, beta, flat)
-    rows = _boundaries(h, grid)
-    for c0 in range(0, w, BAND_ROWS):  # horizontal boundaries: the same pass on the transposed view
-        _pass(image[:, c0:c0 + BAND_ROWS].transpose(1, 0, 2), rows, alpha, beta, flat)
+    cols, band = _boundaries(w, grid), max(1, BAND_PIXELS // w)
+    for r0 in range(0, h, band):  # vertical boundaries, band by band (memory bounded whatever the shape)
+        _pass(image[r0:r0 + band], cols, alpha, beta, flat)
+    rows, band = _boundaries(h, grid), max(1, BAND_PIXELS // h)
+    for c0 in range(0, w, band):  # horizontal boundaries: the same pass on the transposed view
+        _pass(image[:, c0:c0 + band].transpose(1, 0, 2), rows, alpha, beta, flat)
     return image

@@ -77,8 +77,8 @@ def resolve_precision(precision: str, device) -> str:
         raise TrainingError(f"precision must be fp32, bf16 or auto, not {precision!r}")
     if precision != "auto":
         return precision
-    if torch.device(device).type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if torch.device(device).type == "cuda":  # native from Ampere (compute capability 8) on; older GPUs emulate it
+        return "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp32"
     return "bf16" if native_cpu_bf16() else "fp32"
 
 
