@@ -6,9 +6,9 @@ Every timing is the wall time of one CLI process per image (start-up, PNG readin
 as in ../shared/data/anchors/kodak/measured-timing-single-worker.md, median over the images. avifenc runs
 like the AVIF anchor (-j 1 -s 6 -y 444 --min q --max q) at the q whose Kodak bpp is nearest ours; cjxl at -e 7
 with the distance giving a similar bpp. neuralcodec also runs in-process with the model loaded (what a
-directory run pays per image), and a directory with -j 1 / -j 2 for throughput, beside avifenc over the same directory two processes at a time
-(issue 23's directory target). Needs avifenc/avifdec and
-cjxl/djxl (Debian: libavif-bin, libjxl-tools). Writes bench/results/speed.json; prints a Markdown table.
+directory run pays per image), and a directory with -j 1 / -j 2 for throughput, beside avifenc over the same
+directory two processes at a time (issue 23's directory target). Needs avifenc/avifdec and cjxl/djxl (Debian:
+libavif-bin, libjxl-tools). Writes bench/results/speed.json; prints a Markdown table.
 Run it on a quiet machine: it reports ratios measured in the same run.
 """
 
@@ -35,6 +35,11 @@ def wall(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     return time.perf_counter() - t0
+
+
+def avifenc(q, src: Path, dst: Path) -> list[str]:
+    """avifenc as the AVIF anchor ran it: one thread, speed 6, 4:4:4, quantizer q."""
+    return ["avifenc", "-j", "1", "-s", "6", "-y", "444", "--min", str(q), "--max", str(q), str(src), str(dst)]
 
 
 def anchor_q_near(anchor: str, bpp: float):
@@ -90,8 +95,7 @@ def main():
         q, d = anchor_q_near("measured-avif-444-s6.json", bpp), anchor_q_near("measured-jxl-e7.json", bpp)
         for p in images:
             avif, jxl = tmp / (p.stem + ".avif"), tmp / (p.stem + ".jxl")
-            t["avif_enc"].append(wall(["avifenc", "-j", "1", "-s", "6", "-y", "444", "--min", str(q), "--max", str(q),
-                                       str(p), str(avif)]))
+            t["avif_enc"].append(wall(avifenc(q, p, avif)))
             t["avif_dec"].append(wall(["avifdec", "-j", "1", "--png-compress", "1", str(avif),
                                        str(tmp / (p.stem + "-avif.png"))]))
             t["jxl_enc"].append(wall(["cjxl", str(p), str(jxl), "-e", "7", "-d", str(d), "--num_threads=1", "--quiet"]))
@@ -115,9 +119,7 @@ def main():
 
         t0 = time.perf_counter()
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda p: subprocess.run(
-                ["avifenc", "-j", "1", "-s", "6", "-y", "444", "--min", str(q), "--max", str(q), str(p),
-                 str(tmp / (p.stem + "-dir.avif"))], check=True, capture_output=True), images))
+            list(pool.map(lambda p: wall(avifenc(q, p, tmp / (p.stem + "-dir.avif"))), images))
         throughput["avifenc_2_at_a_time_wall_s"] = round(time.perf_counter() - t0, 3)
         throughput["ratio_j2_to_avifenc"] = round(throughput["j2_wall_s"] / throughput["avifenc_2_at_a_time_wall_s"], 2)
     med = {k: round(statistics.median(v), 3) for k, v in t.items()}

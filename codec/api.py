@@ -157,7 +157,7 @@ def _encode(planes: imaging.Planes, s: EncodeSettings) -> bytes:
     if h * w > DEFAULT_MAX_PIXELS:
         raise imaging.ImageError(f"image of {w}x{h} exceeds the {DEFAULT_MAX_PIXELS}-pixel limit")
     codec = _codec_for(s)
-    per_latent = codec.levels[-1].downsampling  # pixels per latent of y
+    per_latent = codec.grid  # pixels per latent of y
     if max(max(shape) for shape in codec.header_shapes(h, w)) > 65535:  # after padding to the model's stride
         raise imaging.ImageError(f"image of {w}x{h} is too wide or tall for {codec.model_id}'s latents (16-bit "
                                  f"shapes: sides up to {65535 // (codec.stride // per_latent) * codec.stride} pixels)")

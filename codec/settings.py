@@ -69,8 +69,7 @@ class DecodeSettings:
     the file names; ``perceptual``: their shipped GAN-fine-tuned decoder instead (same latents, sharper
     texture); ``max_pixels``: files describing a bigger image are refused before any work; ``backend`` as for
     encoding (the same latents on every backend; pixels within 1 of each other, except where that tips the
-    deblocking filter on a line); ``deblock``: False decodes
-    without the deblocking filter a file asks for."""
+    deblocking filter on a line); ``deblock``: False decodes without the deblocking filter a file asks for."""
 
     weights: str | None = None
     device: str = "auto"

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from neuralcodec.rate import RATE_MAX
+
 # thresholds (grey levels) by rate: alpha, the largest step across a boundary taken for an artefact; beta, the
 # largest change within three pixels of either side for the strong (6-pixel) filter; flat, the largest change within
 # seven pixels of either side for the wide (12-pixel) filter. Milder at high rates, where the grid is faint and
@@ -31,7 +33,7 @@ ALPHA, BETA, FLAT = STRENGTH[0][1]
 
 def thresholds(rate: int) -> tuple[int, int, int]:
     """(alpha, beta, flat) for a file's u16 rate selector (a fixed-rate model's files have rate 0)."""
-    quality = (rate * 100 + 32767) // 65535  # rounded: the quality -q gave (rate.quality_of_rate)
+    quality = (rate * 100 + RATE_MAX // 2) // RATE_MAX  # rounded: the quality -q gave (rate.quality_of_rate)
     return next(t for below, t in STRENGTH if quality < below)
 
 
