@@ -1,11 +1,14 @@
-"""Peak memory and wall time of `neuralcodec compress` / `decompress` on big images (issue 6).
+"""Peak memory and wall time of `neuralcodec compress` / `decompress` on big images (issues 6 and 23).
 
     python bench/big_images.py [--sizes 2048 4096 8192] [--quality 50] [--kodak ../shared/data/kodak]
+                               [--backend onnx|torch]
 
 Each test image is a mosaic of Kodak photos at their native resolution (realistic content and bpp), S x S
 pixels, saved as PNG. Every step is a fresh CLI process measured by `/usr/bin/time -v` (peak RSS, wall time),
-so start-up and PNG reading/writing are included, as a user would see them. Writes
-bench/results/big_images.json and prints a Markdown table.
+so start-up and PNG reading/writing are included, as a user would see them. The same run first measures one
+Kodak image (kodim05, 768x512, median of 3 calls) the same way, and each size's seconds per megapixel are
+reported against that reference (issue 23: within 1.3x, both directions). Writes bench/results/big_images.json
+and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -56,30 +59,54 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
     ap.add_argument("--quality", type=float, default=50)
     ap.add_argument("--kodak", type=Path, default=HERE.parent.parent / "shared" / "data" / "kodak")
+    ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "big_images.json")
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for s in a.sizes:
-            src, nic, back = tmp / f"{s}.png", tmp / f"{s}.nic", tmp / f"{s}-back.png"
-            mosaic(a.kodak, s).save(src, compress_level=1)
-            enc = timed([*CLI, "compress", str(src), "-o", str(nic), "-q", str(a.quality), "-f", "--quiet"])
-            dec = timed([*CLI, "decompress", str(nic), "-o", str(back), "-f", "--quiet"])
-            x = np.asarray(Image.open(src), np.float64)
-            mse = np.mean((x - np.asarray(Image.open(back), np.float64)) ** 2)
-            row = {"size": s, "megapixels": round(s * s / 1e6, 2), "bpp": round(8 * nic.stat().st_size / (s * s), 4),
-                   "psnr": round(10 * np.log10(255**2 / mse), 2), "compress": enc, "decompress": dec}
-            rows.append(row)
+
+        def measure(name: str, src: Path, repeat: int) -> dict:
+            nic, back = tmp / f"{name}.nic", tmp / f"{name}-back.png"
+            runs = {"compress": [], "decompress": []}
+            for _ in range(repeat):
+                runs["compress"].append(timed([*CLI, "compress", str(src), "-o", str(nic), "-q", str(a.quality),
+                                               "--backend", a.backend, "-f", "--quiet"]))
+                runs["decompress"].append(timed([*CLI, "decompress", str(nic), "-o", str(back), "--backend", a.backend,
+                                                 "-f", "--quiet"]))
+            x = np.asarray(Image.open(src).convert("RGB"), np.float64)
+            h, w = x.shape[:2]
+            mse = np.mean((x - np.asarray(Image.open(back).convert("RGB"), np.float64)) ** 2)
+            row = {"image": name, "megapixels": round(h * w / 1e6, 3), "bpp": round(8 * nic.stat().st_size / (h * w), 4),
+                   "psnr": round(10 * np.log10(255**2 / mse), 2)}
+            for d, rs in runs.items():
+                med = sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2]
+                row[d] = {**med, "s_per_mpx": round(med["wall_s"] / (h * w / 1e6), 3)}
             print(json.dumps(row), flush=True)
+            return row
+
+        ref = measure("kodim05 (768x512)", a.kodak / "kodim05.png", 3)
+        for s in a.sizes:
+            src = tmp / f"{s}.png"
+            mosaic(a.kodak, s).save(src, compress_level=1)
+            row = measure(f"{s}²", src, 1)
+            for d in ("compress", "decompress"):
+                row[d]["per_mpx_vs_kodak"] = round(row[d]["s_per_mpx"] / ref[d]["s_per_mpx"], 3)
+            rows.append(row)
+            src.unlink()
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({"quality": a.quality, "rows": rows}, indent=1) + "\n")
-    print("\n| image | Mpx | bpp | PSNR | compress s | compress peak RSS | decompress s | decompress peak RSS |")
+    a.out.write_text(json.dumps({"quality": a.quality, "backend": a.backend, "reference": ref, "rows": rows},
+                                indent=1) + "\n")
+    print("\n| image | Mpx | bpp | PSNR | compress s (s/Mpx, vs Kodak) | peak RSS | "
+          "decompress s (s/Mpx, vs Kodak) | peak RSS |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['size']}² | {r['megapixels']} | {r['bpp']} | {r['psnr']} | {r['compress']['wall_s']} | "
-              f"{r['compress']['peak_rss_mib']:.0f} MiB | {r['decompress']['wall_s']} | "
-              f"{r['decompress']['peak_rss_mib']:.0f} MiB |")
+    for r in [ref, *rows]:
+        cells = []
+        for d in ("compress", "decompress"):
+            v = r[d]
+            vs = f", {v['per_mpx_vs_kodak']:.2f}×" if "per_mpx_vs_kodak" in v else ""
+            cells.append(f"{v['wall_s']} ({v['s_per_mpx']}{vs}) | {v['peak_rss_mib']:.0f} MiB")
+        print(f"| {r['image']} | {r['megapixels']} | {r['bpp']} | {r['psnr']} | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ MAX_SHIFT = 24
 LEAK_NUM, LEAK_SHIFT = 5243, 19  # leaky ReLU slope 5243/2^19 = 0.0100002 (torch: 0.01)
 EXACT = 2**53  # float64 represents every integer below this exactly
 BAND_POSITIONS = 1 << 13
-HALO = 3  # input rows each band borrows from its neighbours; covers the receptive field of h_s
 
 
 def float_parameters(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -172,17 +171,24 @@ class IntegerStack:
 
     def bands(self, x: np.ndarray, band_rows: int | None = None):
         """Yield (first output row, end output row, output band): the output in bands of ``band_rows`` input
-        rows (each evaluated with a halo), which bounds memory and cannot change the result."""
+        rows, which bounds memory and cannot change the result. Each layer computes only the rows the band's
+        output needs (its receptive field, from the layers' geometry): no halo is computed twice over."""
         x = np.clip(np.asarray(x, np.int64), -ACT_LIMIT, ACT_LIMIT)
         h = x.shape[1]
         up = self.upsampling()
-        if band_rows is None:  # ~8k output positions per band: float64 conv buffers stay ~0.2 GB
-            band_rows = max(2, BAND_POSITIONS // max(1, x.shape[2] * up * up))
+        if band_rows is None:  # ~8k output positions per band: float64 conv buffers stay well under 0.1 GB
+            band_rows = max(1, BAND_POSITIONS // max(1, x.shape[2] * up * up))
+        heights = [h]
+        for layer in self.layers:
+            heights.append(_out_rows(layer, heights[-1]))
         for r0 in range(0, h, band_rows):
             r1 = min(h, r0 + band_rows)
-            a0, a1 = max(0, r0 - HALO), min(h, r1 + HALO)
-            out = self._run(x[:, a0:a1])
-            yield r0 * up, r1 * up, out[:, (r0 - a0) * up:(r1 - a0) * up]
+            o0, o1 = min(heights[-1], r0 * up), heights[-1] if r1 == h else min(heights[-1], r1 * up)
+            wanted = [(o0, o1)]
+            for layer, rows in zip(self.layers[::-1], heights[-2::-1]):
+                wanted.append(_in_rows(layer, *wanted[-1], rows))
+            wanted.reverse()  # wanted[i]: the rows of layer i's input this band needs; wanted[-1]: its output
+            yield o0, o1, self._run(x[:, wanted[0][0]:wanted[0][1]], wanted, heights)
 
     def upsampling(self) -> int:
         f = 1.0
@@ -190,14 +196,25 @@ class IntegerStack:
             f = f * layer.stride if layer.transposed else f / layer.stride
         return int(f)
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, wanted: list[tuple[int, int]], heights: list[int]) -> np.ndarray:
+        """The stack on input rows ``wanted[0]`` of an input ``heights[0]`` rows high; layer i turns its input
+        rows ``wanted[i]`` into output rows ``wanted[i + 1]`` (zero rows only beyond the real borders)."""
         a = np.ascontiguousarray(x, np.float64)
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             w = layer.weight.astype(np.float64)
-            if layer.transposed:
-                acc = _conv_transpose2d(a, w, layer.stride, layer.padding, layer.output_padding)
-            else:
-                acc = _conv2d(a, w, layer.stride, layer.padding)
+            (lo, hi), (o0, o1) = wanted[i], wanted[i + 1]
+            if layer.transposed:  # window output row r is output row r + stride * lo
+                pad = max(0, o1 - layer.stride * lo - _transposed_rows(layer, hi - lo))
+                acc = _conv_transpose2d(a, w, layer.stride, layer.padding, layer.output_padding, pad)
+                if o0 < layer.stride * lo:
+                    raise AssertionError("integer band: a window short of its receptive field")
+                acc = acc[:, o0 - layer.stride * lo:o1 - layer.stride * lo]
+            else:  # rows before 0 and from the input's height on are the convolution's zero padding
+                first, last = layer.stride * o0 - layer.padding, layer.stride * (o1 - 1) - layer.padding + w.shape[2]
+                if (first < lo and lo > 0) or (last > hi and hi < heights[i]):
+                    raise AssertionError("integer band: a window short of its receptive field")
+                a = np.pad(a, ((0, 0), (lo - first, last - hi), (0, 0)))
+                acc = _conv2d(a, w, layer.stride, layer.padding, rows_padded=False)
             acc += layer.bias.astype(np.float64)[:, None, None]
             s = layer.shift.astype(np.float64)[:, None, None]
             half = np.where(s > 0, 2.0 ** (s - 1), 0.0)
@@ -207,27 +224,62 @@ class IntegerStack:
         return a.astype(np.int64)
 
 
-def _conv2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
-    """Cross-correlation of (C,H,W) with (O,C,k,k), zero padding, as torch's conv2d: one matrix product over
-    the (C*k*k) patches. Exact for integers held in float64 while every sum stays below 2^53."""
+def _transposed_rows(layer: IntLayer, rows: int) -> int:
+    k = layer.weight.shape[2]
+    return (rows - 1) * layer.stride - 2 * layer.padding + k + layer.output_padding
+
+
+def _out_rows(layer: IntLayer, rows: int) -> int:
+    """Output rows of ``layer`` on an input ``rows`` high (torch's shape rules)."""
+    if layer.transposed:
+        return _transposed_rows(layer, rows)
+    return (rows + 2 * layer.padding - layer.weight.shape[2]) // layer.stride + 1
+
+
+def _in_rows(layer: IntLayer, o0: int, o1: int, rows: int) -> tuple[int, int]:
+    """The input rows [lo, hi) (within the input's ``rows``) that output rows [o0, o1) of ``layer`` read."""
+    k, s, p = layer.weight.shape[2], layer.stride, layer.padding
+    if layer.transposed:  # output j reads inputs i with 0 <= j + p - s*i < k
+        lo, hi = (o0 + p - k) // s + 1, (o1 - 1 + p) // s + 1
+    else:  # output j reads inputs s*j - p .. s*j - p + k - 1
+        lo, hi = s * o0 - p, s * (o1 - 1) - p + k
+    return max(0, lo), min(rows, hi)
+
+
+COLUMN_BYTES = 1 << 26  # im2col buffer of one matrix product (64 MB); bigger outputs take several, row by row
+
+
+def _conv2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int, rows_padded: bool = True) -> np.ndarray:
+    """Cross-correlation of (C,H,W) with (O,C,k,k), zero padding (on the rows too unless ``rows_padded`` is
+    False), as torch's conv2d: matrix products over the (C*k*k) patches, a few output rows at a time. Exact for
+    integers held in float64 while every sum stays below 2^53, so the split cannot change a bit."""
     o, c, kh, kw = w.shape
     if padding:
-        a = np.pad(a, ((0, 0), (padding, padding), (padding, padding)))
+        rp = padding if rows_padded else 0
+        a = np.pad(a, ((0, 0), (rp, rp), (padding, padding)))
     patches = sliding_window_view(a, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # C, H', W', kh, kw
     hh, ww = patches.shape[1:3]
-    cols = patches.transpose(0, 3, 4, 1, 2).reshape(c * kh * kw, hh * ww)  # copied along rows of the input
-    return (w.reshape(o, -1) @ cols).reshape(o, hh, ww)
+    wm = w.reshape(o, -1)
+    out = np.empty((o, hh, ww))
+    step = max(1, COLUMN_BYTES // max(1, 8 * c * kh * kw * ww))
+    for r in range(0, hh, step):
+        part = patches[:, r:r + step]
+        cols = part.transpose(0, 3, 4, 1, 2).reshape(c * kh * kw, -1)  # copied along rows of the input
+        out[:, r:r + step] = (wm @ cols).reshape(o, -1, ww)
+    return out
 
 
-def _conv_transpose2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int, output_padding: int) -> np.ndarray:
+def _conv_transpose2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int, output_padding: int,
+                      extra_rows: int = 0) -> np.ndarray:
     """torch's conv_transpose2d of (C,H,W) with (C,O,k,k), in polyphase form: each of the stride^2 output phases
     is a plain cross-correlation of the input with the kernel taps that reach it (no multiplications by the
-    zeros a spread-out input would hold: a quarter of the work at stride 2)."""
+    zeros a spread-out input would hold: a quarter of the work at stride 2). ``extra_rows``: more output rows at the
+    bottom (a band's window, whose rows below are not its input's end)."""
     c, h, wd = a.shape
     k, o = w.shape[2], w.shape[1]
     flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (O, C, k, k): the equivalent stride-1 kernel
     pad = k - 1 - padding
-    out_h = (h - 1) * stride - 2 * padding + k + output_padding
+    out_h = (h - 1) * stride - 2 * padding + k + output_padding + extra_rows
     out_w = (wd - 1) * stride - 2 * padding + k + output_padding
     out = np.zeros((o, out_h, out_w))
     for fr in range(stride):
