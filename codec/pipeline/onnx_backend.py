@@ -267,6 +267,9 @@ class OrtTransforms(TiledTransforms):
             so.intra_op_num_threads = threads()
             so.inter_op_num_threads = 1
             so.enable_mem_pattern = False  # planned buffers for every tensor at once: +170 MB on Kodak, no speed
+            # no arena: a tile's activations go back to the system after each run instead of staying reserved
+            # beside the latents (Kodak compress peak 447 -> 361-391 MiB, 8192^2 see bench/README.md), no slower
+            so.enable_cpu_mem_arena = False
             so.log_severity_level = 3
             try:
                 s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
