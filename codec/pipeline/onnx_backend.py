@@ -26,6 +26,7 @@ from neuralcodec.pipeline.tiling import TiledTransforms
 
 BUNDLE_VERSION = 2  # bump when the graphs or the spec change: old bundles are then rebuilt
 OPSET = 17
+SHRINK_PIXELS = 1 << 24  # 16.8 Mpx: above it a run hands its arena back (OrtTransforms._memory)
 CHECK_TOLERANCE = 1e-3  # max |ORT - torch| on the check image, relative to the output's magnitude
 
 
@@ -254,9 +255,35 @@ class OrtTransforms(TiledTransforms):
         super().__init__(spec)
         self.directory = directory
         self._sessions: dict = {}
+        self._arena = False  # this call's runs use the sessions with ONNX Runtime's memory arena
+        self._shrink = False  # and hand the arena's free memory back after each run
+
+    def _memory(self, latents: tuple[int, int], tile: int, run, *args):
+        """``run(*args)`` with the memory policy of its image (y ``latents`` high and wide, ``tile`` latents a tile).
+        One tile (a Kodak photo) runs without the arena: ONNX Runtime then frees activations as it goes (compress
+        peak 440 -> ~360 MiB, no slower). Several tiles run with it: 1.6x faster at 2048^2, as tiles reuse its
+        buffers. Above SHRINK_PIXELS each run also shrinks it, so a huge image's arena does not sit beside its
+        latents (8192^2 compress peak 2401 -> 1764 MiB). bench/README.md, "Big images"."""
+        up = self.levels[-1].downsampling
+        self._arena = max(latents) > tile
+        self._shrink = self._arena and latents[0] * latents[1] * up * up > SHRINK_PIXELS
+        try:
+            return run(*args)
+        finally:
+            self._arena = self._shrink = False
+
+    def analysis(self, rgb, t, tile=None):
+        up = self.levels[-1].downsampling
+        latents = tuple(-(-n // self.stride) * self.stride // up for n in rgb.shape[:2])
+        return self._memory(latents, self.tile_geometry(tile)[0], super().analysis, rgb, t, tile)
+
+    def synthesis(self, hats, t, height, width, geometry=None):
+        tile = (geometry or self.tile_geometry())[0]
+        return self._memory(hats[0].shape[1:], tile, super().synthesis, hats, t, height, width, geometry)
 
     def _session(self, part: str):
-        if part not in self._sessions:
+        key = (part, self._arena)
+        if key not in self._sessions:
             import onnxruntime as ort
 
             path = self.directory / f"{part}.onnx"
@@ -267,22 +294,26 @@ class OrtTransforms(TiledTransforms):
             so.intra_op_num_threads = threads()
             so.inter_op_num_threads = 1
             so.enable_mem_pattern = False  # planned buffers for every tensor at once: +170 MB on Kodak, no speed
-            # no arena: a tile's activations go back to the system after each run instead of staying reserved
-            # beside the latents (Kodak compress peak 447 -> 361-391 MiB, 8192^2 see bench/README.md), no slower
-            so.enable_cpu_mem_arena = False
+            so.enable_cpu_mem_arena = self._arena  # see _memory
             so.log_severity_level = 3
             try:
                 s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             except Exception as e:  # noqa: BLE001 - a truncated or foreign graph in the cache
                 raise BackendError(f"cannot load {path}: {str(e)[:200]}; delete {self.directory} to rebuild") from None
-            self._sessions[part] = (s, {i.name for i in s.get_inputs()})
-        return self._sessions[part]
+            self._sessions[key] = (s, {i.name for i in s.get_inputs()})
+        return self._sessions[key]
 
     def _run(self, part: str, feeds: dict, t: float, n: int) -> list[np.ndarray]:
         s, names = self._session(part)
         feeds = {**feeds, "t": np.full((n,), t, np.float32)}
+        options = None
+        if self._shrink:
+            import onnxruntime as ort
+
+            options = ort.RunOptions()
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         try:
-            return s.run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items() if k in names})
+            return s.run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items() if k in names}, options)
         except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types: named as ours
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             if any(m in text.lower() for m in ("alloc", "memory")):
