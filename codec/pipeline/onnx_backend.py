@@ -258,15 +258,16 @@ class OrtTransforms(TiledTransforms):
         self._arena = False  # this call's runs use the sessions with ONNX Runtime's memory arena
         self._shrink = False  # and hand the arena's free memory back after each run
 
-    def _memory(self, latents: tuple[int, int], tile: int, run, *args):
-        """``run(*args)`` with the memory policy of its image (y ``latents`` high and wide, ``tile`` latents a tile).
-        One tile (a Kodak photo) runs without the arena: ONNX Runtime then frees activations as it goes (compress
-        peak 440 -> ~360 MiB, no slower). Several tiles run with it: 1.6x faster at 2048^2, as tiles reuse its
-        buffers. Above SHRINK_PIXELS each run also shrinks it, so a huge image's arena does not sit beside its
-        latents (8192^2 compress peak 2401 -> 1764 MiB). bench/README.md, "Big images"."""
+    def _memory(self, latents: tuple[int, int], arena: bool, run, *args):
+        """``run(*args)`` for an image whose y is ``latents`` high and wide, on the sessions with ONNX Runtime's
+        memory arena or without (``arena``); above SHRINK_PIXELS each run with it also shrinks it, so a huge
+        image's arena does not sit beside its latents (8192^2 compress peak 2401 -> 1398 MiB). Measured in
+        fresh processes on Kodak (bench/README.md, "Big images"): the analysis of one tile without the arena peaks
+        at 322 MiB instead of 437 (0.09 s slower; issue 23's bound is 400 MB), several tiles with it run 1.6x
+        faster (2048^2); the synthesis with it is faster and no bigger (0.85 s against 1.0 s a decode)."""
         up = self.levels[-1].downsampling
-        self._arena = max(latents) > tile
-        self._shrink = self._arena and latents[0] * latents[1] * up * up > SHRINK_PIXELS
+        self._arena = arena
+        self._shrink = arena and latents[0] * latents[1] * up * up > SHRINK_PIXELS
         try:
             return run(*args)
         finally:
@@ -275,11 +276,10 @@ class OrtTransforms(TiledTransforms):
     def analysis(self, rgb, t, tile=None):
         up = self.levels[-1].downsampling
         latents = tuple(-(-n // self.stride) * self.stride // up for n in rgb.shape[:2])
-        return self._memory(latents, self.tile_geometry(tile)[0], super().analysis, rgb, t, tile)
+        return self._memory(latents, max(latents) > self.tile_geometry(tile)[0], super().analysis, rgb, t, tile)
 
     def synthesis(self, hats, t, height, width, geometry=None):
-        tile = (geometry or self.tile_geometry())[0]
-        return self._memory(hats[0].shape[1:], tile, super().synthesis, hats, t, height, width, geometry)
+        return self._memory(hats[0].shape[1:], True, super().synthesis, hats, t, height, width, geometry)
 
     def _session(self, part: str):
         key = (part, self._arena)
