@@ -16,6 +16,7 @@ import functools
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -255,23 +256,31 @@ class OrtTransforms(TiledTransforms):
         super().__init__(spec)
         self.directory = directory
         self._sessions: dict = {}
-        self._arena = False  # this call's runs use the sessions with ONNX Runtime's memory arena
-        self._shrink = False  # and hand the arena's free memory back after each run
+        self._policy = threading.local()  # per thread: whether this call's runs use the sessions with ONNX
+        # Runtime's memory arena (``arena``) and hand its free memory back after each run (``shrink``)
+
+    @property
+    def _arena(self) -> bool:
+        return getattr(self._policy, "arena", False)
+
+    @property
+    def _shrink(self) -> bool:
+        return getattr(self._policy, "shrink", False)
 
     def _memory(self, latents: tuple[int, int], arena: bool, run, *args):
         """``run(*args)`` for an image whose y is ``latents`` high and wide, on the sessions with ONNX Runtime's
         memory arena or without (``arena``); above SHRINK_PIXELS each run with it also shrinks it, so a huge
-        image's arena does not sit beside its latents (8192^2 compress peak 2401 -> 1398 MiB). Measured in
+        image's arena does not sit beside its latents (8192^2 compress peak 2401 -> 1422 MiB). Measured in
         fresh processes on Kodak (bench/README.md, "Big images"): the analysis of one tile without the arena peaks
         at 322 MiB instead of 437 (0.09 s slower; issue 23's bound is 400 MB), several tiles with it run 1.6x
         faster (2048^2); the synthesis with it is faster and no bigger (0.85 s against 1.0 s a decode)."""
         up = self.levels[-1].downsampling
-        self._arena = arena
-        self._shrink = arena and latents[0] * latents[1] * up * up > SHRINK_PIXELS
+        self._policy.arena = arena
+        self._policy.shrink = arena and latents[0] * latents[1] * up * up > SHRINK_PIXELS
         try:
             return run(*args)
         finally:
-            self._arena = self._shrink = False
+            self._policy.arena = self._policy.shrink = False
 
     def analysis(self, rgb, t, tile=None):
         up = self.levels[-1].downsampling
