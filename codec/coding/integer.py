@@ -184,6 +184,8 @@ class IntegerStack:
         for r0 in range(0, h, band_rows):
             r1 = min(h, r0 + band_rows)
             o0, o1 = min(heights[-1], r0 * up), heights[-1] if r1 == h else min(heights[-1], r1 * up)
+            if o0 >= o1:  # an output shorter than h * up: nothing left for this band
+                continue
             wanted = [(o0, o1)]
             for layer, rows in zip(self.layers[::-1], heights[-2::-1]):
                 wanted.append(_in_rows(layer, *wanted[-1], rows))
@@ -239,8 +241,8 @@ def _out_rows(layer: IntLayer, rows: int) -> int:
 def _in_rows(layer: IntLayer, o0: int, o1: int, rows: int) -> tuple[int, int]:
     """The input rows [lo, hi) (within the input's ``rows``) that output rows [o0, o1) of ``layer`` read."""
     k, s, p = layer.weight.shape[2], layer.stride, layer.padding
-    if layer.transposed:  # output j reads inputs i with 0 <= j + p - s*i < k
-        lo, hi = (o0 + p - k) // s + 1, (o1 - 1 + p) // s + 1
+    if layer.transposed:  # output j reads inputs i with 0 <= j + p - s*i < k; the window starts at or above o0's
+        lo, hi = min((o0 + p - k) // s + 1, o0 // s), (o1 - 1 + p) // s + 1  # row (k < s + p leaves rows untouched)
     else:  # output j reads inputs s*j - p .. s*j - p + k - 1
         lo, hi = s * o0 - p, s * (o1 - 1) - p + k
     return max(0, lo), min(rows, hi)
