@@ -283,8 +283,7 @@ class OrtTransforms(TiledTransforms):
             self._policy.arena = self._policy.shrink = False
 
     def analysis(self, rgb, t, tile=None):
-        up = self.levels[-1].downsampling
-        latents = tuple(-(-n // self.stride) * self.stride // up for n in rgb.shape[:2])
+        latents = self.latent_size(*rgb.shape[:2])
         return self._memory(latents, max(latents) > self.tile_geometry(tile)[0], super().analysis, rgb, t, tile)
 
     def synthesis(self, hats, t, height, width, geometry=None):

@@ -100,11 +100,16 @@ class TiledTransforms:
                 yield groups.pop(key)
         yield from groups.values()
 
+    def latent_size(self, height: int, width: int) -> tuple[int, int]:
+        """Rows and columns of y for an image of ``height`` x ``width`` (padded to the model's stride)."""
+        up = self.levels[-1].downsampling  # pixels per latent element of y
+        return -(-height // self.stride) * self.stride // up, -(-width // self.stride) * self.stride // up
+
     def analysis(self, rgb: np.ndarray, t: float, tile: int | None = None) -> np.ndarray:
         """g_a of the padded image, tile by tile with overlap: y (C,H,W) float32, the same as one pass."""
         up = self.levels[-1].downsampling  # pixels per latent element of y
         m = self.levels[-1].channels
-        yh, yw = (-(-n // self.stride) * self.stride // up for n in rgb.shape[:2])
+        yh, yw = self.latent_size(*rgb.shape[:2])
         y = np.empty((m, yh, yw), np.float32)
         for batch in self._batches(self._tiles(yh, yw, *self.tile_geometry(tile))):
             x = np.stack([self.window(rgb, slice(hr.start * up, hr.stop * up), slice(hc.start * up, hc.stop * up))
