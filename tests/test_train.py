@@ -295,3 +295,19 @@ def test_bf16_interior_trains_close_to_float32_and_never_touches_inference(tmp_p
     assert resolve_precision("auto", "cpu") in ("fp32", "bf16")
     with pytest.raises(TrainingError, match="precision"):
         resolve_precision("fp8", "cpu")
+
+
+def test_smooth_share_mixes_synthetic_gradients_into_batches():
+    from neuralcodec.train.loop import sample_batch, smooth_crop
+
+    images = [np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)]
+    plain = sample_batch(images, 32, 6, np.random.default_rng(5))
+    assert np.array_equal(plain, sample_batch(images, 32, 6, np.random.default_rng(5), 0.0))  # the old stream
+    mixed = sample_batch(images, 32, 64, np.random.default_rng(5), 0.5)
+    jumps = np.abs(np.diff(mixed.astype(np.int16), axis=2)).mean(axis=(1, 2, 3))  # noise crops jump ~85 levels
+    smooth = jumps < 8
+    assert 16 <= smooth.sum() <= 48  # about half
+    c = smooth_crop(64, np.random.default_rng(3))
+    assert c.shape == (64, 64, 3) and c.dtype == np.uint8
+    assert np.array_equal(c, smooth_crop(64, np.random.default_rng(3)))  # deterministic from the stream
+    assert np.abs(np.diff(c.astype(np.int16), axis=0)).mean() < 8

@@ -62,6 +62,8 @@ class Recipe:
     # not; bench/README.md); "auto": bf16 where the device computes it natively, else fp32
     low_t_share: float | None = None  # modulated models with t_min < 0: the share of samples drawn from
     # [t_min, 0) (the extended low rates); None: t uniform over [t_min, 1]
+    smooth_share: float = 0.0  # the share of crops replaced by synthetic smooth content (colour gradients with
+    # mild noise, `smooth_crop`): photos hold few of them, and there the synthesis draws its latent grid (issue 19)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recipe":
@@ -118,9 +120,36 @@ def load_corpus(root: str | os.PathLike, min_side: int) -> list[np.ndarray]:
     return images
 
 
-def sample_batch(images: list[np.ndarray], crop: int, batch: int, rng: np.random.Generator) -> np.ndarray:
+def smooth_crop(crop: int, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic smooth crop (crop, crop, 3) uint8: two colours blended along a linear or radial profile, eased
+    or not, plus Gaussian noise of sigma 0-3 grey levels. The colours differ by up to ~100 levels per channel
+    across the crop, as skies, walls and studio backdrops do; a third change all three channels alike."""
+    yy, xx = np.mgrid[0:crop, 0:crop].astype(np.float32) / crop
+    if rng.random() < 0.5:  # linear, any direction
+        a = rng.uniform(0, 2 * np.pi)
+        s = np.cos(a) * xx + np.sin(a) * yy
+    else:  # radial, the centre anywhere within two crops
+        cy, cx = rng.uniform(-1, 2, 2)
+        s = np.hypot(yy - cy, xx - cx)
+    s = (s - s.min()) / max(float(s.max() - s.min()), 1e-6)
+    if rng.random() < 0.5:
+        s = s * s * (3 - 2 * s)  # smoothstep: slopes that change across the crop
+    c0 = rng.uniform(16, 240, 3)
+    d = rng.normal(0, 40, 3) if rng.random() < 2 / 3 else np.full(3, rng.normal(0, 40))
+    c1 = np.clip(c0 + d, 0, 255)
+    img = c0 + (c1 - c0) * s[..., None] + rng.normal(0, rng.uniform(0, 3), (crop, crop, 3))
+    return np.clip(img, 0, 255).round().astype(np.uint8)
+
+
+def sample_batch(images: list[np.ndarray], crop: int, batch: int, rng: np.random.Generator,
+                 smooth_share: float = 0.0) -> np.ndarray:
+    """``batch`` random crops (flipped at random) of random corpus images; with ``smooth_share`` > 0, each one is
+    instead a synthetic smooth crop with that probability (0 draws the same stream as before the option)."""
     out = np.empty((batch, crop, crop, 3), np.uint8)
     for i in range(batch):
+        if smooth_share and rng.random() < smooth_share:
+            out[i] = smooth_crop(crop, rng)
+            continue
         a = images[rng.integers(len(images))]
         y = rng.integers(a.shape[0] - crop + 1)
         x = rng.integers(a.shape[1] - crop + 1)
@@ -406,7 +435,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             for g in opt.param_groups:
                 g["lr"] = learning_rate(recipe, step, start, position) * g["mult"]
         clock.start()
-        batch = sample_batch(images, recipe.crop, batch_size, rng)
+        batch = sample_batch(images, recipe.crop, batch_size, rng, recipe.smooth_share)
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy(sample_t(rng, batch_size, t_min, recipe.low_t_share)).to(device)
