@@ -104,14 +104,44 @@ def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose
     return nn.ConvTranspose2d(cin, cout, k, stride=stride, output_padding=stride - 1, padding=k // 2)
 
 
+SPLIT_CHANNELS = 16  # output channels from which SubPixelConv runs one convolution per phase (below)
+
+
+class _PhaseShuffle(torch.autograd.Function):
+    """One convolution per output phase, each with only its own taps, then the phases interleaved. Exported as
+    what it is: ONNX Conv nodes with their own (asymmetric) pads, a Concat and DepthToSpace in DCR order."""
+
+    @staticmethod
+    def forward(ctx, x, scale, pads, *wb):
+        outs = [F.conv2d(F.pad(x, (left, right, top, bottom)), w, b)
+                for (top, left, bottom, right), w, b in zip(pads, wb[0::2], wb[1::2])]
+        n, c, h, w = outs[0].shape
+        y = torch.stack(outs, 1).view(n, scale, scale, c, h, w)  # phase (row, column), channel
+        return y.permute(0, 3, 4, 1, 5, 2).reshape(n, c, h * scale, w * scale)
+
+    @staticmethod
+    def symbolic(g, x, scale, pads, *wb):
+        outs = []
+        for (top, left, bottom, right), w, b in zip(pads, wb[0::2], wb[1::2]):
+            kh, kw = w.type().sizes()[2:]
+            outs.append(g.op("Conv", x, w, b, kernel_shape_i=[kh, kw], pads_i=[top, left, bottom, right],
+                             strides_i=[1, 1], dilations_i=[1, 1], group_i=1))
+        return g.op("DepthToSpace", g.op("Concat", *outs, axis_i=1), blocksize_i=scale, mode_s="DCR")
+
+
 class SubPixelConv(nn.ConvTranspose2d):
-    """A size-multiplying ConvTranspose2d as one stride-1 convolution to its stride^2 output phases and a pixel
+    """A size-multiplying ConvTranspose2d as stride-1 convolutions to its stride^2 output phases and a pixel
     shuffle (the polyphase form; the same sums up to float order). Inference runtimes run it with no col2im
     buffer: ONNX Runtime's transposed convolution holds C_out*k*k x H*W floats (315 MB in the flagship's
     synthesis of a Kodak image), this one a quarter of the output. Still a ConvTranspose2d to isinstance checks
-    (the flagship modulates each one's input)."""
+    (the flagship modulates each one's input).
 
-    def __init__(self, m: nn.ConvTranspose2d):
+    From SPLIT_CHANNELS outputs on, each phase is its own convolution with only the taps that reach it (for the
+    flagship's 5x5 stride-2 layers 3x3, 3x2, 2x3 and 2x2: 25 taps, where one convolution to all four phases
+    needs a 3x3 kernel for each, 36): the flagship's synthesis in ONNX Runtime 0.24 -> 0.21 s on a Kodak image
+    (bench/README.md). Below it (the last layer's 3 channels) one convolution is faster."""
+
+    def __init__(self, m: nn.ConvTranspose2d, split: bool | None = None):
         nn.Module.__init__(self)
         s, k, p, op = m.stride[0], m.kernel_size[0], m.padding[0], m.output_padding[0]
         if m.stride[0] != m.stride[1] or m.kernel_size[0] != m.kernel_size[1] or k - 2 * p + op != s \
@@ -127,6 +157,21 @@ class SubPixelConv(nn.ConvTranspose2d):
             phases.append((k0, len(range(k0, k, s)), (f + k0 - pad) // s))
         lo = min(b for _, _, b in phases)
         hi = max(b + n - 1 for _, n, b in phases)
+        self.scale, self.pads = s, (-lo, hi)  # zeros before and after, on both axes
+        bias = None if m.bias is None else m.bias.detach()
+        if split is None:
+            split = cout >= SPLIT_CHANNELS
+        self.split = split and lo <= 0 <= hi  # each phase's pads are then >= 0
+        if self.split:  # one convolution per phase (row phase fr, column phase fc), phase-major
+            self.phase_pads, params = [], []
+            for kr0, nr, br in phases:
+                for kc0, nc, bc in phases:
+                    self.phase_pads.append((-br, -bc, br + nr - 1, bc + nc - 1))  # top, left, bottom, right
+                    params.append(flipped[:, :, kr0::s, kc0::s].contiguous())
+                    params.append(bias.clone() if bias is not None else w.new_zeros(cout))
+            self.phase_params = nn.ParameterList(nn.Parameter(t, requires_grad=False) for t in params)
+            self.weight, self.bias = None, None
+            return
         size = hi - lo + 1
         weight = w.new_zeros(cout, s, s, cin, size, size)
         for fr, (kr0, nr, br) in enumerate(phases):
@@ -135,11 +180,11 @@ class SubPixelConv(nn.ConvTranspose2d):
                     for i in range(nc):
                         weight[:, fr, fc, :, br + j - lo, bc + i - lo] = flipped[:, :, kr0 + s * j, kc0 + s * i]
         self.weight = nn.Parameter(weight.reshape(cout * s * s, cin, size, size), requires_grad=False)
-        self.bias = None if m.bias is None else nn.Parameter(m.bias.detach().repeat_interleave(s * s),
-                                                             requires_grad=False)
-        self.scale, self.pads = s, (-lo, hi)  # zeros before and after, on both axes
+        self.bias = None if bias is None else nn.Parameter(bias.repeat_interleave(s * s), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.split:
+            return _PhaseShuffle.apply(x, self.scale, self.phase_pads, *self.phase_params)
         before, after = self.pads
         if before == after:
             y = F.conv2d(x, self.weight, self.bias, padding=before)

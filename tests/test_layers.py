@@ -56,8 +56,40 @@ def test_subpixel_convolution_is_the_transposed_convolution():
     for cin, cout, k, s, p, op in [(4, 3, 5, 2, 2, 1), (4, 3, 3, 2, 1, 1), (2, 5, 4, 2, 1, 0), (3, 2, 6, 3, 2, 1)]:
         m = torch.nn.ConvTranspose2d(cin, cout, k, s, p, op)
         x = torch.randn(2, cin, 5, 7)
-        sub = SubPixelConv(m)
-        assert isinstance(sub, torch.nn.ConvTranspose2d)
-        assert torch.allclose(m(x), sub(x), atol=1e-5), (k, s, p, op)
+        for split in (False, True):  # one convolution to all phases, or one per phase with its own taps
+            sub = SubPixelConv(m, split)
+            assert isinstance(sub, torch.nn.ConvTranspose2d) and sub.split == split
+            assert torch.allclose(m(x), sub(x), atol=1e-5), (k, s, p, op, split)
     other = torch.nn.Sequential(torch.nn.ConvTranspose2d(2, 2, 3, 2, 0))  # not size-doubling: kept
     assert type(subpixel_deconvs(other)[0]) is torch.nn.ConvTranspose2d
+
+
+def test_subpixel_phases_export_as_their_own_convolutions(tmp_path):
+    """Split, each phase is an ONNX Conv with only its taps (25 of the dense form's 36 for a 5x5 stride-2 layer)
+    and asymmetric pads, then DepthToSpace in DCR order; ONNX Runtime computes the transposed convolution."""
+    import warnings
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from neuralcodec.models.layers import SPLIT_CHANNELS, SubPixelConv
+
+    torch.manual_seed(1)
+    m = torch.nn.ConvTranspose2d(6, SPLIT_CHANNELS, 5, 2, 2, 1)
+    sub = SubPixelConv(m)
+    assert sub.split and not SubPixelConv(torch.nn.ConvTranspose2d(6, 3, 5, 2, 2, 1)).split
+    path = tmp_path / "sub.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(sub.eval(), (torch.randn(1, 6, 4, 4),), str(path), dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}})
+    graph = onnx.load(str(path)).graph
+    sizes = {i.name: list(i.dims) for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert sorted(tuple(sizes[n.input[1]][2:]) for n in convs) == [(2, 2), (2, 3), (3, 2), (3, 3)]
+    (d2s,) = [n for n in graph.node if n.op_type == "DepthToSpace"]
+    assert onnx.helper.get_attribute_value(d2s.attribute[[a.name for a in d2s.attribute].index("mode")]) == b"DCR"
+    x = torch.randn(2, 6, 7, 5)
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.abs(out - m(x).detach().numpy()).max() < 1e-5
