@@ -307,7 +307,10 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     groups = [{"params": [p for n, p in named.items() if not n.endswith(".quantiles") and n not in fast], "mult": 1.0}]
     if fast & set(named):
         groups.append({"params": [named[n] for n in sorted(fast & set(named))], "mult": recipe.fast_lr_mult})
-    opt = torch.optim.Adam(groups, lr=recipe.lr)
+    # fused: one pass over parameters, gradients and moments instead of foreach's several (CPU and CUDA; the same
+    # updates up to float rounding, the same state dict): 38 -> 10 ms of a ~360 ms step (bench/README.md)
+    fused = torch.device(device).type in ("cpu", "cuda")
+    opt = torch.optim.Adam(groups, lr=recipe.lr, fused=fused)
     aux_opt = torch.optim.Adam(aux_params, lr=recipe.aux_lr) if aux_params else None
     disc = disc_opt = None
     if recipe.gan_weight:
