@@ -311,3 +311,30 @@ def test_smooth_share_mixes_synthetic_gradients_into_batches():
     assert c.shape == (64, 64, 3) and c.dtype == np.uint8
     assert np.array_equal(c, smooth_crop(64, np.random.default_rng(3)))  # deterministic from the stream
     assert np.abs(np.diff(c.astype(np.int16), axis=0)).mean() < 8
+
+
+def test_a_resumed_run_keeps_the_fused_optimizer(tmp_path, monkeypatch):
+    """A checkpoint's optimizer groups carry their own implementation flags (an older run's foreach); the resumed
+    run still steps with the fused Adam."""
+    import torch
+
+    steps = []
+    real = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        steps.append([g.get("fused") for g in self.param_groups])
+        return real(self, *a, **k)
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo(70, 80, 0)).save(data / "0.jpg", quality=95)
+    recipe = tiny_recipe(data)
+    train(recipe, tmp_path / "run", progress=False)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    for g in state["opt"]["param_groups"] + state["aux_opt"]["param_groups"]:
+        g["fused"], g["foreach"] = None, True  # as a run before fused Adam saved it
+    torch.save(state, tmp_path / "run" / "last.pt")
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    recipe.steps += 2
+    train(recipe, tmp_path / "run", progress=False)
+    assert len(steps) == 4 and all(all(s) for s in steps)  # the main and the aux optimizer, twice

@@ -311,7 +311,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     # updates up to float rounding, the same state dict): 38 -> 10 ms of a ~360 ms step (bench/README.md)
     fused = torch.device(device).type in ("cpu", "cuda")
     opt = torch.optim.Adam(groups, lr=recipe.lr, fused=fused)
-    aux_opt = torch.optim.Adam(aux_params, lr=recipe.aux_lr) if aux_params else None
+    aux_opt = torch.optim.Adam(aux_params, lr=recipe.aux_lr, fused=fused) if aux_params else None
     disc = disc_opt = None
     if recipe.gan_weight:
         from neuralcodec.models.discriminator import PatchDiscriminator
@@ -332,6 +332,8 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             opt.load_state_dict(state["opt"])
             if aux_opt:
                 aux_opt.load_state_dict(state["aux_opt"])
+            for g in opt.param_groups + (aux_opt.param_groups if aux_opt else []):  # a saved group brings its
+                g["fused"], g["foreach"] = fused, None if fused else g.get("foreach")  # flags: this run's win
             if disc and "disc" in state:
                 disc.load_state_dict(state["disc"])
                 disc_opt.load_state_dict(state["disc_opt"])
