@@ -5,7 +5,9 @@ model itself), ONNX Runtime's CPU provider, and OpenVINO (if installed), alterna
 
 For the analysis and the synthesis of the weights' bundle (built if needed): import time of each runtime (fresh
 process), graph load/compile time, median run time on a Kodak-size input, and the largest difference from
-torch. Writes bench/results/runtimes.json. Run it on a quiet machine.
+torch. The synthesis also runs as exported before 2026-12-06 (``onnxruntime-dense``: one convolution to all
+four phases of each transposed convolution, where the bundle has one per phase, models.layers.SubPixelConv).
+Writes bench/results/runtimes.json. Run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,6 +79,19 @@ def main():
         names = {i.name for i in s.get_inputs()}
         runners["onnxruntime"] = (time.perf_counter() - t0,
                                   lambda s=s, f={**feeds, "t": t}, n=names: s.run(None, {k: v for k, v in f.items() if k in n})[0])
+        if part == "synthesis":  # the dense polyphase form, exported beside the bundle's
+            dense = Path(tempfile.mkdtemp())
+            from neuralcodec.models import layers
+            from neuralcodec.pipeline.spec import ModelSpec
+
+            split, layers.SPLIT_CHANNELS = layers.SPLIT_CHANNELS, 1 << 30
+            try:
+                onnx_backend._export(model, ModelSpec.from_json((bundle / "spec.json").read_text()), dense, False)
+            finally:
+                layers.SPLIT_CHANNELS = split
+            s2 = ort.InferenceSession(str(dense / "synthesis.onnx"), so, providers=["CPUExecutionProvider"])
+            runners["onnxruntime-dense"] = (0.0, lambda s=s2, f={**feeds, "t": t}, n=names:
+                                            s.run(None, {k: v for k, v in f.items() if k in n})[0])
         if ov is not None:
             t0 = time.perf_counter()
             c = ov.Core().compile_model(ov.Core().read_model(path), "CPU", {
