@@ -151,6 +151,7 @@ def _search(planes: imaging.Planes, s: EncodeSettings):
 
 
 def _encode(planes: imaging.Planes, s: EncodeSettings) -> bytes:
+    from neuralcodec.pipeline import deblock
     from neuralcodec.rate import rate_of_quality
 
     h, w = planes.rgb.shape[:2]
@@ -165,7 +166,9 @@ def _encode(planes: imaging.Planes, s: EncodeSettings) -> bytes:
     if s.tile is not None and not MIN_TILE * per_latent <= s.tile <= MAX_TILE * per_latent:
         raise ValueError(f"tile must be within {MIN_TILE * per_latent}..{MAX_TILE * per_latent} pixels, got {s.tile}")
     chunks, shapes = codec.encode(planes.rgb, rate, None if s.tile is None else -(-s.tile // per_latent), s.effort)
-    flags = bitstream.FLAG_DEBLOCK if s.deblock and codec.deblocks else 0
+    flags = 0
+    if s.deblock and codec.deblocks:  # decoders filter across the latent grid; below quality 65 ramps first
+        flags = bitstream.FLAG_DEBLOCK | (bitstream.FLAG_RAMP if deblock.ramp_wanted(codec.grid, rate) else 0)
     if planes.alpha is not None:
         tag, payload = imaging.pack_alpha(planes.alpha)
         chunks[tag] = payload
@@ -236,6 +239,7 @@ def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
         "format_version": h.version, "model": h.model_id, "weights_digest": h.weights_digest.hex(),
         "quality": quality_of_rate(h.rate), "rate_selector": h.rate, "width": h.width, "height": h.height,
         "channels": h.channels, "bit_depth": h.bit_depth, "mode": h.mode, "alpha": h.has_alpha, "deblock": h.deblock,
+        "ramp": h.ramp,
         "y_shape": list(h.y_shape), "z_shape": list(h.z_shape), "tile": h.tile, "halo": h.halo,
         "chunks": {t.decode(): len(p) for t, p in c.chunks.items()}, "bytes": len(data),
         "bpp": round(8 * len(data) / (h.width * h.height), 5),

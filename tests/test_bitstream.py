@@ -28,8 +28,8 @@ def test_magic_and_version():
     with pytest.raises(bs.FormatError, match="bad magic"):
         bs.unpack(b"GIF89a" + data[6:])
     bad = bytearray(data)
-    bad[8] = 6
-    with pytest.raises(bs.FormatError, match="version 6"):
+    bad[8] = 7
+    with pytest.raises(bs.FormatError, match="version 7"):
         bs.unpack(bytes(bad))
     bad[8] = 1  # the float-hyperprior format of neuralcodec 0.1: refused by name
     with pytest.raises(bs.FormatError, match="version 1 .*neuralcodec 0.1"):
@@ -86,9 +86,25 @@ def test_the_deblocking_flag_makes_version_5_and_older_versions_refuse_it():
         bad[end:end + 4] = zlib.crc32(bytes(bad[:end])).to_bytes(4, "little")
         with pytest.raises(bs.FormatError, match="unknown flags 0x2"):
             bs.unpack(bytes(bad))
-    c.header.flags = 4  # a bit no version knows
-    with pytest.raises(bs.FormatError, match="unknown flags 0x4"):
+    c.header.flags = 8  # a bit no version knows
+    with pytest.raises(bs.FormatError, match="unknown flags 0x8"):
         bs.unpack(bs.pack(c))
+
+
+def test_the_ramp_flag_makes_version_6_and_older_versions_refuse_it():
+    c = make()
+    c.header.flags = bs.FLAG_DEBLOCK | bs.FLAG_RAMP
+    data = bs.pack(c)
+    d = bs.unpack(data)
+    assert data[8] == 6 and d.header.ramp and d.header.deblock and d.header.version == 6 and d.chunks == c.chunks
+    assert not bs.unpack(bs.pack(make())).header.ramp
+    for version in (3, 4, 5):  # the flag means nothing before version 6
+        bad = bytearray(data)
+        bad[8] = version
+        end = len(bs.MAGIC) + 2 + len(b"modhp") + bs._FIXED[3].size
+        bad[end:end + 4] = zlib.crc32(bytes(bad[:end])).to_bytes(4, "little")
+        with pytest.raises(bs.FormatError, match="unknown flags"):
+            bs.unpack(bytes(bad))
 
 
 @pytest.mark.parametrize("mode, channels, flags", [("RGBA", 4, 0), ("RGB", 3, bs.FLAG_ALPHA), ("RGB", 4, 0),

@@ -177,8 +177,8 @@ def test_info_text_names_model_weights_quality_and_geometry(tmp_path):
     r = run("info", tmp_path / "x.nic")
     lines = r.output.splitlines()
     assert r.exit_code == 0 and len(lines) == 3
-    assert "neuralcodec v5, model modhp" in lines[0] and "quality 50" in lines[0]
-    assert "56x40 RGB" in lines[1] and "deblocked" in lines[1] and "bpp" in lines[2]
+    assert "neuralcodec v6, model modhp" in lines[0] and "quality 50" in lines[0]
+    assert "56x40 RGB" in lines[1] and "ramp-filtered; deblocked" in lines[1] and "bpp" in lines[2]
 
 
 def test_verbose_prints_one_line_per_file_and_quiet_none(tmp_path, photo_dir):

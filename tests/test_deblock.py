@@ -7,6 +7,7 @@ from PIL import Image
 
 import neuralcodec
 from neuralcodec.format import bitstream
+from neuralcodec.pipeline import deblock as deblocking
 from neuralcodec.pipeline.deblock import deblock
 
 from conftest import photo, psnr
@@ -75,12 +76,18 @@ def test_files_carry_the_flag_and_decoders_follow_it(tmp_path):
     data = neuralcodec.compress(img, 10)
     plain = neuralcodec.compress(img, 10, deblock=False)
     c, p = bitstream.unpack(data), bitstream.unpack(plain)
-    assert c.header.deblock and c.header.version == 5 and not p.header.deblock and p.header.version == 3
-    assert c.chunks == p.chunks and len(data) == len(plain)  # a header bit: the same latents, the same size
+    assert c.header.deblock and c.header.ramp and c.header.version == 6  # below quality 65: both filters
+    assert not p.header.deblock and not p.header.ramp and p.header.version == 3
+    assert c.chunks == p.chunks and len(data) == len(plain)  # header bits: the same latents, the same size
     filtered = np.asarray(neuralcodec.decompress(data))
     unfiltered = np.asarray(neuralcodec.decompress(data, deblock=False))
     assert np.array_equal(unfiltered, np.asarray(neuralcodec.decompress(plain)))
-    rows, cols = np.nonzero((filtered != unfiltered).any(axis=2))
+    expected = deblock(deblocking.ramp(unfiltered.copy()), 16, *deblocking.thresholds(c.header.rate))
+    assert np.array_equal(filtered, expected) and (filtered != unfiltered).any()  # the ramp filter, then deblocking
+    high = bitstream.unpack(neuralcodec.compress(img, 70))  # from quality 65 on: the deblocking filter alone
+    assert high.header.deblock and not high.header.ramp and high.header.version == 5
+    rows, cols = np.nonzero((np.asarray(neuralcodec.decompress(bitstream.pack(high)))
+                             != np.asarray(neuralcodec.decompress(bitstream.pack(high), deblock=False))).any(axis=2))
     near = lambda v: np.abs(v - 16 * np.round(v / 16)) <= 6  # noqa: E731
     assert rows.size and (near(rows) | near(cols)).all()  # only near the grid
 
@@ -120,3 +127,63 @@ def test_info_shows_the_flag():
     data = neuralcodec.compress(photo(32, 40, 1), 30)
     assert neuralcodec.info(data)["deblock"] and not neuralcodec.info(neuralcodec.compress(photo(32, 40, 1), 30,
                                                                                           deblock=False))["deblock"]
+
+
+def test_the_ramp_filter_turns_a_staircase_back_into_a_gradient():
+    """A synthesis at low rates draws patches of a gradient nearly flat: a staircase with 16-px treads. The
+    ramp filter spreads each step over the two half-patches; the deblocking filter alone cannot (its reach is
+    6 pixels, so the middle of each patch stays flat)."""
+    yy, xx = np.mgrid[0:96, 0:128]
+    truth = np.stack([60 + 0.3 * xx, 80 + 0.2 * yy, 150 - 0.15 * (xx + yy)], -1)  # steps of 2.4 to 4.8 levels
+    blocks = truth.reshape(6, 16, 8, 16, 3).mean(axis=(1, 3), keepdims=True)  # each patch at its mean
+    stairs = np.clip(np.rint(np.broadcast_to(blocks, (6, 16, 8, 16, 3)).reshape(96, 128, 3)), 0, 255).astype(np.uint8)
+    ramped = deblocking.ramp(stairs.copy())
+
+    def across(img):  # mean |jump| across the vertical boundaries
+        return np.abs(np.diff(img.astype(np.float64), axis=1))[:, 15::16].mean()
+
+    assert across(ramped) < 0.3 * across(stairs)  # to about one level: the rest is rounding
+    assert psnr(ramped, np.rint(truth)) > psnr(stairs, np.rint(truth)) + 6
+    assert psnr(ramped, np.rint(truth)) > psnr(deblock(stairs.copy()), np.rint(truth)) + 1
+
+
+def test_the_ramp_filter_leaves_edges_texture_and_true_gradients_alone():
+    edge = np.full((64, 64, 3), 100, np.uint8)
+    edge[:, 32:] = 100 + deblocking.RAMP_STEP  # a step at the threshold: an edge, not an artefact
+    assert np.array_equal(deblocking.ramp(edge.copy()), edge)
+    texture = photo(64, 96, 3)
+    assert (deblocking.ramp(texture.copy()) != texture).mean() < 0.05
+    smooth = np.rint(ramp()).astype(np.uint8)  # a gradient with no grid: each side's line meets the other's
+    assert np.abs(deblocking.ramp(smooth.copy()).astype(int) - smooth).max() <= 1
+    bump = np.full((1, 32, 3), 80, np.uint8)
+    bump[0, 16:] = 82  # a small step at the boundary (column 16) ...
+    bump[0, 11] = 84  # ... but a 4-level bump on its left side: not a straight ramp
+    assert np.array_equal(deblocking.ramp(bump.copy()), bump)
+
+
+def test_the_ramp_taps_are_the_documented_ones():
+    """docs/bitstream.md: D = sum_i (77 - 16 i)(q_i - p_i); p_i += (D (15 - 2i) + 2688) div 5376, q_i -= it."""
+    rng = np.random.default_rng(4)
+    line = np.concatenate([50 + rng.integers(0, 2, 8), 54 + rng.integers(0, 2, 8)]).astype(np.int64)  # p7..p0, q0..q7
+    img = np.zeros((1, 32, 3), np.uint8)
+    img[0, 8:24] = line[:, None]
+    p, q = line[7::-1], line[8:]
+    d = int(sum((77 - 16 * i) * (q[i] - p[i]) for i in range(8)))
+    corr = [(d * (15 - 2 * i) + 2688) // 5376 for i in range(8)]
+    out = deblocking.ramp(img.copy())[0, 8:24, 0].astype(np.int64)
+    assert list(out[7::-1]) == [p[i] + corr[i] for i in range(8)] and list(out[8:]) == [q[i] - corr[i] for i in range(8)]
+    assert corr[0] > 0
+
+
+def test_encoders_ask_for_the_ramp_filter_below_quality_65_on_a_16px_grid():
+    from neuralcodec.rate import rate_of_quality
+
+    assert deblocking.ramp_wanted(16, rate_of_quality(0)) and deblocking.ramp_wanted(16, rate_of_quality(64))
+    assert not deblocking.ramp_wanted(16, rate_of_quality(65)) and not deblocking.ramp_wanted(8, 0)
+    img = photo(40, 40, 1)
+    assert np.array_equal(deblocking.ramp(img.copy(), grid=8), img)
+    with pytest.raises(ValueError, match="uint8"):
+        deblocking.ramp(img.astype(np.float32))
+    wide = np.broadcast_to((100 + 3 * ((np.arange(100_000) // 16) % 2)).astype(np.uint8)[None, :, None], (2, 100_000, 3))
+    out = deblocking.ramp(wide.copy())  # banded like the deblocking filter: big shapes stay bounded
+    assert out.shape == wide.shape and (out != wide).any()

@@ -135,11 +135,11 @@ def test_golden_files_still_decode(case):
     src, out = np.asarray(src_img.convert("RGB")), np.asarray(out_img.convert("RGB"))
     assert abs(psnr(out, src) - case["psnr"]) < 0.005
     header = bitstream.unpack(data).header
-    if header.deblock and out_img.mode == "RGB":  # version 5: the filter the file asks for, applied once
-        from neuralcodec.pipeline.deblock import deblock, thresholds
+    if header.deblock and out_img.mode == "RGB":  # versions 5 and 6: the filters the file asks for, applied once
+        from neuralcodec.pipeline.deblock import deblock, ramp, thresholds
 
         raw = np.array(neuralcodec.decompress(data, deblock=False))
-        assert np.array_equal(out, deblock(raw, 16, *thresholds(header.rate)))
+        assert np.array_equal(out, deblock(ramp(raw) if header.ramp else raw, 16, *thresholds(header.rate)))
 
 
 def test_a_golden_file_exercises_the_deblocking_filter():
@@ -147,6 +147,18 @@ def test_a_golden_file_exercises_the_deblocking_filter():
                and (np.asarray(neuralcodec.decompress((GOLDEN / c["file"]).read_bytes()))
                     != np.asarray(neuralcodec.decompress((GOLDEN / c["file"]).read_bytes(), deblock=False))).any()]
     assert changed  # e.g. rgb-130x67-2f62ce88-q10.nic
+
+
+def test_a_golden_file_exercises_the_ramp_filter():
+    from neuralcodec.pipeline.deblock import ramp
+
+    ramped = []
+    for c in golden_cases():
+        data = (GOLDEN / c["file"]).read_bytes()
+        if bitstream.unpack(data).header.ramp:
+            raw = np.array(neuralcodec.decompress(data, deblock=False))
+            ramped += [c["file"]] if (ramp(raw.copy()) != raw).any() else []
+    assert ramped  # smooth-96x64-9221bba5-q20.nic
 
 
 @pytest.mark.parametrize("case", [c for c in golden_cases() if "weights" in c], ids=lambda c: c["file"])
@@ -166,10 +178,17 @@ def test_golden_files_are_reencoded_byte_for_byte(case):
     old = bitstream.unpack(made)
     data = neuralcodec.compress(*args, deblock=old.header.deblock, **options)  # as the file was made
     new = bitstream.unpack(data)
+    if old.header.version < 6 and new.header.ramp:  # made before the ramp flag (version 6): the same file, flagged
+        assert new.header.deblock and new.header.version == 6
+        new.header = dataclasses.replace(new.header, flags=new.header.flags & ~bitstream.FLAG_RAMP)
+        data = bitstream.pack(new)
+        new = bitstream.unpack(data)
     if not old.header.deblock:  # made before the deblocking flag: the default now is the same file, flagged
         flagged = bitstream.unpack(neuralcodec.compress(*args, **options))
-        assert flagged.header.flags == new.header.flags | bitstream.FLAG_DEBLOCK and flagged.chunks == new.chunks
-        assert flagged.header.version == 5 and dataclasses.replace(flagged.header, flags=new.header.flags) == new.header
+        ramp = bitstream.FLAG_RAMP if flagged.header.ramp else 0
+        assert flagged.header.flags == new.header.flags | bitstream.FLAG_DEBLOCK | ramp and flagged.chunks == new.chunks
+        assert flagged.header.version == (6 if ramp else 5)
+        assert dataclasses.replace(flagged.header, flags=new.header.flags) == new.header
     if not old.header.has_alpha:
         assert hashlib.sha256(data).hexdigest() == case["file_sha256"]
         return

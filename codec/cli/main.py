@@ -444,7 +444,7 @@ def info(files, as_json):
                        f"  {h['width']}x{h['height']} {h['mode']} ({h['channels']} ch, {h['bit_depth']}-bit)"
                        f"{', alpha' if h['alpha'] else ''}; y {tuple(h['y_shape'])}, z {tuple(h['z_shape'])}"
                        + (f"; tiles of {h['tile']} latents, halo {h['halo']}" if h["tile"] else "")
-                       + ("; deblocked" if h["deblock"] else "") + "\n"
+                       + ("; ramp-filtered" if h["ramp"] else "") + ("; deblocked" if h["deblock"] else "") + "\n"
                        f"  {h['bytes']:,} bytes, {h['bpp']:.4f} bpp; chunks "
                        + ", ".join(f"{k} {v:,}" for k, v in h["chunks"].items()))
     sys.exit(status)

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from neuralcodec.errors import PIXEL_LIMIT, NeuralcodecError
 
 MAGIC = b"\x89NIC\r\n\x1a\n"
-VERSION = 5  # written only where a file needs it: 5 with the deblocking flag; 4 with a WebP-lossless alpha
-# plane or ancillary chunks; else 3
-READABLE = (2, 3, 4, 5)  # version 2: the same header without the tile geometry; 4: version 3's header, ancillary
+VERSION = 6  # written only where a file needs it: 6 with the ramp flag; 5 with the deblocking flag; 4 with a
+# WebP-lossless alpha plane or ancillary chunks; else 3
+READABLE = (2, 3, 4, 5, 6)  # version 2: the same header without the tile geometry; 4: version 3's header, ancillary
 # chunks and the ALPW alpha chunk
 # tile geometry a decoder accepts, in latents of y (docs/bitstream.md, *Tiling*): tiles of MIN_TILE..MAX_TILE,
 # halos at most half a tile (so at most 4x the work of untiled), windows (tile + 2 halo) at most MAX_WINDOW
@@ -31,9 +31,10 @@ _TAG_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _ANCILLARY_BYTES = _TAG_BYTES | frozenset(b"abcdefghijklmnopqrstuvwxyz")
 FLAG_ALPHA = 1
 FLAG_DEBLOCK = 2  # version 5: decoders filter the image across the latent grid (pipeline.deblock)
+FLAG_RAMP = 4  # version 6: before that, decoders spread small steps across the grid into ramps (pipeline.deblock)
 _MAX_CHUNKS = 16
 _FIXED = {2: struct.Struct("<32sHIIBBBB3H3HB"), 3: struct.Struct("<32sHIIBBBB3H3HHHB")}  # digest .. chunk count
-_FIXED[4] = _FIXED[5] = _FIXED[3]
+_FIXED[4] = _FIXED[5] = _FIXED[6] = _FIXED[3]
 
 
 def is_ancillary(tag: bytes) -> bool:
@@ -70,7 +71,7 @@ class Header:
     z_shape: tuple[int, int, int]
     tile: int = 0  # tile side and halo of the transforms, in latents of y (0: not recorded, version 2)
     halo: int = 0
-    version: int = field(default=VERSION, compare=False)  # of the file it was read from; written: 3, or 4 or 5
+    version: int = field(default=VERSION, compare=False)  # of the file it was read from; written: 3, or 4 to 6
     # where the file needs it (bitstream.pack)
 
     @property
@@ -80,6 +81,10 @@ class Header:
     @property
     def deblock(self) -> bool:
         return bool(self.flags & FLAG_DEBLOCK)
+
+    @property
+    def ramp(self) -> bool:
+        return bool(self.flags & FLAG_RAMP)
 
 
 @dataclass
@@ -98,7 +103,8 @@ def pack(c: Container) -> bytes:
     error = tile_geometry_error(h.tile, h.halo)
     if error:
         raise ValueError(error)
-    version = 5 if h.flags & FLAG_DEBLOCK else 4 if any(is_ancillary(t) or t == ALPHA_WEBP_TAG for t in c.chunks) else 3
+    version = 6 if h.flags & FLAG_RAMP else 5 if h.flags & FLAG_DEBLOCK \
+        else 4 if any(is_ancillary(t) or t == ALPHA_WEBP_TAG for t in c.chunks) else 3
     head = MAGIC + bytes([version, len(mid)]) + mid + _FIXED[version].pack(
         h.weights_digest, h.rate, h.width, h.height, h.channels, h.bit_depth, MODES.index(h.mode), h.flags,
         *h.y_shape, *h.z_shape, h.tile, h.halo, len(c.chunks))
@@ -145,7 +151,7 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
         raise FormatError(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}", PIXEL_LIMIT)
     if ch not in (1, 2, 3, 4) or depth != 8 or mode >= len(MODES):
         raise FormatError(f"unsupported pixel format (channels {ch}, depth {depth}, mode {mode})")
-    if flags & ~(FLAG_ALPHA | (FLAG_DEBLOCK if version >= 5 else 0)):
+    if flags & ~(FLAG_ALPHA | (FLAG_DEBLOCK if version >= 5 else 0) | (FLAG_RAMP if version >= 6 else 0)):
         raise FormatError(f"unknown flags {flags:#x}")
     if ch != CHANNELS[MODES[mode]] or bool(flags & FLAG_ALPHA) != (MODES[mode] in ALPHA_MODES):
         raise FormatError(f"mode {MODES[mode]}, {ch} channels and the alpha flag ({flags & FLAG_ALPHA}) disagree")

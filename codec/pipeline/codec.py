@@ -206,12 +206,14 @@ class Codec:
 
     def decode(self, header: Header, chunks: dict[bytes, bytes], deblock: bool = True) -> np.ndarray:
         """The HxWx3 uint8 image a file holds; filtered across the latent grid where the file asks for it
-        (its header's deblocking flag) unless ``deblock`` is False."""
+        (its header's ramp and deblocking flags, in that order) unless ``deblock`` is False."""
         decoded = self.decode_latents(header, chunks)
         hats = self.synthesis_inputs(decoded)
         del decoded
         rgb = self.transforms.synthesis(hats, self.t(header.rate), header.height, header.width,
                                         self.geometry_of(header))
+        if header.ramp and deblock:
+            _deblock.ramp(rgb, self.grid)
         if header.deblock and deblock:
             _deblock.deblock(rgb, self.grid, *_deblock.thresholds(header.rate))
         return rgb

@@ -1,19 +1,22 @@
-"""A deblocking filter across the latent grid: the decoder's last stage, numpy only (docs/bitstream.md).
+"""Filters across the latent grid: the decoder's last stages, numpy only (docs/bitstream.md).
 
 A learned synthesis draws each latent of y as a 16x16-pixel patch. On smooth content at low rates the patches of
 neighbouring latents do not quite meet, and the image shows their grid (issue 19; ``bench/smooth_grid.py``).
-Block-transform codecs answer the same artefact with a deblocking filter; this one borrows theirs and runs in
-the decoder's output, across every boundary of the latent grid, where a file's header asks for it (format
-version 5), and only where the step between the two sides is small (a real edge is left alone):
+Two filters answer it, each where a file's header asks for it, both with integer taps so every decoder writes
+the same pixels from the same synthesis output:
 
-- smooth on both sides over three pixels and flat over seven: AV1's 14-tap filter (libaom ``filter14``) rewrites
-  six pixels each side;
-- smooth over three pixels only: H.264's strong filter (8.7.2.4, bS = 4) rewrites three each side;
-- else nothing: texture and noise keep their pixels.
+- the ramp filter (``ramp``, format version 6), first: where both sides of a boundary are straight ramps over
+  the 8 pixels of their half-patch and the step between their lines is small, it spreads the step over those
+  16 pixels. A gradient drawn as a staircase of flat patches becomes a gradient again, which no standard
+  deblocking filter reaches (their reach is 3 to 6 pixels a side).
+- the deblocking filter (``deblock``, format version 5), which borrows block-transform codecs', across every
+  boundary of the latent grid, only where the step between the two sides is small (a real edge is left alone):
+  smooth on both sides over three pixels and flat over seven: AV1's 14-tap filter (libaom ``filter14``)
+  rewrites six pixels each side; smooth over three pixels only: H.264's strong filter (8.7.2.4, bS = 4) rewrites
+  three each side; else nothing: texture and noise keep their pixels.
 
 All three channels decide together (no colour shifts), vertical boundaries first, then horizontal ones on the
-result (H.264's order). Integer taps, rounded as AV1 does, so every decoder writes the same pixels from the
-same synthesis output. The image is changed in place, band by band: a big image needs no second copy.
+result (H.264's order). The image is changed in place, band by band: a big image needs no second copy.
 """
 
 from __future__ import annotations
@@ -31,10 +34,15 @@ STRENGTH = ((65, (8, 4, 8)), (80, (8, 3, 6)), (92, (8, 3, 4)), (101, (8, 2, 3)))
 ALPHA, BETA, FLAT = STRENGTH[0][1]
 
 
+def quality(rate: int) -> int:
+    """The quality -q gave, rounded, from a file's u16 rate selector (rate.quality_of_rate, in integers)."""
+    return (rate * 100 + RATE_MAX // 2) // RATE_MAX
+
+
 def thresholds(rate: int) -> tuple[int, int, int]:
     """(alpha, beta, flat) for a file's u16 rate selector (a fixed-rate model's files have rate 0)."""
-    quality = (rate * 100 + RATE_MAX // 2) // RATE_MAX  # rounded: the quality -q gave (rate.quality_of_rate)
-    return next(t for below, t in STRENGTH if quality < below)
+    q = quality(rate)
+    return next(t for below, t in STRENGTH if q < below)
 
 
 BAND_PIXELS = 1 << 18  # pixels per band of a pass: ~14 * 3 * 4 bytes per line, a few times over (tens of MB)
@@ -105,6 +113,66 @@ def _pass(band: np.ndarray, cols: np.ndarray, alpha: int, beta: int, flat: int) 
             out = np.floor((sums + (1 << (shift - 1))) * (1.0 / (1 << shift))).astype(np.int32)
             lines[mask] = out.reshape(2 * HALF, k, 3).transpose(1, 0, 2)
     band[:, idx] = lines.astype(np.uint8)  # weighted means of uint8 values: within [0, 255]
+
+
+# The ramp filter (format version 6), before the deblocking filter: on smooth content a synthesis at low rates
+# draws each patch nearly flat, a staircase on a gradient; spreading the step over the two half-patches turns it
+# back into a gradient. RAMP_HALF pixels either side (a whole 16-px patch between two boundaries); the step is
+# each side's least-squares line over those pixels, extrapolated to the boundary: D = sum_i (77 - 16 i)(q_i - p_i)
+# is 168 times the difference (p_i, q_i: the i-th pixel from the boundary on either side).
+RAMP_HALF = 8
+RAMP_TAPS = np.array([77 - 16 * i for i in range(RAMP_HALF)], np.int32)  # / 168: the line's value at the boundary
+RAMP_DIV = 168
+RAMP_BELOW = 65  # qualities below it are ramp-filtered: above, the grid is faint (bench/README.md, "Deblocking")
+RAMP_STEP, RAMP_CHORD = 8, 3  # grey levels: the largest step taken for an artefact, and the largest distance of
+# any pixel of a side from the chord between its first and last (a side must be a straight ramp, texture is kept)
+
+
+def ramp_wanted(grid: int, rate: int) -> bool:
+    """Whether an encoder asks for the ramp filter (the header's ramp flag): a grid it can filter (16 pixels or
+    more) and a quality below RAMP_BELOW (u16 rate selector; a fixed-rate model's 0 is quality 0)."""
+    return grid >= 2 * RAMP_HALF and quality(rate) < RAMP_BELOW
+
+
+def _ramp_pass(band: np.ndarray, cols: np.ndarray, step: int, chord: int) -> None:
+    """Spread the steps at the vertical boundaries ``cols`` of ``band`` (rows, W, 3) uint8, in place."""
+    if not cols.size:
+        return
+    idx = cols[:, None] + np.arange(-RAMP_HALF, RAMP_HALF)[None, :]  # (n, 16): p7..p0, q0..q7
+    lines = band[:, idx].astype(np.int32)  # (rows, n, 16, 3)
+    p, q = lines[:, :, RAMP_HALF - 1::-1], lines[:, :, RAMP_HALF:]  # p_i, q_i: i pixels from the boundary
+    d = np.einsum("i,rnic->rnc", RAMP_TAPS, q - p)  # 168 x (right line - left line) at the boundary
+    i = np.arange(RAMP_HALF, dtype=np.int32)[:, None]
+    last = RAMP_HALF - 1
+    straight = [np.abs(last * side - (last * side[:, :, :1] + i * (side[:, :, last:] - side[:, :, :1]))).max((2, 3))
+                < last * chord for side in (p, q)]  # every pixel within `chord` of the chord p_0 .. p_7
+    ok = (np.abs(d).max(-1) < RAMP_DIV * step) & straight[0] & straight[1]  # (rows, n)
+    if not ok.any():
+        return
+    taper = (2 * last + 1 - 2 * i)[None]  # (1, 8, 1): 15 - 2i, the correction falls to 1/32 of d at p_7
+    corr = (d[ok][:, None, :] * taper + RAMP_DIV * 16) // (RAMP_DIV * 32)  # d (7.5 - i) / 16, rounded
+    sel = lines[ok]  # (k, 16, 3)
+    sel[:, RAMP_HALF - 1::-1] += corr
+    sel[:, RAMP_HALF:] -= corr
+    lines[ok] = np.clip(sel, 0, 255)
+    band[:, idx] = lines.astype(np.uint8)
+
+
+def ramp(image: np.ndarray, grid: int = 16, step: int = RAMP_STEP, chord: int = RAMP_CHORD) -> np.ndarray:
+    """The ramp filter on ``image`` (H, W, 3) uint8 in place across the ``grid``-pixel latent grid (vertical
+    boundaries, then horizontal ones on the result); returns it. A grid under 16 pixels is left alone."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"ramp takes an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+    if grid < 2 * RAMP_HALF:
+        return image
+    h, w = image.shape[:2]
+    cols, band = np.arange(grid, w - RAMP_HALF + 1, grid), max(1, BAND_PIXELS // w)
+    for r0 in range(0, h, band):
+        _ramp_pass(image[r0:r0 + band], cols, step, chord)
+    rows, band = np.arange(grid, h - RAMP_HALF + 1, grid), max(1, BAND_PIXELS // h)
+    for c0 in range(0, w, band):
+        _ramp_pass(image[:, c0:c0 + band].transpose(1, 0, 2), rows, step, chord)
+    return image
 
 
 def deblock(image: np.ndarray, grid: int = 16, alpha: int = ALPHA, beta: int = BETA, flat: int = FLAT) -> np.ndarray:

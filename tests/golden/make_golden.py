@@ -7,7 +7,8 @@ delete one on purpose to remake it. The test `test_golden_files_still_decode` th
 `python tests/golden/make_golden.py --weights NAME --quality Q` adds one file made with the shipped weights NAME
 (from an existing source) and leaves the others as they are: one per shipped flagship, made while its encoder
 still ships, guards its decoder-only archive (`neuralcodec retire`) after it is superseded.
-`--mode RGBA|LA|L|P` makes (once) and uses a source of that mode from the RGB source (alpha, grayscale, palette
+`--smooth` (with `--size`) makes (once) and uses a smooth source instead (a colour gradient with mild noise,
+where the ramp filter of format version 6 acts); `--mode RGBA|LA|L|P` makes (once) and uses a source of that mode from the RGB source (alpha, grayscale, palette
 files); `--tile PX` writes a multi-tile file (with a source bigger than the tile: `--size 300x140`).
 """
 
@@ -43,6 +44,13 @@ def case(src: Path, name: str, q: float, weights: str | None = None, tile: int |
             "latent_sha256": latent_digest(data), "psnr": round(psnr(np.asarray(out.convert("RGB")), np.asarray(Image.open(src).convert("RGB"))), 3)}
 
 
+def smooth(h: int, w: int) -> np.ndarray:
+    """A colour gradient with Gaussian noise of 2 grey levels (as bench/smooth_grid.py's), seeded."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = np.stack([70 + 0.35 * xx, 90 + 0.3 * yy, 180 - 0.2 * (xx + yy)], -1)
+    return np.clip(base + np.random.default_rng(11).normal(0, 2, base.shape), 0, 255).round().astype(np.uint8)
+
+
 def make_mode_source(rgb_src: Path, mode: str) -> Path:
     """A source of ``mode`` made from an RGB one (alpha: a smooth ramp with a hole; P: 32 colours), once."""
     dst = rgb_src.with_name(f"{mode.lower()}-{rgb_src.stem.split('-', 1)[1]}.png")
@@ -72,12 +80,13 @@ def main():
     p.add_argument("--mode", choices=["RGB", "RGBA", "LA", "L", "P"], default="RGB")
     p.add_argument("--tile", type=int, default=None, help="tile side in pixels (a multi-tile file)")
     p.add_argument("--size", default=None, help="WxH: make (once) an RGB source of this size instead")
+    p.add_argument("--smooth", action="store_true", help="with --size: a smooth source (a gradient, mild noise)")
     a = p.parse_args()
     if a.size:
         w, h = map(int, a.size.split("x"))
-        a.source = f"rgb-{w}x{h}.png"
+        a.source = f"{'smooth' if a.smooth else 'rgb'}-{w}x{h}.png"
         if not (HERE / a.source).exists():
-            Image.fromarray(photo(h, w, 7)).save(HERE / a.source)
+            Image.fromarray(smooth(h, w) if a.smooth else photo(h, w, 7)).save(HERE / a.source)
     if a.mode != "RGB":
         a.source = make_mode_source(HERE / a.source, a.mode).name
     manifest = HERE / "golden.json"
