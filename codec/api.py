@@ -168,7 +168,7 @@ def _encode(planes: imaging.Planes, s: EncodeSettings) -> bytes:
     chunks, shapes = codec.encode(planes.rgb, rate, None if s.tile is None else -(-s.tile // per_latent), s.effort)
     flags = 0
     if s.deblock and codec.deblocks:  # decoders filter across the latent grid; below quality 65 ramps first
-        flags = bitstream.FLAG_DEBLOCK | (bitstream.FLAG_RAMP if deblock.ramp_wanted(codec.grid, rate) else 0)
+        flags = bitstream.FLAG_DEBLOCK | (bitstream.FLAG_RAMP if deblock.ramp_wanted(codec.grid, rate, h, w) else 0)
     if planes.alpha is not None:
         tag, payload = imaging.pack_alpha(planes.alpha)
         chunks[tag] = payload

@@ -69,7 +69,8 @@ class DecodeSettings:
     the file names; ``perceptual``: their shipped GAN-fine-tuned decoder instead (same latents, sharper
     texture); ``max_pixels``: files describing a bigger image are refused before any work; ``backend`` as for
     encoding (the same latents on every backend; pixels within 1 of each other, except where that tips the
-    deblocking filter on a line); ``deblock``: False decodes without the deblocking filter a file asks for."""
+    ramp or deblocking filter on a line); ``deblock``: False decodes without the filters a file asks for (the
+    ramp and the deblocking filter)."""
 
     weights: str | None = None
     device: str = "auto"
@@ -77,7 +78,7 @@ class DecodeSettings:
     perceptual: bool = False
     precision: str = "fp32"
     backend: str = "auto"
-    deblock: bool = True  # apply the deblocking filter a file asks for (False: the synthesis' pixels as they are)
+    deblock: bool = True  # apply the filters a file asks for (False: the synthesis' pixels as they are)
 
     def __post_init__(self):
         if self.perceptual and self.weights is not None:

@@ -178,8 +178,10 @@ def test_the_ramp_taps_are_the_documented_ones():
 def test_encoders_ask_for_the_ramp_filter_below_quality_65_on_a_16px_grid():
     from neuralcodec.rate import rate_of_quality
 
-    assert deblocking.ramp_wanted(16, rate_of_quality(0)) and deblocking.ramp_wanted(16, rate_of_quality(64))
-    assert not deblocking.ramp_wanted(16, rate_of_quality(65)) and not deblocking.ramp_wanted(8, 0)
+    assert deblocking.ramp_wanted(16, rate_of_quality(0), 24, 8) and deblocking.ramp_wanted(16, rate_of_quality(64), 8, 24)
+    assert not deblocking.ramp_wanted(16, rate_of_quality(65), 64, 64) and not deblocking.ramp_wanted(8, 0, 64, 64)
+    assert not deblocking.ramp_wanted(16, 0, 23, 23)  # no boundary with 8 pixels on either side: version 5 stays
+    assert bitstream.unpack(neuralcodec.compress(photo(20, 23, 1), 10)).header.version == 5
     img = photo(40, 40, 1)
     assert np.array_equal(deblocking.ramp(img.copy(), grid=8), img)
     with pytest.raises(ValueError, match="uint8"):

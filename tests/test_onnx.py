@@ -56,8 +56,11 @@ def test_the_default_on_a_cpu_is_onnx_and_decodes_every_golden_file():
         name = catalog.shipped()[read_container(data).header.weights_digest]
         torch_c, onnx_c = load_codec(name, "cpu", "fp32", "torch"), load_codec(name, "cpu", "fp32", "onnx")
         assert all(np.array_equal(a, b) for a, b in zip(_latents(torch_c, data), _latents(onnx_c, data))), f.name
-        ref = np.asarray(neuralcodec.decompress(data, backend="torch"), np.int16)
-        assert np.abs(np.asarray(neuralcodec.decompress(data), np.int16) - ref).max() <= 1, f.name
+        raw = [np.asarray(neuralcodec.decompress(data, backend=b, deblock=False), np.int16) for b in ("torch", "onnx")]
+        assert np.abs(raw[0] - raw[1]).max() <= 1, f.name  # the synthesis: float summation order
+        if np.array_equal(*raw):  # the filters are integer arithmetic: the same input, the same pixels (else a
+            assert np.array_equal(*(np.asarray(neuralcodec.decompress(data, backend=b)) for b in ("torch", "onnx")))
+            # 1-level difference may tip a filter's decision on a line, docs/bitstream.md)
 
 
 def test_a_decode_imports_no_torch(tmp_path):

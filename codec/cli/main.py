@@ -172,7 +172,7 @@ def _target(size, bpp, psnr):
               help="Decode with the GAN-fine-tuned decoder of the file's model where one ships: sharper texture, "
                    "lower PSNR; the same file.")
 @click.option("--no-deblock", "no_deblock", is_flag=True,
-              help="Leave out the deblocking filter the file asks for: the synthesis' pixels as they are.")
+              help="Leave out the filters the file asks for (ramp and deblocking): the synthesis' pixels as they are.")
 @_common
 def decompress(input, fmt, max_pixels, perceptual, no_deblock, **kw):
     """Decode a .nic file, or every .nic file in a directory, to images (PNG by default)."""

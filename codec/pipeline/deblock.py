@@ -128,10 +128,34 @@ RAMP_STEP, RAMP_CHORD = 8, 3  # grey levels: the largest step taken for an artef
 # any pixel of a side from the chord between its first and last (a side must be a straight ramp, texture is kept)
 
 
-def ramp_wanted(grid: int, rate: int) -> bool:
+def ramp_wanted(grid: int, rate: int, height: int, width: int) -> bool:
     """Whether an encoder asks for the ramp filter (the header's ramp flag): a grid it can filter (16 pixels or
-    more) and a quality below RAMP_BELOW (u16 rate selector; a fixed-rate model's 0 is quality 0)."""
-    return grid >= 2 * RAMP_HALF and quality(rate) < RAMP_BELOW
+    more), an image with a boundary to filter, and a quality below RAMP_BELOW (u16 rate selector; a fixed-rate
+    model's 0 is quality 0)."""
+    return grid >= 2 * RAMP_HALF and max(height, width) >= grid + RAMP_HALF and quality(rate) < RAMP_BELOW
+
+
+def _ramp_tests() -> np.ndarray:
+    """(48, 3 + 36) float32: a line's 16 pixels x 3 channels (p7..p0, q0..q7; pixel-major) to, per channel, D and
+    the twelve chord deviations 7 s_i - (7 s_0 + i (s_7 - s_0)) of either side (i = 1..6). All integers under
+    2^17 in magnitude: one float32 matrix product computes them exactly."""
+    m = np.zeros((2 * RAMP_HALF, 3, 3 + 36), np.float32)
+    last = RAMP_HALF - 1
+    for c in range(3):
+        for i in range(RAMP_HALF):  # D = sum_i taps_i (q_i - p_i)
+            m[RAMP_HALF + i, c, c] += RAMP_TAPS[i]
+            m[RAMP_HALF - 1 - i, c, c] -= RAMP_TAPS[i]
+        for side, pos in enumerate((lambda i: RAMP_HALF - 1 - i, lambda i: RAMP_HALF + i)):
+            for i in range(1, last):
+                col = 3 + (side * 3 + c) * (last - 1) + i - 1
+                m[pos(i), c, col] += last
+                m[pos(0), c, col] -= last - i
+                m[pos(last), c, col] -= i
+    return m.reshape(2 * RAMP_HALF * 3, -1)
+
+
+RAMP_TESTS = _ramp_tests()
+RAMP_TAPER = (2 * RAMP_HALF - 1 - 2 * np.arange(RAMP_HALF, dtype=np.int64))[None, :, None]  # 15 - 2i
 
 
 def _ramp_pass(band: np.ndarray, cols: np.ndarray, step: int, chord: int) -> None:
@@ -139,23 +163,19 @@ def _ramp_pass(band: np.ndarray, cols: np.ndarray, step: int, chord: int) -> Non
     if not cols.size:
         return
     idx = cols[:, None] + np.arange(-RAMP_HALF, RAMP_HALF)[None, :]  # (n, 16): p7..p0, q0..q7
-    lines = band[:, idx].astype(np.int32)  # (rows, n, 16, 3)
-    p, q = lines[:, :, RAMP_HALF - 1::-1], lines[:, :, RAMP_HALF:]  # p_i, q_i: i pixels from the boundary
-    d = np.einsum("i,rnic->rnc", RAMP_TAPS, q - p)  # 168 x (right line - left line) at the boundary
-    i = np.arange(RAMP_HALF, dtype=np.int32)[:, None]
-    last = RAMP_HALF - 1
-    straight = [np.abs(last * side - (last * side[:, :, :1] + i * (side[:, :, last:] - side[:, :, :1]))).max((2, 3))
-                < last * chord for side in (p, q)]  # every pixel within `chord` of the chord p_0 .. p_7
-    ok = (np.abs(d).max(-1) < RAMP_DIV * step) & straight[0] & straight[1]  # (rows, n)
+    lines = band[:, idx]  # (rows, n, 16, 3)
+    t = lines.reshape(-1, RAMP_TESTS.shape[0]).astype(np.float32) @ RAMP_TESTS  # (rows * n, 39), exact
+    ok = (np.abs(t[:, :3]).max(-1) < RAMP_DIV * step) & (np.abs(t[:, 3:]).max(-1) < (RAMP_HALF - 1) * chord)
     if not ok.any():
         return
-    taper = (2 * last + 1 - 2 * i)[None]  # (1, 8, 1): 15 - 2i, the correction falls to 1/32 of d at p_7
-    corr = (d[ok][:, None, :] * taper + RAMP_DIV * 16) // (RAMP_DIV * 32)  # d (7.5 - i) / 16, rounded
-    sel = lines[ok]  # (k, 16, 3)
-    sel[:, RAMP_HALF - 1::-1] += corr
-    sel[:, RAMP_HALF:] -= corr
-    lines[ok] = np.clip(sel, 0, 255)
-    band[:, idx] = lines.astype(np.uint8)
+    ok = ok.reshape(lines.shape[:2])
+    d = t.reshape(*lines.shape[:2], -1)[ok][:, None, :3].astype(np.int64)  # (k, 1, 3): 168 x the step
+    corr = (d * RAMP_TAPER + RAMP_DIV * 16) // (RAMP_DIV * 32)  # (k, 8, 3): d (7.5 - i) / 16, rounded
+    sel = lines[ok].astype(np.int32)  # (k, 16, 3)
+    sel[:, RAMP_HALF - 1::-1] += corr.astype(np.int32)
+    sel[:, RAMP_HALF:] -= corr.astype(np.int32)
+    rows, which = np.nonzero(ok)
+    band[rows[:, None], idx[which]] = np.clip(sel, 0, 255).astype(np.uint8)
 
 
 def ramp(image: np.ndarray, grid: int = 16, step: int = RAMP_STEP, chord: int = RAMP_CHORD) -> np.ndarray:

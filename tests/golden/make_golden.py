@@ -82,6 +82,8 @@ def main():
     p.add_argument("--size", default=None, help="WxH: make (once) an RGB source of this size instead")
     p.add_argument("--smooth", action="store_true", help="with --size: a smooth source (a gradient, mild noise)")
     a = p.parse_args()
+    if a.smooth and not a.size:
+        p.error("--smooth needs --size")
     if a.size:
         w, h = map(int, a.size.split("x"))
         a.source = f"{'smooth' if a.smooth else 'rgb'}-{w}x{h}.png"
