@@ -3,21 +3,23 @@
     python bench/hs_speed.py [--weights flagship] [--image kodim05] [--repeat 7]
 
 Runs the flagship's integer h_s (codec/coding/integer.py) on the real z of a Kodak image, alternating the
-current im2col layout with the one before 2026-12-06 (patches copied position-major, (H'W', C k k), and the
-product taken with the transposed matrix), median of --repeat each; both outputs must be equal (exact
-integers). Run it on a quiet machine; writes bench/results/hs_speed.json.
+current code with the one before session 17 (2026-12-06): every call converted the int32 weights to float64 and
+copied each output phase's flipped taps out of them (a strided, transposing copy), where the weights are now kept
+as int16 with each phase's taps laid out once (``IntLayer.kernels``); median of --repeat each; both outputs
+must be equal (exact integers). Run it on a quiet machine; writes bench/results/hs_speed.json. (Session 16's
+comparison of the im2col layouts is in git history.)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from neuralcodec.api import load_codec
@@ -27,15 +29,9 @@ from neuralcodec.rate import rate_of_quality
 HERE = Path(__file__).resolve().parent
 
 
-def conv2d_before(a, w, stride, padding):
-    """The previous _conv2d: position-major patches."""
-    o, c, kh, kw = w.shape
-    if padding:
-        a = np.pad(a, ((0, 0), (padding, padding), (padding, padding)))
-    patches = sliding_window_view(a, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]
-    hh, ww = patches.shape[1:3]
-    cols = patches.transpose(1, 2, 0, 3, 4).reshape(hh * ww, c * kh * kw)
-    return (w.reshape(o, -1) @ cols.T).reshape(o, hh, ww)
+def kernels_before(self, kernels=integer.IntLayer.kernels):
+    """Before: the weights' float64 copy and every phase's flipped taps, made again on every call."""
+    return kernels(dataclasses.replace(self, weight=self.weight.astype(np.float64), _kernels=None))
 
 
 def main():
@@ -50,17 +46,17 @@ def main():
     rate = rate_of_quality(50)
     z = codec.quantize(codec.transforms.analysis(rgb, codec.t(rate)), rate)[0]  # the decoded z, as a decoder has it
     stage = codec.stages[1]
-    current = integer._conv2d
+    current = integer.IntLayer.kernels
     times = {"current": [], "before": []}
     outs = {}
     for i in range(args.repeat + 1):
-        for name, fn in (("current", current), ("before", conv2d_before)):
-            integer._conv2d = fn
+        for name, fn in (("current", current), ("before", kernels_before)):
+            integer.IntLayer.kernels = fn
             t0 = time.perf_counter()
             outs[name] = stage.prior(z.fixed)
             if i:
                 times[name].append(time.perf_counter() - t0)
-    integer._conv2d = current
+    integer.IntLayer.kernels = current
     assert np.array_equal(outs["current"], outs["before"])
     med = {k: round(statistics.median(v), 4) for k, v in times.items()}
     print(f"integer h_s on {args.image} (z {z.symbols.shape}): current {med['current']:.3f} s, "

@@ -19,7 +19,7 @@ Fixed-point layout (docs/bitstream.md, "Integer hyper-synthesis"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -58,9 +58,34 @@ class IntLayer:
     padding: int
     output_padding: int
     leaky: bool  # a leaky ReLU follows
-    weight: np.ndarray  # int32, torch layout
+    weight: np.ndarray  # int16 (|w| < 2^15), torch layout
     bias: np.ndarray  # int64, one per output channel
     shift: np.ndarray  # int32, one per output channel
+    _kernels: list | None = field(default=None, repr=False, compare=False)
+
+    def kernels(self) -> list[tuple[int, int, int, int, np.ndarray]]:
+        """The weights as the matrix products read them, made once: a convolution's (O, C*k*k) and, for a
+        transposed one, per output phase (row, column) the flipped taps that reach it, (O, C*taps) contiguous,
+        with the input offset of its first tap: [(phase row, phase column, row offset, column offset, matrix)].
+        Kept as int16: a product converts a contiguous copy to float64 (a strided, transposing float64 copy of
+        every phase cost ~40 ms per Kodak image)."""
+        if self._kernels is None:
+            w = self.weight
+            if not self.transposed:
+                self._kernels = [(0, 0, 0, 0, w.reshape(w.shape[0], -1))]
+            else:
+                k, s = w.shape[2], self.stride
+                flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (O, C, k, k): the equivalent stride-1 kernel
+                pad = k - 1 - self.padding
+                out = []
+                for fr in range(s):
+                    kr0 = (pad - fr) % s
+                    for fc in range(s):
+                        kc0 = (pad - fc) % s
+                        sub = np.ascontiguousarray(flipped[:, :, kr0::s, kc0::s])
+                        out.append((fr, fc, (fr + kr0 - pad) // s, (fc + kc0 - pad) // s, sub))
+                self._kernels = out
+        return self._kernels
 
     def out_channels(self) -> int:
         return self.weight.shape[1] if self.transposed else self.weight.shape[0]
@@ -77,7 +102,8 @@ class IntegerStack:
         self.layers = layers
         for i, layer in enumerate(layers):
             bound = layer.fan_in() * 2**WEIGHT_BITS * ACT_LIMIT + int(np.abs(layer.bias).max(initial=0))
-            if bound >= EXACT or np.abs(layer.weight).max(initial=0) >= 2**WEIGHT_BITS:
+            w = layer.weight
+            if bound >= EXACT or max(-int(w.min(initial=0)), int(w.max(initial=0))) >= 2**WEIGHT_BITS:
                 raise ValueError(f"integer layer {i}: sums may reach {bound:.3g}, beyond exact float64")
             if not (0 <= layer.shift.min() and layer.shift.max() <= MAX_SHIFT):
                 raise ValueError(f"integer layer {i}: shift outside 0..{MAX_SHIFT}")
@@ -159,7 +185,9 @@ class IntegerStack:
                 raise ValueError(f"integer weights {prefix}.{i} do not fit the network")
             if n and layers[-1].out_channels() != (w.shape[0] if g["transposed"] else w.shape[1]):
                 raise ValueError(f"integer weights {prefix}.{i} do not fit the layer before")
-            layers.append(IntLayer(**g, weight=w.astype(np.int32), bias=b.astype(np.int64),
+            if w.dtype != np.int16 and (w.min(initial=0) < -(2**WEIGHT_BITS) or w.max(initial=0) >= 2**WEIGHT_BITS):
+                raise ValueError(f"integer weights {prefix}.{i} exceed {WEIGHT_BITS} bits")
+            layers.append(IntLayer(**g, weight=w.astype(np.int16), bias=b.astype(np.int64),
                                    shift=s.reshape(-1).astype(np.int32)))
         return cls(layers)
 
@@ -203,20 +231,20 @@ class IntegerStack:
         rows ``wanted[i]`` into output rows ``wanted[i + 1]`` (zero rows only beyond the real borders)."""
         a = np.ascontiguousarray(x, np.float64)
         for i, layer in enumerate(self.layers):
-            w = layer.weight.astype(np.float64)
             (lo, hi), (o0, o1) = wanted[i], wanted[i + 1]
             if layer.transposed:  # window output row r is output row r + stride * lo
                 pad = max(0, o1 - layer.stride * lo - _transposed_rows(layer, hi - lo))
-                acc = _conv_transpose2d(a, w, layer.stride, layer.padding, layer.output_padding, pad)
+                acc = _conv_transpose2d(a, layer, pad)
                 if o0 < layer.stride * lo:
                     raise AssertionError("integer band: a window short of its receptive field")
                 acc = acc[:, o0 - layer.stride * lo:o1 - layer.stride * lo]
             else:  # rows before 0 and from the input's height on are the convolution's zero padding
+                w = layer.weight
                 first, last = layer.stride * o0 - layer.padding, layer.stride * (o1 - 1) - layer.padding + w.shape[2]
                 if (first < lo and lo > 0) or (last > hi and hi < heights[i]):
                     raise AssertionError("integer band: a window short of its receptive field")
                 a = np.pad(a, ((0, 0), (lo - first, last - hi), (0, 0)))
-                acc = _conv2d(a, w, layer.stride, layer.padding, rows_padded=False)
+                acc = _conv2d(a, w.shape, layer.kernels()[0][4], layer.stride, layer.padding, rows_padded=False)
             acc += layer.bias.astype(np.float64)[:, None, None]
             s = layer.shift.astype(np.float64)[:, None, None]
             half = np.where(s > 0, 2.0 ** (s - 1), 0.0)
@@ -251,17 +279,19 @@ def _in_rows(layer: IntLayer, o0: int, o1: int, rows: int) -> tuple[int, int]:
 COLUMN_BYTES = 1 << 26  # im2col buffer of one matrix product (64 MB); bigger outputs take several, row by row
 
 
-def _conv2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int, rows_padded: bool = True) -> np.ndarray:
-    """Cross-correlation of (C,H,W) with (O,C,k,k), zero padding (on the rows too unless ``rows_padded`` is
-    False), as torch's conv2d: matrix products over the (C*k*k) patches, a few output rows at a time. Exact for
-    integers held in float64 while every sum stays below 2^53, so the split cannot change a bit."""
-    o, c, kh, kw = w.shape
+def _conv2d(a: np.ndarray, shape: tuple[int, int, int, int], wm: np.ndarray, stride: int, padding: int,
+            rows_padded: bool = True) -> np.ndarray:
+    """Cross-correlation of (C,H,W) with a kernel of ``shape`` (O,C,k,k) given as the (O, C*k*k) integer matrix
+    ``wm``, zero padding (on the rows too unless ``rows_padded`` is False), as torch's conv2d: matrix products over
+    the (C*k*k) patches, a few output rows at a time. Exact for integers held in float64 while every sum stays
+    below 2^53, so the split cannot change a bit."""
+    o, c, kh, kw = shape
     if padding:
         rp = padding if rows_padded else 0
         a = np.pad(a, ((0, 0), (rp, rp), (padding, padding)))
     patches = sliding_window_view(a, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # C, H', W', kh, kw
     hh, ww = patches.shape[1:3]
-    wm = w.reshape(o, -1)
+    wm = wm.astype(np.float64, copy=False)
     out = np.empty((o, hh, ww))
     step = max(1, COLUMN_BYTES // max(1, 8 * c * kh * kw * ww))
     for r in range(0, hh, step):
@@ -271,35 +301,27 @@ def _conv2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int, rows_padded
     return out
 
 
-def _conv_transpose2d(a: np.ndarray, w: np.ndarray, stride: int, padding: int, output_padding: int,
-                      extra_rows: int = 0) -> np.ndarray:
-    """torch's conv_transpose2d of (C,H,W) with (C,O,k,k), in polyphase form: each of the stride^2 output phases
-    is a plain cross-correlation of the input with the kernel taps that reach it (no multiplications by the
-    zeros a spread-out input would hold: a quarter of the work at stride 2). ``extra_rows``: more output rows at the
-    bottom (a band's window, whose rows below are not its input's end)."""
+def _conv_transpose2d(a: np.ndarray, layer: IntLayer, extra_rows: int = 0) -> np.ndarray:
+    """torch's conv_transpose2d of (C,H,W) with ``layer``'s (C,O,k,k) weights, in polyphase form: each of the
+    stride^2 output phases is a plain cross-correlation of the input with the kernel taps that reach it
+    (``IntLayer.kernels``; no multiplications by the zeros a spread-out input would hold: a quarter of the work
+    at stride 2). ``extra_rows``: more output rows at the bottom (a band's window, whose rows below are not its
+    input's end)."""
     c, h, wd = a.shape
-    k, o = w.shape[2], w.shape[1]
-    flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (O, C, k, k): the equivalent stride-1 kernel
-    pad = k - 1 - padding
-    out_h = (h - 1) * stride - 2 * padding + k + output_padding + extra_rows
-    out_w = (wd - 1) * stride - 2 * padding + k + output_padding
+    k, o, stride = layer.weight.shape[2], layer.weight.shape[1], layer.stride
+    out_h = (h - 1) * stride - 2 * layer.padding + k + layer.output_padding + extra_rows
+    out_w = (wd - 1) * stride - 2 * layer.padding + k + layer.output_padding
     out = np.zeros((o, out_h, out_w))
-    for fr in range(stride):
-        kr0 = (pad - fr) % stride
-        nr, tr = len(range(fr, out_h, stride)), len(range(kr0, k, stride))
-        br = (fr + kr0 - pad) // stride  # the input row the first tap of output row fr reads
-        for fc in range(stride):
-            kc0 = (pad - fc) % stride
-            nc, tc = len(range(fc, out_w, stride)), len(range(kc0, k, stride))
-            bc = (fc + kc0 - pad) // stride
-            if not (nr and nc and tr and tc):
-                continue
-            rows, cols = nr + tr - 1, nc + tc - 1  # input window of this phase, zero outside the input
-            window = np.zeros((c, rows, cols))
-            r0, r1 = max(0, br), min(h, br + rows)
-            c0, c1 = max(0, bc), min(wd, bc + cols)
-            if r1 > r0 and c1 > c0:
-                window[:, r0 - br:r1 - br, c0 - bc:c1 - bc] = a[:, r0:r1, c0:c1]
-            sub = np.ascontiguousarray(flipped[:, :, kr0::stride, kc0::stride])
-            out[:, fr::stride, fc::stride] = _conv2d(window, sub, 1, 0)
+    for fr, fc, br, bc, sub in layer.kernels():  # br, bc: the input row and column the phase's first tap reads
+        tr, tc = sub.shape[2:]
+        nr, nc = len(range(fr, out_h, stride)), len(range(fc, out_w, stride))
+        if not (nr and nc and tr and tc):
+            continue
+        rows, cols = nr + tr - 1, nc + tc - 1  # input window of this phase, zero outside the input
+        window = np.zeros((c, rows, cols))
+        r0, r1 = max(0, br), min(h, br + rows)
+        c0, c1 = max(0, bc), min(wd, bc + cols)
+        if r1 > r0 and c1 > c0:
+            window[:, r0 - br:r1 - br, c0 - bc:c1 - bc] = a[:, r0:r1, c0:c1]
+        out[:, fr::stride, fc::stride] = _conv2d(window, sub.shape, sub.reshape(o, -1), 1, 0)
     return out
