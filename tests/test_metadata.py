@@ -36,7 +36,7 @@ def test_icc_exif_and_xmp_travel_to_every_format_that_holds_them(tmp_path):
     img.save(src, icc_profile=icc, exif=exif, pnginfo=info)
     data = neuralcodec.compress(str(src), 50)
     c = read_container(data)
-    assert c.header.version == 5 and c.chunks[b"iCCP"] == icc and c.chunks[b"eXIF"] == exif
+    assert c.header.version == 6 and c.chunks[b"iCCP"] == icc and c.chunks[b"eXIF"] == exif
     assert c.chunks[b"xMPT"] == XMP
     (tmp_path / "a.nic").write_bytes(data)
     for ext in ("png", "jpg", "webp"):
@@ -49,7 +49,7 @@ def test_icc_exif_and_xmp_travel_to_every_format_that_holds_them(tmp_path):
 
     stripped = neuralcodec.compress(str(src), 50, strip=True)
     c = read_container(stripped)
-    assert c.header.version == 5 and not [t for t in c.chunks if bitstream.is_ancillary(t)]  # 5: deblocking
+    assert c.header.version == 6 and not [t for t in c.chunks if bitstream.is_ancillary(t)]  # 6: the filters' flags
     assert len(stripped) < len(data)
     r = CliRunner().invoke(main, ["compress", str(src), "--strip", "-o", str(tmp_path / "s.nic")])
     assert r.exit_code == 0 and (tmp_path / "s.nic").read_bytes() == stripped
@@ -64,7 +64,7 @@ def test_alpha_is_coded_webp_lossless_where_that_is_smaller():
     c = read_container(data)
     import zlib
 
-    assert c.header.version == 5 and b"ALPW" in c.chunks and b"ALPH" not in c.chunks
+    assert c.header.version == 6 and b"ALPW" in c.chunks and b"ALPH" not in c.chunks
     assert len(c.chunks[b"ALPW"]) < 0.75 * len(zlib.compress(alpha.tobytes(), 9))
     out = neuralcodec.decompress(data)
     assert out.mode == "RGBA" and np.array_equal(np.asarray(out.getchannel("A")), alpha)
@@ -78,7 +78,7 @@ def test_unknown_ancillary_chunks_are_skipped_and_unknown_critical_ones_refused(
     plain = np.asarray(neuralcodec.decompress(data))
     c.chunks[b"zFUT"] = b"a chunk from a later version"
     more = bitstream.pack(c)
-    assert more[8] == 5 and np.array_equal(np.asarray(neuralcodec.decompress(more)), plain)
+    assert more[8] == 6 and np.array_equal(np.asarray(neuralcodec.decompress(more)), plain)
     assert neuralcodec.info(more)["chunks"]["zFUT"] == 28
     c.chunks.pop(b"zFUT")
     c.chunks[b"QQQQ"] = b"critical and unknown"

@@ -62,7 +62,7 @@ def test_tile_geometry_is_recorded_and_followed(monkeypatch):
     data = neuralcodec.compress(rgb, 50, tile=128)
     info = neuralcodec.info(data)
     codec = load_codec()
-    assert info["format_version"] == 5 and (info["tile"], info["halo"]) == (8, codec.transforms.tile_geometry()[1])
+    assert info["format_version"] == 6 and (info["tile"], info["halo"]) == (8, codec.transforms.tile_geometry()[1])
     assert neuralcodec.info(neuralcodec.compress(rgb, 50))["tile"] == tiling.TILE  # the default, 768 px
     seen = []
     real = tiling.TiledTransforms.synthesis
