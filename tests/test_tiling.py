@@ -155,7 +155,7 @@ def test_cli_tile_and_half_options(tmp_path):
                                       "--half", "-q", "40"])
     assert r.exit_code == 0, r.output
     info = json.loads(CliRunner().invoke(cli.main, ["info", str(tmp_path / "a.nic"), "--json"]).output)
-    assert info["tile"] == 16 and info["format_version"] == 5
+    assert info["tile"] == 16 and info["format_version"] == 6
     r = CliRunner().invoke(cli.main, ["decompress", str(tmp_path / "a.nic"), "-o", str(tmp_path / "out.png"), "--half"])
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "out.png").size == (100, 80)
