@@ -156,8 +156,12 @@ def test_an_unwritable_cache_leaves_the_default_on_torch(tmp_path, monkeypatch):
 
 
 def test_the_memory_policy_picks_sessions_by_tiles_and_changes_nothing(monkeypatch):
-    """An analysis of one tile runs without ONNX Runtime's arena, of several with it, a synthesis always with it,
-    and above SHRINK_PIXELS every run shrinks it (memory back between tiles): the same bytes and pixels."""
+    """A process's first analysis of one tile runs without ONNX Runtime's arena, of several with it, a synthesis
+    always with it, and above SHRINK_PIXELS every run shrinks it (memory back between tiles); from a process's
+    second image on, every analysis keeps the arena: the same bytes and pixels."""
+    from neuralcodec import api
+
+    api._load_codec.cache_clear()  # a fresh codec: its first image
     img = photo(96, 160, 3)
     runs = []
     real = onnx_backend.OrtTransforms._run
@@ -166,6 +170,9 @@ def test_the_memory_policy_picks_sessions_by_tiles_and_changes_nothing(monkeypat
     data = neuralcodec.compress(img, 50, backend="onnx", tile=1024)  # one tile
     pixels = np.asarray(neuralcodec.decompress(data, backend="onnx", deblock=False))
     assert {r for r in runs if r[0] != "upper"} == {("analysis", False, False), ("synthesis", True, False)}
+    runs.clear()
+    assert neuralcodec.compress(img, 50, backend="onnx", tile=1024) == data  # a second image: with the arena
+    assert ("analysis", True, False) in runs and ("analysis", False, False) not in runs
     runs.clear()
     tiled = neuralcodec.compress(img, 50, backend="onnx", tile=128)  # 128 px tiles: several
     assert abs(len(tiled) - len(data)) <= max(4, len(data) // 50)

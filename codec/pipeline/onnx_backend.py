@@ -256,6 +256,7 @@ class OrtTransforms(TiledTransforms):
         super().__init__(spec)
         self.directory = directory
         self._sessions: dict = {}
+        self._analyses = 0  # analyses run by this process: from the second on, a one-tile image keeps the arena
         self._policy = threading.local()  # per thread: whether this call's runs use the sessions with ONNX
         # Runtime's memory arena (``arena``) and hand its free memory back after each run (``shrink``)
 
@@ -273,7 +274,9 @@ class OrtTransforms(TiledTransforms):
         image's arena does not sit beside its latents (8192^2 compress peak 2401 -> 1422 MiB). Measured in
         fresh processes on Kodak (bench/README.md, "Big images"): the analysis of one tile without the arena peaks
         at 322 MiB instead of 437 (0.09 s slower; issue 23's bound is 400 MB), several tiles with it run 1.6x
-        faster (2048^2); the synthesis with it is faster and no bigger (0.85 s against 1.0 s a decode)."""
+        faster (2048^2); the synthesis with it is faster and no bigger (0.85 s against 1.0 s a decode). A process
+        that codes a second image (a directory run, a server) is past one call's memory bound and keeps the arena
+        for every analysis from then on: 0.36 s against 0.47 s an encode of a Kodak image (bench/README.md)."""
         up = self.levels[-1].downsampling
         self._policy.arena = arena
         self._policy.shrink = arena and latents[0] * latents[1] * up * up > SHRINK_PIXELS
@@ -284,7 +287,12 @@ class OrtTransforms(TiledTransforms):
 
     def analysis(self, rgb, t, tile=None):
         latents = self.latent_size(*rgb.shape[:2])
-        return self._memory(latents, max(latents) > self.tile_geometry(tile)[0], super().analysis, rgb, t, tile)
+        self._analyses += 1
+        many = self._analyses > 1
+        if many:  # the session without the arena is not used again
+            self._sessions.pop(("analysis", False), None)
+        return self._memory(latents, many or max(latents) > self.tile_geometry(tile)[0], super().analysis, rgb, t,
+                            tile)
 
     def synthesis(self, hats, t, height, width, geometry=None):
         return self._memory(hats[0].shape[1:], True, super().synthesis, hats, t, height, width, geometry)
