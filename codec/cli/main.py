@@ -99,9 +99,9 @@ def _common(f):
               help="Leave the image's metadata (ICC profile, EXIF, XMP) out of the file; by default it is carried "
                    "and written back on decoding where the output format can hold it.")
 @click.option("--no-deblock", "no_deblock", is_flag=True,
-              help="Do not ask decoders to smooth the 16-px latent grid on flat areas (skies, walls). The filter "
-                   "costs no bytes (a header flag) and is measured in bench/README.md; this is for comparing the "
-                   "transforms' own pixels.")
+              help="Do not ask decoders to smooth the 16-px latent grid on flat areas (skies, walls, gradients). "
+                   "The filters (below quality 65 a ramp filter, then deblocking) cost no bytes (header flags) and "
+                   "are measured in bench/README.md; this is for comparing the transforms' own pixels.")
 @click.option("--target-size", metavar="BYTES", default=None,
               help="Search the quality whose file is at most this size and within 2 % of it: 50000, 100k, 1.5M, "
                    "64KiB. Per file for directories. Out of reach: the nearest file is written and the run fails.")
