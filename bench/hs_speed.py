@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 
 def kernels_before(self, kernels=integer.IntLayer.kernels):
     """Before: the weights' float64 copy and every phase's flipped taps, made again on every call."""
-    return kernels(dataclasses.replace(self, weight=self.weight.astype(np.float64), _kernels=None))
+    return kernels(dataclasses.replace(self, weight=self.weight.astype(np.float64)))
 
 
 def main():

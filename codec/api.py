@@ -112,6 +112,7 @@ def compress(image, quality: float | None = None, *, settings: EncodeSettings | 
 
 def _compress_planes(planes: imaging.Planes, s: EncodeSettings) -> bytes:
     """The file of ``planes``; with a target, of the quality that meets it (TargetError if none does)."""
+    _codec_for(s).note_image()
     if s.target is None:
         return _encode(planes, s)
     reached = _search(planes, s)
@@ -128,7 +129,9 @@ def compress_to_target(image, settings: EncodeSettings):
     data, the quality found, the value reached and whether the target is met (else the nearest file)."""
     if settings.target is None:
         raise ValueError("settings.target is not set")
-    return _search(imaging.split(_as_image(image)), settings)
+    planes = imaging.split(_as_image(image))
+    _codec_for(settings).note_image()
+    return _search(planes, settings)
 
 
 def _search(planes: imaging.Planes, s: EncodeSettings):
@@ -263,6 +266,7 @@ def compress_file(src: Path, dst: Path, settings: EncodeSettings = EncodeSetting
     pixels = img.width * img.height
     planes = imaging.split(img)
     del img  # a big photo is held once, as the planes
+    _codec_for(settings).note_image()
     if settings.target is None:
         data = _encode(planes, settings)
         write_atomic(dst, data)

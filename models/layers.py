@@ -161,7 +161,8 @@ class SubPixelConv(nn.ConvTranspose2d):
         bias = None if m.bias is None else m.bias.detach()
         if split is None:
             split = cout >= SPLIT_CHANNELS
-        self.split = split and lo <= 0 <= hi  # each phase's pads are then >= 0
+        # every phase needs taps, and pads >= 0: its taps start at or before its output row and reach it
+        self.split = split and all(n > 0 and b <= 0 <= b + n - 1 for _, n, b in phases)
         if self.split:  # one convolution per phase (row phase fr, column phase fc), phase-major
             self.phase_pads, params = [], []
             for kr0, nr, br in phases:

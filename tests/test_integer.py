@@ -157,3 +157,30 @@ def test_fixed_point_gain_is_exact_and_monotonic():
     assert gain_fixed(2.0, 65535, -0.5) == 178145  # t = 1 whatever t_min
     g = [gain_fixed(2.015625, r) for r in range(0, 65536, 4099)]
     assert g == sorted(g) and len(set(g)) == len(g)
+
+
+def test_kernels_follow_the_weights_and_huge_weights_are_refused():
+    """IntLayer.kernels is made once per weight array: a layer given other weights (replace, assignment) computes
+    with those; a float weight no binary point fits in 15 bits is refused, never wrapped to int16."""
+    import dataclasses
+
+    import pytest
+    import torch
+
+    from neuralcodec.coding.integer import IntegerStack
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.ConvTranspose2d(3, 4, 5, 2, 2, 1))
+    stack = IntegerStack.quantize(net)
+    x = np.random.default_rng(0).integers(-300, 300, (3, 4, 5)) * 2**16
+    before = stack(x)
+    layer = stack.layers[0]
+    doubled = dataclasses.replace(layer, weight=(layer.weight // 2).astype(np.int16))
+    other = IntegerStack([doubled])(x)
+    layer.weight = doubled.weight  # assigned: the cached kernels are not reused
+    assert np.array_equal(stack(x), other) and not np.array_equal(other, before)
+    big = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1))
+    with torch.no_grad():
+        big[0].weight.fill_(40000.0)
+    with pytest.raises(ValueError, match="does not fit"):
+        IntegerStack.quantize(big)

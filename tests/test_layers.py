@@ -60,6 +60,11 @@ def test_subpixel_convolution_is_the_transposed_convolution():
             sub = SubPixelConv(m, split)
             assert isinstance(sub, torch.nn.ConvTranspose2d) and sub.split == split
             assert torch.allclose(m(x), sub(x), atol=1e-5), (k, s, p, op, split)
+    for k, s, p, op in [(1, 2, 0, 1), (3, 3, 1, 2), (2, 4, 0, 2)]:  # a phase with no taps, or whose taps start
+        m = torch.nn.ConvTranspose2d(3, 4, k, s, p, op)  # past its output row: one convolution to all phases
+        x = torch.randn(1, 3, 4, 5)
+        sub = SubPixelConv(m, split=True)
+        assert not sub.split and torch.allclose(m(x), sub(x), atol=1e-5), (k, s, p, op)
     other = torch.nn.Sequential(torch.nn.ConvTranspose2d(2, 2, 3, 2, 0))  # not size-doubling: kept
     assert type(subpixel_deconvs(other)[0]) is torch.nn.ConvTranspose2d
 

@@ -61,7 +61,7 @@ class IntLayer:
     weight: np.ndarray  # int16 (|w| < 2^15), torch layout
     bias: np.ndarray  # int64, one per output channel
     shift: np.ndarray  # int32, one per output channel
-    _kernels: list | None = field(default=None, repr=False, compare=False)
+    _kernels: tuple | None = field(default=None, init=False, repr=False, compare=False)  # (weight, kernels)
 
     def kernels(self) -> list[tuple[int, int, int, int, np.ndarray]]:
         """The weights as the matrix products read them, made once: a convolution's (O, C*k*k) and, for a
@@ -69,10 +69,10 @@ class IntLayer:
         with the input offset of its first tap: [(phase row, phase column, row offset, column offset, matrix)].
         Kept as int16: a product converts a contiguous copy to float64 (a strided, transposing float64 copy of
         every phase cost ~40 ms per Kodak image)."""
-        if self._kernels is None:
-            w = self.weight
+        w = self.weight
+        if self._kernels is None or self._kernels[0] is not w:  # made for these weights (not a replaced array)
             if not self.transposed:
-                self._kernels = [(0, 0, 0, 0, w.reshape(w.shape[0], -1))]
+                self._kernels = (w, [(0, 0, 0, 0, w.reshape(w.shape[0], -1))])
             else:
                 k, s = w.shape[2], self.stride
                 flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (O, C, k, k): the equivalent stride-1 kernel
@@ -84,8 +84,8 @@ class IntLayer:
                         kc0 = (pad - fc) % s
                         sub = np.ascontiguousarray(flipped[:, :, kr0::s, kc0::s])
                         out.append((fr, fc, (fr + kr0 - pad) // s, (fc + kc0 - pad) // s, sub))
-                self._kernels = out
-        return self._kernels
+                self._kernels = (w, out)
+        return self._kernels[1]
 
     def out_channels(self) -> int:
         return self.weight.shape[1] if self.transposed else self.weight.shape[0]
@@ -146,7 +146,11 @@ class IntegerStack:
             shift = np.clip(np.nan_to_num(shift, posinf=MAX_SHIFT), 0, MAX_SHIFT).astype(np.int32)
             scale = 2.0 ** shift.astype(np.float64)
             wscale = scale[None, :, None, None] if g["transposed"] else scale[:, None, None, None]
-            layers.append(IntLayer(**g, weight=np.round(w * wscale).astype(np.int16),
+            iw = np.round(w * wscale)
+            if np.abs(iw).max(initial=0) >= 2**WEIGHT_BITS:  # a weight too big for any binary point: no int16 wrap
+                raise ValueError(f"integer layer {g['index']}: a weight of {np.abs(w).max():.4g} does not fit "
+                                 f"{WEIGHT_BITS} bits")
+            layers.append(IntLayer(**g, weight=iw.astype(np.int16),
                                    bias=np.round(b * scale * 2**ACT_BITS).astype(np.int64), shift=shift))
         return cls(layers)
 

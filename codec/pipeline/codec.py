@@ -48,6 +48,7 @@ class Codec:
         # a level is read by the synthesis, or is the context of the level below it
         self._values = [level.name in spec.synthesis_levels for level in self.levels]
         self._contexts = [i + 1 < len(self.levels) for i in range(len(self.levels))]
+        self.images = 0  # images this codec has been asked to code (note_image)
 
     def _stage(self, level):
         w, spec = self.weights, self.spec
@@ -203,6 +204,13 @@ class Codec:
                                  context=self._contexts[i])
             decoded.append(above)
         return decoded
+
+    def note_image(self) -> None:
+        """A new image is about to be encoded (once per image, however many qualities a target search tries):
+        from a second one on, the transforms may favour speed over one call's memory (``many_images``)."""
+        self.images += 1
+        if self.images == 2:
+            self.transforms.many_images()
 
     def decode(self, header: Header, chunks: dict[bytes, bytes], deblock: bool = True) -> np.ndarray:
         """The HxWx3 uint8 image a file holds; filtered across the latent grid where the file asks for it

@@ -256,7 +256,7 @@ class OrtTransforms(TiledTransforms):
         super().__init__(spec)
         self.directory = directory
         self._sessions: dict = {}
-        self._analyses = 0  # analyses run by this process: from the second on, a one-tile image keeps the arena
+        self._many = False  # this process codes many images: a one-tile analysis keeps the arena too
         self._policy = threading.local()  # per thread: whether this call's runs use the sessions with ONNX
         # Runtime's memory arena (``arena``) and hand its free memory back after each run (``shrink``)
 
@@ -275,8 +275,9 @@ class OrtTransforms(TiledTransforms):
         fresh processes on Kodak (bench/README.md, "Big images"): the analysis of one tile without the arena peaks
         at 322 MiB instead of 437 (0.09 s slower; issue 23's bound is 400 MB), several tiles with it run 1.6x
         faster (2048^2); the synthesis with it is faster and no bigger (0.85 s against 1.0 s a decode). A process
-        that codes a second image (a directory run, a server) is past one call's memory bound and keeps the arena
-        for every analysis from then on: 0.36 s against 0.47 s an encode of a Kodak image (bench/README.md)."""
+        that codes a second image (a directory run, a server: ``many_images``) is past one call's memory bound and
+        keeps the arena for every analysis from then on: 0.36 s against 0.47 s an encode of a Kodak image
+        (bench/README.md)."""
         up = self.levels[-1].downsampling
         self._policy.arena = arena
         self._policy.shrink = arena and latents[0] * latents[1] * up * up > SHRINK_PIXELS
@@ -285,21 +286,22 @@ class OrtTransforms(TiledTransforms):
         finally:
             self._policy.arena = self._policy.shrink = False
 
+    def many_images(self) -> None:
+        self._many = True
+        self._sessions.pop(("analysis", False), None)  # not used again (a run in progress holds its own reference)
+
     def analysis(self, rgb, t, tile=None):
         latents = self.latent_size(*rgb.shape[:2])
-        self._analyses += 1
-        many = self._analyses > 1
-        if many:  # the session without the arena is not used again
-            self._sessions.pop(("analysis", False), None)
-        return self._memory(latents, many or max(latents) > self.tile_geometry(tile)[0], super().analysis, rgb, t,
-                            tile)
+        return self._memory(latents, self._many or max(latents) > self.tile_geometry(tile)[0], super().analysis,
+                            rgb, t, tile)
 
     def synthesis(self, hats, t, height, width, geometry=None):
         return self._memory(hats[0].shape[1:], True, super().synthesis, hats, t, height, width, geometry)
 
     def _session(self, part: str):
         key = (part, self._arena)
-        if key not in self._sessions:
+        entry = self._sessions.get(key)  # one read: another thread may drop a session meanwhile (many_images)
+        if entry is None:
             import onnxruntime as ort
 
             path = self.directory / f"{part}.onnx"
@@ -316,8 +318,9 @@ class OrtTransforms(TiledTransforms):
                 s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             except Exception as e:  # noqa: BLE001 - a truncated or foreign graph in the cache
                 raise BackendError(f"cannot load {path}: {str(e)[:200]}; delete {self.directory} to rebuild") from None
-            self._sessions[key] = (s, {i.name for i in s.get_inputs()})
-        return self._sessions[key]
+            entry = (s, {i.name for i in s.get_inputs()})
+            self._sessions[key] = entry
+        return entry
 
     def _run(self, part: str, feeds: dict, t: float, n: int) -> list[np.ndarray]:
         s, names = self._session(part)

@@ -40,6 +40,10 @@ class TiledTransforms:
         self.ratio = max(by_name[n].downsampling for n in spec.synthesis_levels) // self.levels[-1].downsampling
         self.halo = -(-spec.tile_halo // self.ratio) * self.ratio
 
+    def many_images(self) -> None:
+        """This process codes more than one image (a directory run, a server): a backend may trade one call's
+        memory bound for speed from now on (the ONNX backend keeps its memory arena). Nothing by default."""
+
     # -- the networks, per backend -----------------------------------------------------------------------
     def _analysis(self, x: np.ndarray, t: float) -> np.ndarray:
         """(n,3,h,w) float32 in [0,1] -> y (n,C,h',w') float32."""

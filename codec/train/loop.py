@@ -124,7 +124,7 @@ def smooth_crop(crop: int, rng: np.random.Generator) -> np.ndarray:
     """A synthetic smooth crop (crop, crop, 3) uint8: two colours blended along a linear or radial profile, eased
     or not, plus Gaussian noise of sigma 0-3 grey levels. The colours differ by up to ~100 levels per channel
     across the crop, as skies, walls and studio backdrops do; a third change all three channels alike."""
-    yy, xx = np.mgrid[0:crop, 0:crop].astype(np.float32) / crop
+    yy, xx = np.mgrid[0:crop, 0:crop].astype(np.float64) / crop  # float64: the same crops under numpy 1 and 2
     if rng.random() < 0.5:  # linear, any direction
         a = rng.uniform(0, 2 * np.pi)
         s = np.cos(a) * xx + np.sin(a) * yy
@@ -145,6 +145,8 @@ def sample_batch(images: list[np.ndarray], crop: int, batch: int, rng: np.random
                  smooth_share: float = 0.0) -> np.ndarray:
     """``batch`` random crops (flipped at random) of random corpus images; with ``smooth_share`` > 0, each one is
     instead a synthetic smooth crop with that probability (0 draws the same stream as before the option)."""
+    if not 0 <= smooth_share <= 1:
+        raise TrainingError(f"smooth_share must be within 0..1, got {smooth_share!r}")
     out = np.empty((batch, crop, crop, 3), np.uint8)
     for i in range(batch):
         if smooth_share and rng.random() < smooth_share:
@@ -307,10 +309,14 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     groups = [{"params": [p for n, p in named.items() if not n.endswith(".quantiles") and n not in fast], "mult": 1.0}]
     if fast & set(named):
         groups.append({"params": [named[n] for n in sorted(fast & set(named))], "mult": recipe.fast_lr_mult})
-    # fused: one pass over parameters, gradients and moments instead of foreach's several (CPU and CUDA; the same
-    # updates up to float rounding, the same state dict): 38 -> 10 ms of a ~360 ms step (bench/README.md)
+    # fused: one pass over parameters, gradients and moments instead of foreach's several (CPU from torch 2.4, and
+    # CUDA; the same updates up to float rounding, the same state dict): 26 -> 9 ms of a ~360 ms step (bench/README.md)
     fused = torch.device(device).type in ("cpu", "cuda")
-    opt = torch.optim.Adam(groups, lr=recipe.lr, fused=fused)
+    try:
+        opt = torch.optim.Adam(groups, lr=recipe.lr, fused=fused)
+    except RuntimeError:  # a torch without the fused kernel for this device
+        fused = False
+        opt = torch.optim.Adam(groups, lr=recipe.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=recipe.aux_lr, fused=fused) if aux_params else None
     disc = disc_opt = None
     if recipe.gan_weight:
@@ -329,11 +335,13 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         try:
             if missing or unexpected:
                 raise ValueError(f"architecture changed (new {missing}, dropped {unexpected})")
+            saved = [state["opt"]] + ([state["aux_opt"]] if aux_opt else [])
+            for g in (g for sd in saved for g in sd["param_groups"]):  # a saved group brings its own flags (an
+                g["fused"], g["foreach"] = fused, None if fused else g.get("foreach")  # older run's): this run's
+                # win, set before loading so the state's step counters land where the fused kernel wants them
             opt.load_state_dict(state["opt"])
             if aux_opt:
                 aux_opt.load_state_dict(state["aux_opt"])
-            for g in opt.param_groups + (aux_opt.param_groups if aux_opt else []):  # a saved group brings its
-                g["fused"], g["foreach"] = fused, None if fused else g.get("foreach")  # flags: this run's win
             if disc and "disc" in state:
                 disc.load_state_dict(state["disc"])
                 disc_opt.load_state_dict(state["disc_opt"])
