@@ -62,7 +62,7 @@ def main():
         grid_dec = [(a, np.array(neuralcodec.decompress(neuralcodec.compress(a, q), deblock=False))) for a in smooth]
         for s in sets:
             alpha, beta, flat = thresholds(rate_of_quality(q)) if isinstance(s, str) else s
-            ramped = s == "auto" and ramp_wanted(16, rate_of_quality(q))
+            ramped = s == "auto" and ramp_wanted(16, rate_of_quality(q), *photos[0][1].shape[:2])  # photos: big
 
             def filtered(d):
                 return deblock(ramp(d.copy()) if ramped else d.copy(), alpha=alpha, beta=beta, flat=flat)
