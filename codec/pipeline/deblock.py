@@ -86,9 +86,23 @@ def filters(grid: int) -> bool:
     return grid >= 2 * HALF
 
 
-def _boundaries(size: int, grid: int) -> np.ndarray:
-    """Positions b of the grid boundaries (between pixel b - 1 and b) with HALF pixels on either side."""
-    return np.arange(grid, size - HALF + 1, grid) if filters(grid) else np.zeros(0, np.int64)
+def _across_grid(image: np.ndarray, grid: int, half: int, name: str, run) -> np.ndarray:
+    """``run(band, cols)`` on ``image`` (H, W, 3) uint8 in place: on the boundaries b = grid, 2 grid, ... (between
+    pixel b - 1 and b) with ``half`` pixels on either side, the vertical ones band by band (memory bounded whatever
+    the shape), then the horizontal ones on the result, as the same pass on the transposed view. A grid under
+    2 ``half`` is left alone. Returns the image."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{name} takes an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+    if grid < 2 * half:
+        return image
+    h, w = image.shape[:2]
+    cols, band = np.arange(grid, w - half + 1, grid), max(1, BAND_PIXELS // w)
+    for r0 in range(0, h, band):
+        run(image[r0:r0 + band], cols)
+    rows, band = np.arange(grid, h - half + 1, grid), max(1, BAND_PIXELS // h)
+    for c0 in range(0, w, band):
+        run(image[:, c0:c0 + band].transpose(1, 0, 2), rows)
+    return image
 
 
 def _pass(band: np.ndarray, cols: np.ndarray, alpha: int, beta: int, flat: int) -> None:
@@ -171,9 +185,10 @@ def _ramp_pass(band: np.ndarray, cols: np.ndarray, step: int, chord: int) -> Non
     ok = ok.reshape(lines.shape[:2])
     d = t.reshape(*lines.shape[:2], -1)[ok][:, None, :3].astype(np.int64)  # (k, 1, 3): 168 x the step
     corr = (d * RAMP_TAPER + RAMP_DIV * 16) // (RAMP_DIV * 32)  # (k, 8, 3): d (7.5 - i) / 16, rounded
+    corr = corr.astype(np.int32)
     sel = lines[ok].astype(np.int32)  # (k, 16, 3)
-    sel[:, RAMP_HALF - 1::-1] += corr.astype(np.int32)
-    sel[:, RAMP_HALF:] -= corr.astype(np.int32)
+    sel[:, RAMP_HALF - 1::-1] += corr
+    sel[:, RAMP_HALF:] -= corr
     rows, which = np.nonzero(ok)
     band[rows[:, None], idx[which]] = np.clip(sel, 0, 255).astype(np.uint8)
 
@@ -181,30 +196,10 @@ def _ramp_pass(band: np.ndarray, cols: np.ndarray, step: int, chord: int) -> Non
 def ramp(image: np.ndarray, grid: int = 16, step: int = RAMP_STEP, chord: int = RAMP_CHORD) -> np.ndarray:
     """The ramp filter on ``image`` (H, W, 3) uint8 in place across the ``grid``-pixel latent grid (vertical
     boundaries, then horizontal ones on the result); returns it. A grid under 16 pixels is left alone."""
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"ramp takes an HxWx3 uint8 image, got {image.dtype} {image.shape}")
-    if grid < 2 * RAMP_HALF:
-        return image
-    h, w = image.shape[:2]
-    cols, band = np.arange(grid, w - RAMP_HALF + 1, grid), max(1, BAND_PIXELS // w)
-    for r0 in range(0, h, band):
-        _ramp_pass(image[r0:r0 + band], cols, step, chord)
-    rows, band = np.arange(grid, h - RAMP_HALF + 1, grid), max(1, BAND_PIXELS // h)
-    for c0 in range(0, w, band):
-        _ramp_pass(image[:, c0:c0 + band].transpose(1, 0, 2), rows, step, chord)
-    return image
+    return _across_grid(image, grid, RAMP_HALF, "ramp", lambda band, cols: _ramp_pass(band, cols, step, chord))
 
 
 def deblock(image: np.ndarray, grid: int = 16, alpha: int = ALPHA, beta: int = BETA, flat: int = FLAT) -> np.ndarray:
     """Filter ``image`` (H, W, 3) uint8 in place across the ``grid``-pixel latent grid; returns it. A grid under
     14 pixels (the wide filter's reach) is left alone."""
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"deblock takes an HxWx3 uint8 image, got {image.dtype} {image.shape}")
-    h, w = image.shape[:2]
-    cols, band = _boundaries(w, grid), max(1, BAND_PIXELS // w)
-    for r0 in range(0, h, band):  # vertical boundaries, band by band (memory bounded whatever the shape)
-        _pass(image[r0:r0 + band], cols, alpha, beta, flat)
-    rows, band = _boundaries(h, grid), max(1, BAND_PIXELS // h)
-    for c0 in range(0, w, band):  # horizontal boundaries: the same pass on the transposed view
-        _pass(image[:, c0:c0 + band].transpose(1, 0, 2), rows, alpha, beta, flat)
-    return image
+    return _across_grid(image, grid, HALF, "deblock", lambda band, cols: _pass(band, cols, alpha, beta, flat))
