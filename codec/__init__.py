@@ -1,6 +1,6 @@
 """neuralcodec: a learned image codec. ``compress(image, quality) -> bytes``, ``decompress(bytes) -> image``."""
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 __all__ = ["compress", "decompress", "info", "EncodeSettings", "DecodeSettings", "DecodeError", "NeuralcodecError"]
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from neuralcodec.models import Level
 
-DEFAULT_TILE_HALO = 4  # latent rows/columns a tile borrows from its neighbours: covers the flagship's g_a and g_s
+DEFAULT_TILE_HALO = 4  # latent rows/columns a tile borrows from its neighbours, unless a model says less
 
 
 class CodecModel(nn.Module):

@@ -28,8 +28,8 @@ def test_magic_and_version():
     with pytest.raises(bs.FormatError, match="bad magic"):
         bs.unpack(b"GIF89a" + data[6:])
     bad = bytearray(data)
-    bad[8] = 7
-    with pytest.raises(bs.FormatError, match="version 7"):
+    bad[8] = 8
+    with pytest.raises(bs.FormatError, match="version 8"):
         bs.unpack(bytes(bad))
     bad[8] = 1  # the float-hyperprior format of neuralcodec 0.1: refused by name
     with pytest.raises(bs.FormatError, match="version 1 .*neuralcodec 0.1"):
@@ -94,6 +94,22 @@ def test_the_deblocking_flag_makes_version_5_and_older_versions_refuse_it():
     c.header.flags = 8  # a bit no version knows
     with pytest.raises(bs.FormatError, match="unknown flags 0x8"):
         bs.unpack(bs.pack(c))
+
+
+def test_a_halo_under_4_makes_version_7():
+    """The flagship's tiles need a halo of 2 (its receptive field): a 0.7 decoder asks for 4 of every model, so
+    such files say version 7 and older decoders refuse them by version, not by geometry."""
+    c = make()
+    c.header.flags = bs.FLAG_DEBLOCK | bs.FLAG_RAMP
+    c.header.halo = 2
+    data = bs.pack(c)
+    d = bs.unpack(data)
+    assert data[8] == 7 and d.header.version == 7 and d.header.halo == 2 and d.header.ramp and d.chunks == c.chunks
+    c.header.halo = 4  # a halo an older decoder accepts keeps the version the flags ask for
+    assert bs.pack(c)[8] == 6
+    assert bs.pack(make())[8] == 3
+    with pytest.raises(bs.FormatError, match="unsupported format version 8"):
+        bs.unpack(relabelled(data, 8))
 
 
 def test_the_ramp_flag_makes_version_6_and_older_versions_refuse_it():

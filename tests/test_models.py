@@ -187,10 +187,13 @@ def test_tiled_transforms_match_one_pass(tiny_weights, monkeypatch):
     """Every model's tiles see enough context (its tile_halo): no seams, the file decodes as one pass would."""
     from neuralcodec.pipeline import tiling
 
+    from neuralcodec.format.bitstream import tile_geometry_error
+
     arch, w = tiny_weights
-    monkeypatch.setattr(tiling, "TILE", 4)  # 64 px tiles: many borders on a small image
     codec = load_codec(str(w), "cpu")
     tr = codec.transforms
+    assert tile_geometry_error(*tr.tile_geometry()) is None  # the default tile leaves room for every model's halo
+    monkeypatch.setattr(tiling, "TILE", 4)  # 64 px tiles: many borders on a small image
     rgb = photo(150, 190, 4)
     t = codec.t(0)
     whole = tr._analysis(tr.window(rgb)[None], t)[0]

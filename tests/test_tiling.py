@@ -62,8 +62,10 @@ def test_tile_geometry_is_recorded_and_followed(monkeypatch):
     data = neuralcodec.compress(rgb, 50, tile=128)
     info = neuralcodec.info(data)
     codec = load_codec()
-    assert info["format_version"] == 6 and (info["tile"], info["halo"]) == (8, codec.transforms.tile_geometry()[1])
-    assert neuralcodec.info(neuralcodec.compress(rgb, 50))["tile"] == tiling.TILE  # the default, 768 px
+    assert info["format_version"] == 7 and (info["tile"], info["halo"]) == (8, codec.transforms.tile_geometry()[1])
+    assert codec.transforms.halo == 2  # the flagship's receptive field: version 7 (a 0.7 decoder asks for 4)
+    one = neuralcodec.info(neuralcodec.compress(rgb, 50))  # one tile uses no halo: 4 keeps older decoders reading it
+    assert (one["tile"], one["halo"], one["format_version"]) == (tiling.TILE, 4, 6)
     seen = []
     real = tiling.TiledTransforms.synthesis
     monkeypatch.setattr(tiling.TiledTransforms, "synthesis", lambda self, *a: seen.append(a[-1]) or real(self, *a))

@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 from neuralcodec.errors import PIXEL_LIMIT, NeuralcodecError
 
 MAGIC = b"\x89NIC\r\n\x1a\n"
-VERSION = 6  # written only where a file needs it: 6 with the ramp flag; 5 with the deblocking flag; 4 with a
-# WebP-lossless alpha plane or ancillary chunks; else 3
-READABLE = (2, 3, 4, 5, 6)  # version 2: the same header without the tile geometry; 4: version 3's header, ancillary
+VERSION = 7  # written only where a file needs it: 7 with a halo under OLD_MIN_HALO; 6 with the ramp flag; 5 with
+# the deblocking flag; 4 with a WebP-lossless alpha plane or ancillary chunks; else 3
+READABLE = (2, 3, 4, 5, 6, 7)  # version 2: the same header without the tile geometry; 4: version 3's header, ancillary
 # chunks and the ALPW alpha chunk
 # tile geometry a decoder accepts, in latents of y (docs/bitstream.md, *Tiling*): tiles of MIN_TILE..MAX_TILE,
 # halos at most half a tile (so at most 4x the work of untiled), windows (tile + 2 halo) at most MAX_WINDOW
 # (so the synthesis holds at most ~0.8 GB of activations)
 MIN_TILE, MAX_TILE, MAX_WINDOW = 8, 64, 80
+OLD_MIN_HALO = 4  # the least halo a decoder before version 7 (neuralcodec 0.7) accepts for any model
 
 DEFAULT_MAX_PIXELS = 268_435_456
 MAX_SIDE = 65_535 * 16  # pixels: the format's limit (u16 latent shapes at 16 px per latent); a model with finer
@@ -24,8 +25,8 @@ MAX_SIDE = 65_535 * 16  # pixels: the format's limit (u16 latent shapes at 16 px
 CHANNELS = {"RGB": 3, "L": 1, "RGBA": 4, "LA": 2, "P": 1, "PA": 2, "1": 1, "CMYK": 4, "YCbCr": 3}  # per mode
 MODES = tuple(CHANNELS)  # the header's mode codes, in this order
 ALPHA_MODES = ("RGBA", "LA", "PA")  # the modes whose files carry an alpha chunk
-ALPHA_TAG = b"ALPH"  # alpha plane, zlib (versions 2..6)
-ALPHA_WEBP_TAG = b"ALPW"  # alpha plane, WebP lossless (versions 4 to 6)
+ALPHA_TAG = b"ALPH"  # alpha plane, zlib (versions 2..7)
+ALPHA_WEBP_TAG = b"ALPW"  # alpha plane, WebP lossless (versions 4 to 7)
 ALPHA_TAGS = (ALPHA_TAG, ALPHA_WEBP_TAG)
 _TAG_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _ANCILLARY_BYTES = _TAG_BYTES | frozenset(b"abcdefghijklmnopqrstuvwxyz")
@@ -34,7 +35,7 @@ FLAG_DEBLOCK = 2  # version 5: decoders filter the image across the latent grid 
 FLAG_RAMP = 4  # version 6: before that, decoders spread small steps across the grid into ramps (pipeline.deblock)
 _MAX_CHUNKS = 16
 _FIXED = {2: struct.Struct("<32sHIIBBBB3H3HB"), 3: struct.Struct("<32sHIIBBBB3H3HHHB")}  # digest .. chunk count
-_FIXED[4] = _FIXED[5] = _FIXED[6] = _FIXED[3]
+_FIXED[4] = _FIXED[5] = _FIXED[6] = _FIXED[7] = _FIXED[3]
 
 
 def is_ancillary(tag: bytes) -> bool:
@@ -71,7 +72,7 @@ class Header:
     z_shape: tuple[int, int, int]
     tile: int = 0  # tile side and halo of the transforms, in latents of y (0: not recorded, version 2)
     halo: int = 0
-    version: int = field(default=VERSION, compare=False)  # of the file it was read from; written: 3, or 4 to 6
+    version: int = field(default=VERSION, compare=False)  # of the file it was read from; written: 3, or 4 to 7
     # where the file needs it (bitstream.pack)
 
     @property
@@ -103,7 +104,7 @@ def pack(c: Container) -> bytes:
     error = tile_geometry_error(h.tile, h.halo)
     if error:
         raise ValueError(error)
-    version = 6 if h.flags & FLAG_RAMP else 5 if h.flags & FLAG_DEBLOCK \
+    version = 7 if h.halo < OLD_MIN_HALO else 6 if h.flags & FLAG_RAMP else 5 if h.flags & FLAG_DEBLOCK \
         else 4 if any(is_ancillary(t) or t == ALPHA_WEBP_TAG for t in c.chunks) else 3
     head = MAGIC + bytes([version, len(mid)]) + mid + _FIXED[version].pack(
         h.weights_digest, h.rate, h.width, h.height, h.channels, h.bit_depth, MODES.index(h.mode), h.flags,

@@ -13,7 +13,8 @@ import numpy as np
 
 from neuralcodec.format.bitstream import MAX_TILE, MAX_WINDOW, MIN_TILE, tile_geometry_error
 
-TILE = 48  # latent rows/columns of y per tile of the transforms (768 px) by default: ~0.4 GB of activations
+TILE = 64  # latent rows/columns of y per tile of the transforms (1024 px) by default: ~0.6 GB of activations with
+# the flagship's halo of 2 (a window of 68 latents); 8192^2 runs in ~1.6 GB (bench/README.md, "Big images")
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -73,8 +74,8 @@ class TiledTransforms:
         """(tile, halo) in latents of y for a requested tile side (default TILE), rounded up to whole latents
         of every level the synthesis reads; the halo is the model's (its receptive field). A requested tile
         must make a geometry files may carry (bitstream.tile_geometry_error)."""
-        if tile is None:
-            return -(-TILE // self.ratio) * self.ratio, self.halo
+        if tile is None:  # TILE, or the largest tile a model with a wide halo may use (dcuvae's 12: 56)
+            return min(-(-TILE // self.ratio), (MAX_WINDOW - 2 * self.halo) // self.ratio) * self.ratio, self.halo
         tile = -(-tile // self.ratio) * self.ratio
         error = tile_geometry_error(tile, self.halo)
         if error:
