@@ -23,7 +23,8 @@ class EncodeSettings:
 
     ``quality``: 0..100, the rate selector of a variable-rate model (ignored by a fixed-rate one); ``weights``:
     a shipped name or a path (default: the flagship); ``device``: auto, cpu or cuda; ``tile``: pixels per tile
-    side of the transforms (default 768; bigger is faster on a GPU and costs the decoder memory), recorded in
+    side of the transforms (default 1024, less for a model with a wide halo; bigger is faster and costs the decoder
+    memory), recorded in
     the file; ``precision``: fp32 or fp16 transforms (a GPU option; the latents' coding stays exact);
     ``effort``: 0..9, encode time spent for smaller files at the same quality, decoding unchanged (0: today's
     speed; higher: encoder-side latent refinement, at the top stochastic Gumbel annealing; pipeline.refine.EFFORTS;

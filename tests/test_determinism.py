@@ -167,6 +167,7 @@ def test_golden_files_are_reencoded_byte_for_byte(case):
     file gives the same bytes, while those weights still encode (a superseded flagship ships decoder-only).
     Alpha is the exception by design: since format version 4 it is coded WebP-lossless where that is smaller
     (ALPW), so an alpha file pins its header and latent chunks, and its alpha plane decodes the same."""
+    from neuralcodec.api import load_codec
     from neuralcodec.zoo import catalog
 
     made = (GOLDEN / case["file"]).read_bytes()
@@ -174,8 +175,9 @@ def test_golden_files_are_reencoded_byte_for_byte(case):
     if catalog.is_decoder_only(name):
         pytest.skip(f"{name} ships decoder-only now")
     args = (Image.open(GOLDEN / case["source"]), case["quality"])
-    options = dict(weights=name, device="cpu", tile=case.get("tile"), backend="torch")
     old = bitstream.unpack(made)
+    grid = load_codec(name, "cpu").grid  # pixels per latent of y: the file's own tile, as it was made
+    options = dict(weights=name, device="cpu", tile=case.get("tile") or old.header.tile * grid or None, backend="torch")
     data = neuralcodec.compress(*args, deblock=old.header.deblock, **options)  # as the file was made
     new = bitstream.unpack(data)
     from neuralcodec.pipeline.deblock import ramp_wanted

@@ -163,3 +163,28 @@ def test_cli_tile_and_half_options(tmp_path):
     assert Image.open(tmp_path / "out.png").size == (100, 80)
     r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.nic"), "--tile", "64"])
     assert r.exit_code == 2 and "128<=x<=1024" in r.output.replace(" ", "")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_the_flagships_halo_of_2_gives_exactly_what_a_halo_of_4_gives(backend, monkeypatch):
+    """Its receptive field is under 2 latents (models/modulated.py): tiles with the halo of format version 7 code
+    the same latents as the old halo of 4, and decode to the same pixels; with 1 they would not."""
+    import neuralcodec
+    from neuralcodec.format import bitstream
+
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+    rgb = edgy(140, 300)
+    codec = load_codec(backend=backend)
+    assert codec.transforms.halo == 2
+    files = {}
+    for halo in (2, 4, 1):
+        monkeypatch.setattr(codec.transforms, "halo", halo)
+        files[halo] = bitstream.unpack(neuralcodec.compress(rgb, 40, tile=128, backend=backend))
+    assert files[2].chunks == files[4].chunks and files[2].header.halo == 2 and files[2].header.version == 7
+    assert files[1].chunks != files[2].chunks
+    c = files[2]
+    hats = codec.synthesis_inputs(codec.decode_latents(c.header, c.chunks))
+    t = codec.t(c.header.rate)
+    two, four = (codec.transforms.synthesis(hats, t, 140, 300, (8, h)) for h in (2, 4))
+    assert np.array_equal(two, four) if backend == "onnx" else np.abs(two.astype(int) - four.astype(int)).max() <= 1

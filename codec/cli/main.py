@@ -91,8 +91,8 @@ def _common(f):
               help="Code with the shipped weights of a model (modhp, lighthp, ...: docs/models.md) or a shipped "
                    "weights name (lighthp); default: the flagship. Superseded flagship weights ship decoder-only.")
 @click.option("--tile", type=click.IntRange(128, 1024), default=None, metavar="PIXELS",
-              help="Tile side of the transforms, 128..1024 (default 1024): bigger tiles run faster, smaller "
-                   "ones use less memory. Recorded in the file; the decoder follows it.")
+              help="Tile side of the transforms, 128..1024 (default 1024, less for a model with a wide halo): bigger "
+                   "tiles run faster, smaller ones use less memory. Recorded in the file; the decoder follows it.")
 @click.option("-e", "--effort", type=click.IntRange(0, 9), default=0, show_default=True, help=EFFORT_HELP)
 @click.option("--refine", type=int, default=None, hidden=True)  # renamed: refused with a message naming --effort
 @click.option("--strip", is_flag=True,

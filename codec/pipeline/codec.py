@@ -166,7 +166,8 @@ class Codec:
             raise WeightsError(archive_refusal(self.weights.path.name, "encode"))
         y_shape, z_shape = self.header_shapes(*rgb.shape[:2])
         tile, halo = self.transforms.tile_geometry(tile)
-        if max(y_shape[1:]) <= tile and halo < OLD_MIN_HALO and not tile_geometry_error(tile, OLD_MIN_HALO):
+        if (max(y_shape[1:]) <= tile and halo < OLD_MIN_HALO and OLD_MIN_HALO % self.transforms.ratio == 0
+                and not tile_geometry_error(tile, OLD_MIN_HALO)):
             halo = OLD_MIN_HALO  # one tile uses no halo: recording 4 keeps the file readable by decoders before 7
         if effort:
             decoded = self.refined(rgb, rate, effort, tile)
