@@ -49,8 +49,8 @@ class ModulatedHyperprior(CodecModel):
 
     stride = 64  # total down-sampling of the hyper-latent: inputs are padded to a multiple of this
     # g_a's four 5x5 stride-2 convolutions reach 2 + 4 + 8 + 16 = 30 px (< 2 latents) past a latent's cell, g_s's
-    # per-phase 3x3 convolutions 1 + 1/2 + 1/4 + 1/8 latents: a halo of 2 gives exactly the one-pass values
-    # (tests/test_tiling.py). Files with it are format version 7 (a 0.7 decoder asks for 4).
+    # per-phase 3x3 convolutions 1 + 1/2 + 1/4 + 1/8 latents: with a halo of 2, y is the one-pass y (measured;
+    # tests/test_tiling.py: the same latents as a halo of 4). Files with it are format version 7 (0.7 asks for 4).
     tile_halo = 2
     variable_rate = True
     synthesis_modules = ("g_s.", "mod_s.")  # what a decoder-only fine-tune may change

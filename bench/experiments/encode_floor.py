@@ -6,8 +6,7 @@ A directory run with ``-j 2`` on two cores gives each worker one core, so its th
 one image costs. This encodes Kodak images in process on one thread (``NEURALCODEC_THREADS=1``, BLAS on one
 thread), splits each encode into the analysis (ONNX Runtime, float32), the integer hyper-synthesis (float64
 products of exact integers in numpy; once per encode: its bands give quantization and coding their
-parameters) and the rest (the levels
-above y, PNG reading, quantization, range coding), and counts each network's multiply-adds (torch hooks on the
+parameters), the levels above y, and the rest (PNG reading, quantization, range coding), and counts each network's multiply-adds (torch hooks on the
 flagship for the analysis; the integer layers' shapes for the hyper-synthesis). One core's peak is measured
 with numpy's float32 and float64 matrix products (2048^3). The *floor* is those multiply-adds at that peak:
 what an encode would cost if every product ran as fast as the core can multiply. avifenc -s 6's time per
@@ -24,9 +23,8 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("NEURALCODEC_THREADS", "1")
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+for _v in ("NEURALCODEC_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"  # one core, whatever the caller's environment says
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -140,7 +138,7 @@ def int8_analysis(bundle: Path, image: Path, repeat: int = 7) -> dict:
 
     class Crops(CalibrationDataReader):
         def __init__(self):
-            files = sorted(TRAIN.iterdir())[:16]
+            files = sorted(p for p in TRAIN.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:16]
             self.feeds = iter([{"x": tensor(f, 256), "t": np.array([i / 15], np.float32)} for i, f in enumerate(files)])
 
         def get_next(self):

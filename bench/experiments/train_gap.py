@@ -3,10 +3,12 @@
     python bench/experiments/train_gap.py [--weights flagship runs/v2e-ema.safetensors] [--images 6] [--train 12]
 
 For each weights file (torch backend, no deblocking):
+Every image is cut to at most 768 x 512 (its top-left corner; a portrait Kodak image to 512 x 512).
 - on the first --images Kodak images at q 0 and q 60, the bits of real files against the model's own estimate
-  (its forward pass in eval mode: hard-rounded y and z under the float priors): a ratio that grows means the
-  coder (integer priors, quantized scale tables) loses what training gained;
-- on --train images of the training corpus (every 113th, cut to at most 768 x 512), real files at q 0/30/60/90:
+  (its forward pass in eval mode: hard-rounded y and z under the float priors; the files' headers count too, ~2-3 %
+  of a q 0 file): a ratio that grows means the coder (integer priors, quantized scale tables) loses what training
+  gained;
+- on --train images of the training corpus (every 113th), real files at q 0/30/60/90:
   if new weights win on these but not on Kodak, they fit the corpus' images rather than photos in general.
 Session 18 (bench/README.md, the trend paragraph of "RD per training step") measured a decay arm this way.
 """
