@@ -12,7 +12,7 @@ import numpy as np
 
 from neuralcodec.coding.integer import IntegerStack
 from neuralcodec.coding.stages import CheckerboardStage, Decoded, FactorizedStage, GaussianStage
-from neuralcodec.format.bitstream import ALPHA_TAGS, OLD_MIN_HALO, FormatError, Header, is_ancillary, tile_geometry_error
+from neuralcodec.format.bitstream import ALPHA_TAGS, OLD_MIN_HALO, FormatError, Header, is_ancillary
 from neuralcodec.pipeline import deblock as _deblock
 from neuralcodec.pipeline.spec import ModelSpec
 from neuralcodec.pipeline.tiling import to_uint8
@@ -166,8 +166,7 @@ class Codec:
             raise WeightsError(archive_refusal(self.weights.path.name, "encode"))
         y_shape, z_shape = self.header_shapes(*rgb.shape[:2])
         tile, halo = self.transforms.tile_geometry(tile)
-        if (max(y_shape[1:]) <= tile and halo < OLD_MIN_HALO and OLD_MIN_HALO % self.transforms.ratio == 0
-                and not tile_geometry_error(tile, OLD_MIN_HALO)):
+        if max(y_shape[1:]) <= tile and halo < OLD_MIN_HALO and OLD_MIN_HALO % self.transforms.ratio == 0:
             halo = OLD_MIN_HALO  # one tile uses no halo: recording 4 keeps the file readable by decoders before 7
         if effort:
             decoded = self.refined(rgb, rate, effort, tile)

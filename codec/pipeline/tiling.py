@@ -74,14 +74,15 @@ class TiledTransforms:
         """(tile, halo) in latents of y for a requested tile side (default TILE), rounded up to whole latents
         of every level the synthesis reads; the halo is the model's (its receptive field). A requested tile
         must make a geometry files may carry (bitstream.tile_geometry_error)."""
-        if tile is None:  # TILE, or the largest tile a model with a wide halo may use (dcuvae's 12: 56)
-            return min(-(-TILE // self.ratio), (MAX_WINDOW - 2 * self.halo) // self.ratio) * self.ratio, self.halo
-        tile = -(-tile // self.ratio) * self.ratio
+        r = self.ratio
+        hi = min(MAX_TILE, MAX_WINDOW - 2 * self.halo) // r * r  # the largest tile this model's halo allows
+        if tile is None:  # TILE, or that largest tile for a model with a wide halo (dcuvae's 12: 56)
+            return min(-(-TILE // r) * r, hi), self.halo
+        tile = -(-tile // r) * r
         error = tile_geometry_error(tile, self.halo)
         if error:
-            r, px = self.ratio, self.levels[-1].downsampling  # px: pixels per latent of y
+            px = self.levels[-1].downsampling  # pixels per latent of y
             lo = -(-max(MIN_TILE, 2 * self.halo) // r) * r
-            hi = min(MAX_TILE, MAX_WINDOW - 2 * self.halo) // r * r
             raise ValueError(f"model {self.model_id!r} cannot use tiles of {tile * px} px ({error}); "
                              f"its tiles are {lo * px}..{hi * px} px")
         return tile, self.halo
