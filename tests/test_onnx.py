@@ -156,9 +156,9 @@ def test_an_unwritable_cache_leaves_the_default_on_torch(tmp_path, monkeypatch):
 
 
 def test_the_memory_policy_picks_sessions_by_tiles_and_changes_nothing(monkeypatch):
-    """A process's first analysis of one tile runs without ONNX Runtime's arena, of several with it, a synthesis
-    always with it, and above SHRINK_PIXELS every run shrinks it (memory back between tiles); from a process's
-    second image on, every analysis keeps the arena: the same bytes and pixels."""
+    """A process's first analysis of one tile runs without ONNX Runtime's arena, of several with it, and above
+    SHRINK_PIXELS every analysis run shrinks it (memory back between tiles); a synthesis always keeps it, never
+    shrunk; from a process's second image on, every analysis keeps the arena: the same bytes and pixels."""
     from neuralcodec import api
 
     api._load_codec.cache_clear()  # a fresh codec: its first image
@@ -180,7 +180,7 @@ def test_the_memory_policy_picks_sessions_by_tiles_and_changes_nothing(monkeypat
     assert neuralcodec.compress(img, 50, backend="onnx", tile=128) == tiled
     assert ("analysis", True, True) in runs and ("upper", False, False) in runs
     assert np.array_equal(np.asarray(neuralcodec.decompress(data, backend="onnx", deblock=False)), pixels)
-    assert ("synthesis", True, True) in runs
+    assert ("synthesis", True, False) in runs and ("synthesis", True, True) not in runs
     monkeypatch.setattr(onnx_backend, "SHRINK_PIXELS", 1 << 24)
     from neuralcodec.ratecontrol import Target
 

@@ -38,7 +38,7 @@ def main():
 
     def arm(arena: bool):
         def analysis(self, rgb, t, tile=None):
-            return self._memory(self.latent_size(*rgb.shape[:2]), arena, TiledTransforms.analysis, self, rgb, t, tile)
+            return self._memory(arena, False, TiledTransforms.analysis, self, rgb, t, tile)
         return analysis
 
     real = onnx_backend.OrtTransforms.analysis

@@ -27,7 +27,7 @@ from neuralcodec.pipeline.tiling import TiledTransforms
 
 BUNDLE_VERSION = 2  # bump when the graphs or the spec change: old bundles are then rebuilt
 OPSET = 17
-SHRINK_PIXELS = 1 << 24  # 16.8 Mpx: above it a run hands its arena back (OrtTransforms._memory)
+SHRINK_PIXELS = 1 << 24  # 16.8 Mpx: above it an analysis run hands its arena back (OrtTransforms._memory)
 CHECK_TOLERANCE = 1e-3  # max |ORT - torch| on the check image, relative to the output's magnitude
 
 
@@ -268,19 +268,18 @@ class OrtTransforms(TiledTransforms):
     def _shrink(self) -> bool:
         return getattr(self._policy, "shrink", False)
 
-    def _memory(self, latents: tuple[int, int], arena: bool, run, *args):
-        """``run(*args)`` for an image whose y is ``latents`` high and wide, on the sessions with ONNX Runtime's
-        memory arena or without (``arena``); above SHRINK_PIXELS each run with it also shrinks it, so a huge
-        image's arena does not sit beside its latents (8192^2 compress peak 2401 -> 1422 MiB). Measured in
-        fresh processes on Kodak (bench/README.md, "Big images"): the analysis of one tile without the arena peaks
-        at 322 MiB instead of 437 (0.09 s slower; issue 23's bound is 400 MB), several tiles with it run 1.6x
-        faster (2048^2); the synthesis with it is faster and no bigger (0.85 s against 1.0 s a decode). A process
-        that codes a second image (a directory run, a server: ``many_images``) is past one call's memory bound and
-        keeps the arena for every analysis from then on: 0.36 s against 0.47 s an encode of a Kodak image
-        (bench/README.md)."""
-        up = self.levels[-1].downsampling
-        self._policy.arena = arena
-        self._policy.shrink = arena and latents[0] * latents[1] * up * up > SHRINK_PIXELS
+    def _memory(self, arena: bool, shrink: bool, run, *args):
+        """``run(*args)`` on the sessions with ONNX Runtime's memory arena or without (``arena``); with ``shrink``
+        each run also hands the arena's free memory back, so a huge image's analysis arena does not sit beside its
+        latents (8192^2 compress peak 2401 -> 1422 MiB). Measured in fresh processes on Kodak (bench/README.md,
+        "Big images"): the analysis of one tile without the arena peaks at 322 MiB instead of 437 (0.09 s slower;
+        issue 23's bound is 400 MB), several tiles with it run 1.6x faster (2048^2); the synthesis with it is
+        faster and no bigger (0.85 s against 1.0 s a decode), and never shrinks: a 6144^2 decode took 55.6 s and
+        1.37 GB shrinking after each run, 48.5 s and 1.31 GB keeping it (the tiles reuse the same buffers). A
+        process that codes a second image (a directory run, a server: ``many_images``) is past one call's memory
+        bound and keeps the arena for every analysis from then on: 0.36 s against 0.47 s an encode of a Kodak
+        image (bench/README.md)."""
+        self._policy.arena, self._policy.shrink = arena, arena and shrink
         try:
             return run(*args)
         finally:
@@ -291,12 +290,13 @@ class OrtTransforms(TiledTransforms):
         self._sessions.pop(("analysis", False), None)  # not used again (a run in progress holds its own reference)
 
     def analysis(self, rgb, t, tile=None):
-        latents = self.latent_size(*rgb.shape[:2])
-        return self._memory(latents, self._many or max(latents) > self.tile_geometry(tile)[0], super().analysis,
-                            rgb, t, tile)
+        yh, yw = self.latent_size(*rgb.shape[:2])
+        up = self.levels[-1].downsampling
+        return self._memory(self._many or max(yh, yw) > self.tile_geometry(tile)[0],
+                            yh * yw * up * up > SHRINK_PIXELS, super().analysis, rgb, t, tile)
 
     def synthesis(self, hats, t, height, width, geometry=None):
-        return self._memory(hats[0].shape[1:], True, super().synthesis, hats, t, height, width, geometry)
+        return self._memory(True, False, super().synthesis, hats, t, height, width, geometry)
 
     def _session(self, part: str):
         key = (part, self._arena)
