@@ -31,7 +31,7 @@ WEIGHT_BITS = 15  # |weight| < 2^15: shipped as int16
 MAX_SHIFT = 24
 LEAK_NUM, LEAK_SHIFT = 5243, 19  # leaky ReLU slope 5243/2^19 = 0.0100002 (torch: 0.01)
 EXACT = 2**53  # float64 represents every integer below this exactly
-BAND_POSITIONS = 1 << 13
+BAND_POSITIONS = 1 << 14  # output positions per band: bench/experiments/prior_bands.py (1 << 13: 8% slower wide)
 
 
 def float_parameters(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -208,7 +208,7 @@ class IntegerStack:
         x = np.clip(np.asarray(x, np.int64), -ACT_LIMIT, ACT_LIMIT)
         h = x.shape[1]
         up = self.upsampling()
-        if band_rows is None:  # ~8k output positions per band: float64 conv buffers stay well under 0.1 GB
+        if band_rows is None:  # ~16k output positions per band: float64 conv buffers of ~0.1 GB each
             band_rows = max(1, BAND_POSITIONS // max(1, x.shape[2] * up * up))
         heights = [h]
         for layer in self.layers:
