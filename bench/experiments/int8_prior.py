@@ -11,14 +11,21 @@ and every hidden activation (and z, its input) rounded to 8 bits with one step p
 the largest value over a few training images / 127: a requantization by an integer ratio); the output (scales and means) stays in int32 (no rounding).
 Reported: Kodak's y bits under each prior's tables and means, as the range coder would spend them (escapes
 at 32 bits), against the shipped prior's, per quality. A trained 8-bit prior (quantization-aware) would do better
-than this post-training rounding; a format version would have to define its arithmetic.
+than this post-training rounding; a format version would have to define its arithmetic. Caveat for such a
+format: u8 x s8 products are exact here (AVX-512 VNNI / AMX), but CPUs without VNNI (AVX2 only) multiply them with
+vpmaddubsw, whose int16 pair sums saturate at 255 x 127 x 2; ONNX Runtime's own docs advise 7-bit activations
+(reduce_range) there, so an exact format would keep activations to 7 bits or use u8 x u8.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one thread, as the int8 product
+    os.environ[_v] = "1"
 from pathlib import Path
 
 import numpy as np
@@ -94,15 +101,16 @@ def main():
     load = lambda p: np.asarray(Image.open(p).convert("RGB"))  # noqa: E731
 
     peaks = np.zeros(len(shipped), np.int64)  # calibration: each layer input's largest value, any quality
-    for p in sorted((DATA / "train").glob("*.*"))[:args.calibration * 50:50]:
+    train = sorted(p for p in (DATA / "train").iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    for p in train[::max(1, len(train) // args.calibration)][:args.calibration]:
         rgb = load(p)[:512, :768]
         for q in qualities:
             _, _, zf = latents(codec, rgb, q)
             peaks = np.maximum(peaks, run(w8, zf)[1])
     pow2 = [2.0 ** max(0, int(np.ceil(np.log2(max(1, pk) / 127.0)))) for pk in peaks]
-    fitted = [max(1.0, pk / 127.0) for pk in peaks]
+    fitted = [max(1, round(pk / 127.0)) for pk in peaks]
     print(f"8-bit input steps per layer (activations at 2^{ACT_BITS}): powers of two {pow2}, fitted",
-          [round(f) for f in fitted])
+          fitted)
 
     totals = {q: np.zeros(4) for q in qualities}
     for p in sorted((DATA / "kodak").glob("*.png"))[:args.images]:

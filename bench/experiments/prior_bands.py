@@ -29,7 +29,8 @@ def main():
     args = ap.parse_args()
     stage = load_codec(backend="onnx").stages[-1]
     prior, up = stage.prior, stage.prior.upsampling()
-    zc = prior.layers[0].weight.shape[0]
+    first = prior.layers[0]
+    zc = first.weight.shape[0] if first.transposed else first.weight.shape[1]  # input channels (torch layouts)
     rng = np.random.default_rng(0)
     zs = {"kodak 768x512": rng.integers(-3, 4, (zc, 512 // 64, 768 // 64)),
           f"{args.rows}x{args.width}": rng.integers(-3, 4, (zc, args.rows // 64, args.width // 64))}
@@ -46,7 +47,7 @@ def main():
                 s = (time.perf_counter() - t0) / (z.shape[1] * z.shape[2] * 4096 / 1e6)
                 best[k] = min(best.get(k, np.inf), s)
         small, big = best.values()
-        mb = prior.layers[-1].weight.shape[0] * positions * 8 / 1e6
+        mb = prior.layers[-1].out_channels() * positions * 8 / 1e6
         print(f"{positions:14d} " + " ".join(f"{v:20.4f}" for v in best.values()) + f"  {big / small:5.2f}  {mb:7.0f}")
 
 
