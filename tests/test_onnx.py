@@ -155,6 +155,14 @@ def test_an_unwritable_cache_leaves_the_default_on_torch(tmp_path, monkeypatch):
         api._load_codec.cache_clear()
 
 
+def test_sessions_stop_spinning_after_a_run():
+    """ONNX Runtime's workers stop spinning when a run ends: the numpy work that follows an analysis needs both
+    cores (bench/experiments/ort_spinning.py)."""
+    codec = load_codec(None, "cpu", "fp32", "onnx")
+    session, _ = codec.transforms._session("synthesis")
+    assert session.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
+
+
 def test_the_memory_policy_picks_sessions_by_tiles_and_changes_nothing(monkeypatch):
     """A process's first analysis of one tile runs without ONNX Runtime's arena, of several with it, and above
     SHRINK_PIXELS every analysis run shrinks it (memory back between tiles); a synthesis always keeps it, never

@@ -313,6 +313,11 @@ class OrtTransforms(TiledTransforms):
             so.inter_op_num_threads = 1
             so.enable_mem_pattern = False  # planned buffers for every tensor at once: +170 MB on Kodak, no speed
             so.enable_cpu_mem_arena = self._arena  # see _memory
+            # workers spin between a run's operators but stop when it ends: an encode's numpy work (the integer
+            # prior's two BLAS threads) follows the analysis, and a spinning worker took a core from it (kodim05 in
+            # process, medians of 3 fresh processes: encode 0.370 -> 0.340 s, decode 0.414 -> 0.422 s; no spinning
+            # at all: 0.350 / 0.436 s; bench/experiments/ort_spinning.py)
+            so.add_session_config_entry("session.force_spinning_stop", "1")
             so.log_severity_level = 3
             try:
                 s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
