@@ -2,8 +2,8 @@
 
     python bench/experiments/big_phases.py [--size 5120] [--quality 50] [--repeat 2] [--decode-only]
 
-Codes kodim05 and a SIZE x SIZE Kodak mosaic (bench/big_images.py's) on the ONNX backend in one process, twice
-each, alternating, and reports the best seconds per megapixel of: entropy decoding with the integer
+Codes kodim05 and a SIZE x SIZE Kodak mosaic (bench/big_images.py's) on the ONNX backend in one process, REPEAT
+times each, alternating, and reports the best seconds per megapixel of: entropy decoding with the integer
 hyper-synthesis (the integer prior, then the range decoding of y, then y's values), the synthesis (tiled), the ramp
 and deblocking filters, the PNG encode (the CLI's, to memory), the file write (the CLI's: fsync, rename), and a
 whole encode; then the big image's ratio to kodim05 per phase (issue 23: within 1.3x). Where
@@ -13,7 +13,6 @@ bench/big_images.py times whole CLI calls, this says which phase does not scale.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time

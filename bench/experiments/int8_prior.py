@@ -134,7 +134,6 @@ def main():
         af @ bf
     f64 = (time.perf_counter() - t0) / 3
     try:
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
 
