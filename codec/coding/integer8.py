@@ -1,0 +1,289 @@
+"""8-bit prior networks: a hyper-synthesis of 8-bit weights and 7-bit activations, summed exactly in int32.
+
+The int16 stack (codec/coding/integer.py) is exact in float64, whose matrix products run at ~35 GMAC/s a core here;
+this layout is exact in 32-bit integer sums, which CPUs with 8-bit dot products (VNNI, AMX, ARM's dot product)
+run an order of magnitude faster (ONNX Runtime's MatMulInteger; `bench/experiments/int8_prior.py`). It is the
+same stack (geometry, bands, output at 2^16) with another arithmetic, chosen by the weights: a weights file whose
+prior ships as ``int8.<module>.*`` tensors is evaluated here, one with ``int.<module>.*`` by the int16 stack.
+
+Fixed-point layout (docs/bitstream.md, "8-bit hyper-synthesis"):
+- weights: int8 in [-127, 127]; per output channel an int64 bias, a multiplier m (0 <= m < 2^15) and a shift k
+  (0..62);
+- the first layer reads the int16 stack's input a = v * 2^16 + round(median * 2^16) (clamped to +-2^23): the
+  medians' fractions matter (rounding z to integers costs 18 % of the bits at quality 0);
+- every later layer reads 7-bit codes q in [0, 127] that stand for q - 8 (so -8 .. 119 steps: the leaky ReLU's
+  negative side, which holds 90 % of the hidden values, keeps 8 steps); its convolution pads with the code 8;
+- acc = sum (input) * weight + bias, exactly (|acc| < 2^47 by the checks below); where the float net has a leaky
+  ReLU, a negative acc becomes floor(acc * 5243 / 2^19);
+- a hidden layer's output code: clamp(8 + floor((acc * m + 2^(k-1)) / 2^k), 0, 127) (floor(acc * m) when k = 0);
+- the last layer's output: floor((acc * m + 2^(k-1)) / 2^k) clamped to [-2^23, 2^23]: the int16 stack's output
+  at 2^16.
+
+Codes of 7 bits keep the products exact where a CPU multiplies u8 x s8 with saturating 16-bit pair sums (AVX2's
+vpmaddubsw: 2 * 127 * 127 < 2^15). The first layer's sums stay below 2^53 and the later layers' below 2^31, so
+float64 (numpy, the fallback) and int32 (ONNX Runtime's MatMulInteger) give the same bits in any order; the
+requantization runs in int64. Rounded after training from the shipped int16 prior, with steps fitted to the 99.9th
+percentile of its activations, this layout codes Kodak's y in +0.1 / -0.1 / -0.3 % of the bits at quality 0 / 50
+/ 100 (`bench/experiments/int8_stack.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from neuralcodec.coding.integer import (ACT_BITS, ACT_LIMIT, LEAK_NUM, LEAK_SHIFT, IntegerStack, IntLayer,
+                                        _conv2d, _conv_transpose2d, _transposed_rows)
+
+CODE_MAX = 127  # hidden activations are 7-bit codes
+CODE_ZERO = 8  # ... standing for code - 8
+WEIGHT_LIMIT = 127
+MULT_LIMIT = 2**15
+MAX_SHIFT8 = 62
+PRODUCT_LIMIT = 2**31  # a layer's sums of code x weight products (int32 in ONNX Runtime)
+ACC_LIMIT = 2**47  # acc with its bias: times a multiplier (< 2^15) or the leak (< 2^13), still within int64
+EXACT = 2**53
+COLUMN_BYTES = 1 << 26  # uint8 columns of one matrix product (64 MB); bigger outputs take several, row by row
+
+
+@dataclass
+class Int8Layer(IntLayer):
+    """An IntLayer whose ``weight`` is int8 and whose output is requantized by ``multiplier`` / 2^``shift``."""
+
+    multiplier: np.ndarray = None  # int64 values, one per output channel, 0 <= m < 2^15
+    _columns: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # phase -> (K, O) int8
+
+    def columns(self, phase: int) -> np.ndarray:
+        """Kernel ``phase`` (``kernels()``) as the (C * kh * kw, O) int8 matrix the products read, made once."""
+        hit = self._columns.get(phase)
+        if hit is None or hit[0] is not self.weight:
+            sub = self.kernels()[phase][4]
+            hit = self._columns[phase] = (self.weight, np.ascontiguousarray(sub.reshape(sub.shape[0], -1).T))
+        return hit[1]
+
+    def taps(self, phase: int) -> tuple[int, int]:
+        """(rows, columns) of kernel ``phase``."""
+        if not self.transposed:
+            return self.weight.shape[2], self.weight.shape[3]
+        return self.kernels()[phase][4].shape[2:]
+
+
+class Int8Stack(IntegerStack):
+    """A chain of (transposed) convolutions with leaky ReLUs between them, in 8-bit weights and 7-bit codes.
+
+    The interface of :class:`IntegerStack`: the input is its fixed point (v * 2^16 + median), the output its 2^16
+    fixed point, and ``bands`` bounds memory without changing a bit. ``matmul``: the exact product of codes and
+    weights (numpy's float64 by default; :func:`ort_matmul` for ONNX Runtime's int32)."""
+
+    def __init__(self, layers: list[Int8Layer], matmul=None):
+        self.layers = layers
+        self.matmul = matmul or numpy_matmul
+        if not layers:
+            raise ValueError("an empty 8-bit stack")
+        for i, layer in enumerate(layers):
+            w = layer.weight
+            if w.dtype != np.int8 or w.size and int(np.abs(w.astype(np.int16)).max()) > WEIGHT_LIMIT:
+                raise ValueError(f"8-bit layer {i}: weights must be int8 within +-{WEIGHT_LIMIT}")
+            n = layer.out_channels()
+            if not (layer.bias.shape == layer.multiplier.shape == layer.shift.shape == (n,)):
+                raise ValueError(f"8-bit layer {i}: bias, multiplier and shift need one value per output channel")
+            inputs = ACT_LIMIT if i == 0 else CODE_MAX
+            products = layer.fan_in() * inputs * WEIGHT_LIMIT
+            if products >= (EXACT if i == 0 else PRODUCT_LIMIT) or products + int(np.abs(layer.bias).max()) >= ACC_LIMIT:
+                raise ValueError(f"8-bit layer {i}: sums may reach {products:.3g}, beyond exact arithmetic")
+            if not (0 <= layer.multiplier.min() and layer.multiplier.max() < MULT_LIMIT):
+                raise ValueError(f"8-bit layer {i}: a multiplier outside 0..2^15")
+            if not (0 <= layer.shift.min() and layer.shift.max() <= MAX_SHIFT8):
+                raise ValueError(f"8-bit layer {i}: shift outside 0..{MAX_SHIFT8}")
+
+    def with_matmul(self, matmul) -> "Int8Stack":
+        """The same stack evaluated by another exact product (e.g. :func:`ort_matmul`'s)."""
+        return Int8Stack(self.layers, matmul)
+
+    # -- building -----------------------------------------------------------------------------------------
+    @classmethod
+    def quantize(cls, module, steps: list[float]) -> "Int8Stack":
+        """Round a trained float stack to this layout. ``steps``: the value of one code step at the input of each
+        layer after the first (fitted to its activations, e.g. a high percentile / 119); weights get a step per
+        output channel (largest magnitude / 127), the first layer's input is the int16 stack's (2^-16) and the
+        last layer's output its 2^-16 too."""
+        geo = cls.geometry(module)
+        if len(steps) != len(geo) - 1 or min(steps, default=1) <= 0:
+            raise ValueError("one positive input step per layer after the first")
+        inputs = [2.0**-ACT_BITS, *steps]
+        layers = []
+        for i, g in enumerate(geo):
+            m = g.pop("module")
+            w = m.weight.detach().double().cpu().numpy()
+            b = m.bias.detach().double().cpu().numpy()
+            per_out = np.abs(w).max(axis=(0, 2, 3) if g["transposed"] else (1, 2, 3))
+            w_step = np.where(per_out > 0, per_out / WEIGHT_LIMIT, 1.0)
+            shape = (1, -1, 1, 1) if g["transposed"] else (-1, 1, 1, 1)
+            iw = np.clip(np.round(w / w_step.reshape(shape)), -WEIGHT_LIMIT, WEIGHT_LIMIT).astype(np.int8)
+            acc_step = inputs[i] * w_step  # the value of one unit of acc, per output channel
+            out_step = inputs[i + 1] if i + 1 < len(geo) else 2.0**-ACT_BITS
+            mult, shift = _fixed_ratio(acc_step / out_step)
+            layers.append(Int8Layer(**g, weight=iw, bias=np.round(b / acc_step).astype(np.int64), shift=shift,
+                                    multiplier=mult))
+        return cls(layers)
+
+    def tensors(self, prefix: str) -> dict[str, np.ndarray]:
+        out = {}
+        for layer in self.layers:
+            p = f"{prefix}.{layer.index}"
+            out.update({f"{p}.weight": layer.weight, f"{p}.bias": layer.bias.astype(np.int64),
+                        f"{p}.multiplier": layer.multiplier.astype(np.int32), f"{p}.shift": layer.shift.astype(np.int32)})
+        return out
+
+    @classmethod
+    def from_description(cls, geometry: list[dict], tensors: dict[str, np.ndarray], prefix: str,
+                         shapes: list[tuple] | None = None) -> "Int8Stack":
+        layers = []
+        for n, g in enumerate(geometry):
+            i = g["index"]
+            try:
+                w, b, m, s = (tensors[f"{prefix}.{i}.{k}"] for k in ("weight", "bias", "multiplier", "shift"))
+            except KeyError as e:
+                raise ValueError(f"8-bit weights {e.args[0]} missing") from None
+            out = w.shape[1] if g["transposed"] else w.shape[0] if w.ndim == 4 else -1
+            if w.ndim != 4 or w.dtype != np.int8 or any(t.shape != (out,) for t in (b, m, s)):
+                raise ValueError(f"8-bit weights {prefix}.{i} do not fit the network")
+            if shapes is not None and (w.shape != shapes[n][0] or b.size != shapes[n][1]):
+                raise ValueError(f"8-bit weights {prefix}.{i} do not fit the network")
+            if n and layers[-1].out_channels() != (w.shape[0] if g["transposed"] else w.shape[1]):
+                raise ValueError(f"8-bit weights {prefix}.{i} do not fit the layer before")
+            layers.append(Int8Layer(**g, weight=w, bias=b.astype(np.int64), shift=s.astype(np.int32),
+                                    multiplier=m.astype(np.int64)))
+        return cls(layers)
+
+    def float_parameters(self, prefix: str, steps: list[float]) -> dict[str, np.ndarray]:
+        """The float weights and biases these integers stand for, given the ``steps`` they were made with."""
+        inputs, out = [2.0**-ACT_BITS, *steps], {}
+        for i, layer in enumerate(self.layers):
+            out_step = inputs[i + 1] if i + 1 < len(self.layers) else 2.0**-ACT_BITS
+            acc_step = layer.multiplier * 2.0 ** -layer.shift.astype(np.float64) * out_step
+            shape = (1, -1, 1, 1) if layer.transposed else (-1, 1, 1, 1)
+            out[f"{prefix}.{layer.index}.weight"] = (layer.weight * (acc_step / inputs[i]).reshape(shape)).astype(np.float32)
+            out[f"{prefix}.{layer.index}.bias"] = (layer.bias * acc_step).astype(np.float32)
+        return out
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+    def _run(self, x: np.ndarray, wanted: list[tuple[int, int]], heights: list[int]) -> np.ndarray:
+        a = np.ascontiguousarray(x, np.float64)  # the first layer reads the fixed point, later ones codes
+        for i, layer in enumerate(self.layers):
+            (lo, hi), (o0, o1) = wanted[i], wanted[i + 1]
+            if layer.transposed:
+                pad = max(0, o1 - layer.stride * lo - _transposed_rows(layer, hi - lo))
+                acc = _conv_transpose2d(a, layer, pad) if i == 0 else self._conv_transpose(a, layer, pad)
+                acc = acc[:, o0 - layer.stride * lo:o1 - layer.stride * lo]
+            else:
+                k, p = layer.weight.shape[2], layer.padding
+                first, last = layer.stride * o0 - p, layer.stride * (o1 - 1) - p + k
+                if (first < lo and lo > 0) or (last > hi and hi < heights[i]):
+                    raise AssertionError("8-bit band: a window short of its receptive field")
+                if i == 0:
+                    a = np.pad(a, ((0, 0), (lo - first, last - hi), (0, 0)))
+                    acc = _conv2d(a, layer.weight.shape, layer.kernels()[0][4], layer.stride, p, rows_padded=False)
+                else:
+                    a = np.pad(a, ((0, 0), (lo - first, last - hi), (p, p)), constant_values=CODE_ZERO)
+                    acc = self._conv(a, layer, 0, layer.stride)
+            acc = acc.astype(np.int64) + layer.bias[:, None, None]  # exact integers: float64 below 2^53
+            if layer.leaky:
+                acc = np.where(acc < 0, (acc * LEAK_NUM) >> LEAK_SHIFT, acc)
+            s = layer.shift.astype(np.int64)[:, None, None]
+            half = np.where(s > 0, np.left_shift(1, np.maximum(s - 1, 0)), 0)
+            r = (acc * layer.multiplier[:, None, None] + half) >> s  # floor: an arithmetic shift
+            if i == len(self.layers) - 1:
+                return np.clip(r, -ACT_LIMIT, ACT_LIMIT)
+            a = np.clip(r + CODE_ZERO, 0, CODE_MAX).astype(np.uint8)
+        raise AssertionError("unreachable")
+
+    def _conv(self, codes: np.ndarray, layer: Int8Layer, phase: int, stride: int) -> np.ndarray:
+        """Cross-correlation of padded codes (C, H, W) with kernel ``phase`` of ``layer``: (O, H', W') holding the
+        exact sums of (code - 8) * weight, a few output rows per product."""
+        kh, kw = layer.taps(phase)
+        bt = layer.columns(phase)  # (C * kh * kw, O) int8
+        c, o = codes.shape[0], bt.shape[1]
+        patches = sliding_window_view(codes, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # C, H', W', kh, kw
+        hh, ww = patches.shape[1:3]
+        out = np.empty((o, hh, ww), np.int64)
+        step = max(1, COLUMN_BYTES // max(1, c * kh * kw * ww))
+        for r in range(0, hh, step):
+            cols = np.ascontiguousarray(patches[:, r:r + step].transpose(1, 2, 0, 3, 4)).reshape(-1, c * kh * kw)
+            out[:, r:r + step] = self.matmul(cols, bt, CODE_ZERO).T.reshape(o, -1, ww)
+        return out
+
+    def _conv_transpose(self, codes: np.ndarray, layer: Int8Layer, extra_rows: int = 0) -> np.ndarray:
+        """torch's conv_transpose2d in polyphase form (as the int16 stack's ``_conv_transpose2d``), on codes
+        padded with the code for 0."""
+        c, h, wd = codes.shape
+        k, o, stride = layer.weight.shape[2], layer.weight.shape[1], layer.stride
+        out_h = (h - 1) * stride - 2 * layer.padding + k + layer.output_padding + extra_rows
+        out_w = (wd - 1) * stride - 2 * layer.padding + k + layer.output_padding
+        out = np.zeros((o, out_h, out_w), np.int64)
+        for phase, (fr, fc, br, bc, sub) in enumerate(layer.kernels()):
+            tr, tc = sub.shape[2:]
+            nr, nc = len(range(fr, out_h, stride)), len(range(fc, out_w, stride))
+            if not (nr and nc and tr and tc):
+                continue
+            rows, cols = nr + tr - 1, nc + tc - 1
+            window = np.full((c, rows, cols), CODE_ZERO, np.uint8)
+            r0, r1 = max(0, br), min(h, br + rows)
+            c0, c1 = max(0, bc), min(wd, bc + cols)
+            if r1 > r0 and c1 > c0:
+                window[:, r0 - br:r1 - br, c0 - bc:c1 - bc] = codes[:, r0:r1, c0:c1]
+            out[:, fr::stride, fc::stride] = self._conv(window, layer, phase, 1)
+        return out
+
+
+def numpy_matmul(cols: np.ndarray, bt: np.ndarray, zero: int) -> np.ndarray:
+    """(N, K) uint8 codes less ``zero`` times (K, O) int8 weights: exact in float64 (every sum < 2^31)."""
+    a = cols.astype(np.float64)
+    a -= zero
+    return a @ bt.astype(np.float64)
+
+
+def _fixed_ratio(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, m and k with m / 2^k ~= r, m in [2^14, 2^15) where k allows (0 <= k <= 62)."""
+    r = np.asarray(r, np.float64)
+    if not np.all(np.isfinite(r)) or np.any(r <= 0):
+        raise ValueError("requantization ratios must be positive")
+    k = np.clip(14 - np.floor(np.log2(r)), 0, MAX_SHIFT8)
+    m = np.round(r * 2.0**k)
+    over = (m >= MULT_LIMIT) & (k > 0)
+    m, k = np.where(over, np.round(r * 2.0 ** (k - 1)), m), np.where(over, k - 1, k)
+    if np.any(m >= MULT_LIMIT):
+        raise ValueError("a requantization ratio of 2^15 or more: steps too far apart")
+    return m.astype(np.int64), k.astype(np.int32)
+
+
+# MatMulInteger(a: uint8 [N, K], b: int8 [K, O], a_zero_point: uint8 scalar) -> int32 [N, O], opset 17, as an ONNX
+# model (108 bytes; tests/test_integer8.py rebuilds it with the onnx package and compares), so that evaluating the
+# prior needs onnxruntime but not onnx
+MATMUL_INTEGER_ONNX = bytes.fromhex(
+    "08083a620a1c0a01610a01620a02617a120179220d4d61744d756c496e74656765721201675a0f0a0161120a0a08080212040a000a005a0f"
+    "0a0162120a0a08080312040a000a005a0c0a02617a12060a0408021200620f0a0179120a0a08080612040a000a0042040a001011")
+
+
+def ort_matmul(threads: int = 1):
+    """The exact product on ONNX Runtime's MatMulInteger (int32 sums; ~20x numpy's float64 on one core of an
+    AVX-512 VNNI CPU, `bench/experiments/int8_stack.py`); None where onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, threads)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    session = ort.InferenceSession(MATMUL_INTEGER_ONNX, so, providers=["CPUExecutionProvider"])
+    zero = np.array(CODE_ZERO, np.uint8)
+
+    def matmul(cols: np.ndarray, bt: np.ndarray, zero_point: int) -> np.ndarray:
+        if zero_point != CODE_ZERO:
+            raise ValueError(f"the 8-bit product's zero point is {CODE_ZERO}")
+        return session.run(None, {"a": cols, "b": bt, "az": zero})[0]
+
+    return matmul
