@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from neuralcodec.coding.integer import ACT_BITS, ACT_LIMIT
-from neuralcodec.coding.integer8 import CODE_MAX, CODE_ZERO, MATMUL_INTEGER_ONNX, Int8Stack, ort_matmul
+from neuralcodec.coding.integer8 import (CODE_MAX, CODE_ZERO, MATMUL_INTEGER_ONNX, Int8Stack, float_parameters8,
+                                         ort_matmul)
 
 STEPS = [0.05, 0.05]
 
@@ -111,8 +112,10 @@ def test_shipped_tensors_round_trip_and_bad_ones_are_refused():
 
 def test_float_parameters_invert_the_rounding():
     hs = small_hs(seed=7)
-    stack = Int8Stack.quantize(hs, STEPS)
-    back = stack.float_parameters("h_s", STEPS)
+    tensors = Int8Stack.quantize(hs, STEPS).tensors("int8.h_s")
+    assert float_parameters8(tensors) == {}  # without its steps, no float form
+    tensors["int8.h_s.steps"] = np.array(STEPS)
+    back = float_parameters8(tensors)
     for i in (0, 2, 4):
         w = hs[i].weight.detach().numpy()
         assert np.abs(back[f"h_s.{i}.weight"] - w).max() <= np.abs(w).max() / 127 * 0.51 + 1e-6
@@ -133,3 +136,38 @@ def test_onnx_runtime_product_refuses_another_zero_point():
         pytest.skip("onnxruntime is not installed")
     with pytest.raises(ValueError, match="zero point"):
         matmul(np.zeros((2, 3), np.uint8), np.zeros((3, 4), np.int8), 0)
+
+
+def test_a_run_exports_with_an_8_bit_prior_that_codes_decodes_and_trains_on(tmp_path, monkeypatch):
+    import neuralcodec
+    from neuralcodec import api
+    from neuralcodec.coding import integer8
+    from neuralcodec.train.loop import Recipe, export_run, train
+    from neuralcodec.zoo import weights_io
+
+    from conftest import photo, photo_files
+
+    data = photo_files(tmp_path / "data", 2, 70, 80)
+    run = tmp_path / "run"
+    r = Recipe(model={"N": 8, "M": 6, "lmbda_min": 0.0015, "lmbda_max": 0.2, "t_min": -0.3}, data=str(data),
+               crop=64, batch=2, steps=2, warmup=1, threads=1, log_every=1, checkpoint_minutes=100)
+    train(r, run, progress=False)
+    path = tmp_path / "w8.safetensors"
+    export_run(run, path, prior_bits=8)
+    w = weights_io.load(path)
+    assert w.tensors["int8.h_s.0.weight"].dtype == np.int8 and not any(k.startswith("int.") for k in w.tensors)
+    card = __import__("json").loads(path.with_suffix(".json").read_text())
+    assert card["prior"]["bits"] == 8 and len(card["prior"]["steps"]["h_s"]) == 2
+    img = photo(40, 56, 7)
+    data8 = neuralcodec.compress(img, 40, weights=str(path))
+    out = np.asarray(neuralcodec.decompress(data8, weights=str(path)))
+    assert out.shape == img.shape
+    api._load_codec.cache_clear()
+    monkeypatch.setattr(integer8, "ort_matmul", lambda threads=1: None)  # numpy's product: the same latents
+    try:
+        assert np.array_equal(np.asarray(neuralcodec.decompress(data8, weights=str(path))), out)
+        assert neuralcodec.compress(img, 40, weights=str(path)) == data8
+    finally:
+        api._load_codec.cache_clear()
+    r2 = Recipe(**{**r.__dict__, "steps": 1})
+    train(r2, tmp_path / "again", init_weights=str(path), progress=False)  # training resumes from 8-bit weights

@@ -130,16 +130,20 @@ class Int8Stack(IntegerStack):
         return cls(layers)
 
     def tensors(self, prefix: str) -> dict[str, np.ndarray]:
+        """The integers as named arrays; ``multiplier`` and ``shift`` are shaped to broadcast against ``weight``."""
         out = {}
         for layer in self.layers:
-            p = f"{prefix}.{layer.index}"
+            p, shape = f"{prefix}.{layer.index}", (1, -1, 1, 1) if layer.transposed else (-1, 1, 1, 1)
             out.update({f"{p}.weight": layer.weight, f"{p}.bias": layer.bias.astype(np.int64),
-                        f"{p}.multiplier": layer.multiplier.astype(np.int32), f"{p}.shift": layer.shift.astype(np.int32)})
+                        f"{p}.multiplier": layer.multiplier.astype(np.int32).reshape(shape),
+                        f"{p}.shift": layer.shift.astype(np.int32).reshape(shape)})
         return out
 
     @classmethod
     def from_description(cls, geometry: list[dict], tensors: dict[str, np.ndarray], prefix: str,
-                         shapes: list[tuple] | None = None) -> "Int8Stack":
+                         shapes: list[tuple] | None = None, matmul=None) -> "Int8Stack":
+        """The integers from shipped ``tensors``, the geometry from ``description()``'s plain values; ``matmul``:
+        the exact product to evaluate with (None: numpy's)."""
         layers = []
         for n, g in enumerate(geometry):
             i = g["index"]
@@ -148,6 +152,7 @@ class Int8Stack(IntegerStack):
             except KeyError as e:
                 raise ValueError(f"8-bit weights {e.args[0]} missing") from None
             out = w.shape[1] if g["transposed"] else w.shape[0] if w.ndim == 4 else -1
+            b, m, s = b.reshape(-1), m.reshape(-1), s.reshape(-1)
             if w.ndim != 4 or w.dtype != np.int8 or any(t.shape != (out,) for t in (b, m, s)):
                 raise ValueError(f"8-bit weights {prefix}.{i} do not fit the network")
             if shapes is not None and (w.shape != shapes[n][0] or b.size != shapes[n][1]):
@@ -156,18 +161,7 @@ class Int8Stack(IntegerStack):
                 raise ValueError(f"8-bit weights {prefix}.{i} do not fit the layer before")
             layers.append(Int8Layer(**g, weight=w, bias=b.astype(np.int64), shift=s.astype(np.int32),
                                     multiplier=m.astype(np.int64)))
-        return cls(layers)
-
-    def float_parameters(self, prefix: str, steps: list[float]) -> dict[str, np.ndarray]:
-        """The float weights and biases these integers stand for, given the ``steps`` they were made with."""
-        inputs, out = [2.0**-ACT_BITS, *steps], {}
-        for i, layer in enumerate(self.layers):
-            out_step = inputs[i + 1] if i + 1 < len(self.layers) else 2.0**-ACT_BITS
-            acc_step = layer.multiplier * 2.0 ** -layer.shift.astype(np.float64) * out_step
-            shape = (1, -1, 1, 1) if layer.transposed else (-1, 1, 1, 1)
-            out[f"{prefix}.{layer.index}.weight"] = (layer.weight * (acc_step / inputs[i]).reshape(shape)).astype(np.float32)
-            out[f"{prefix}.{layer.index}.bias"] = (layer.bias * acc_step).astype(np.float32)
-        return out
+        return cls(layers, matmul)
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def _run(self, x: np.ndarray, wanted: list[tuple[int, int]], heights: list[int]) -> np.ndarray:
@@ -236,6 +230,27 @@ class Int8Stack(IntegerStack):
                 window[:, r0 - br:r1 - br, c0 - bc:c1 - bc] = codes[:, r0:r1, c0:c1]
             out[:, fr::stride, fc::stride] = self._conv(window, layer, phase, 1)
         return out
+
+
+def float_parameters8(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The float weights and biases of every 8-bit prior in shipped ``tensors`` (``int8.<name>.*`` with the input
+    ``steps`` it was made with), named as the float network's: training resumes from them."""
+    out = {}
+    for key in tensors:
+        if not (key.startswith("int8.") and key.endswith(".steps")):
+            continue
+        name = key[len("int8."):-len(".steps")]
+        inputs = [2.0**-ACT_BITS, *(float(s) for s in tensors[key])]
+        indices = sorted(int(k.split(".")[-2]) for k in tensors if k.startswith(f"int8.{name}.")
+                         and k.endswith(".multiplier"))
+        for n, i in enumerate(indices):
+            p = f"int8.{name}.{i}"
+            out_step = inputs[n + 1] if n + 1 < len(indices) else 2.0**-ACT_BITS
+            # multiplier and shift are shaped to broadcast against the weight (its output-channel axis)
+            acc_step = tensors[f"{p}.multiplier"] * 2.0 ** -tensors[f"{p}.shift"].astype(np.float64) * out_step
+            out[f"{name}.{i}.weight"] = (tensors[f"{p}.weight"] * (acc_step / inputs[n])).astype(np.float32)
+            out[f"{name}.{i}.bias"] = (tensors[f"{p}.bias"] * acc_step.reshape(-1)).astype(np.float32)
+    return out
 
 
 def numpy_matmul(cols: np.ndarray, bt: np.ndarray, zero: int) -> np.ndarray:

@@ -58,7 +58,7 @@ class Codec:
             return FactorizedStage(w.tables(level.name), np.zeros(level.channels, np.float32))
         names = [level.module, *(spec.context_modules if level.kind == "checkerboard" else ())]
         try:
-            nets = [IntegerStack.from_description(spec.integer[n], w.tensors, f"int.{n}") for n in names]
+            nets = [_prior(spec.integer[n], w.tensors, n) for n in names]
         except (ValueError, KeyError) as e:
             raise WeightsError(f"{w.path}: {e}; re-export the weights") from None
         rate_gain = float(w.tensors["rate_gain"]) if "rate_gain" in w.tensors else None
@@ -245,3 +245,14 @@ class _Cpu:
 
 
 _CPU = _Cpu()
+
+
+def _prior(geometry: list[dict], tensors: dict, name: str):
+    """Prior network ``name`` in the arithmetic its weights ship in: the 8-bit layout (``int8.<name>.*``,
+    on ONNX Runtime's integer product where installed, else numpy's) or the int16 one (``int.<name>.*``)."""
+    if f"int8.{name}.steps" not in tensors:
+        return IntegerStack.from_description(geometry, tensors, f"int.{name}")
+    from neuralcodec.coding.integer8 import Int8Stack, ort_matmul
+    from neuralcodec.pipeline.onnx_backend import threads
+
+    return Int8Stack.from_description(geometry, tensors, f"int8.{name}", matmul=ort_matmul(threads()))

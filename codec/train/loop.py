@@ -544,10 +544,13 @@ def default_recipe(arch: str = "modhp") -> Path:
     return Path(__file__).resolve().parent / "recipes" / f"{'flagship' if arch == 'modhp' else arch}.json"
 
 
-def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None = None, raw: bool = False) -> bytes:
+def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None = None, raw: bool = False,
+               prior_bits: int = 16, calibration: Path | None = None) -> bytes:
     """Export ``run_dir``'s last checkpoint as fp16 safetensors plus a card with its recipe and progress;
     ``decodes``: the weights whose files this decoder-only fine-tune decodes (see weights_io.export); ``raw``:
-    the last step's weights instead of their moving average (what ships), for comparing the two."""
+    the last step's weights instead of their moving average (what ships), for comparing the two;
+    ``prior_bits`` 8: the prior in the 8-bit layout, its steps fitted on ``calibration``'s images (default: the
+    recipe's training data; ``neuralcodec.train.calibrate``)."""
     import torch
 
     from neuralcodec.zoo import weights_io
@@ -576,4 +579,15 @@ def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None 
             last = t
         card["train_wall_seconds"] = round(total + last)
         card["train_log_tail"] = json.loads(lines[-1])
-    return weights_io.export(model, Path(output), card, decodes=weights_io.load(decodes) if decodes else None)
+    steps = None
+    if prior_bits == 8:
+        from neuralcodec.train import calibrate
+
+        images = calibrate.image_paths(calibration or recipe.data, calibrate.IMAGES)
+        steps = calibrate.prior_steps(model, images)
+        card["prior"] = {"bits": 8, "steps": steps, "calibration": f"{len(images)} images of {calibration or recipe.data}, "
+                         f"{calibrate.PERCENTILE}th percentile of each layer's activations"}
+    elif prior_bits != 16:
+        raise TrainingError(f"a prior has 16 or 8 bits, not {prior_bits}")
+    return weights_io.export(model, Path(output), card, decodes=weights_io.load(decodes) if decodes else None,
+                             prior_steps=steps)

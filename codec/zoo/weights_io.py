@@ -18,7 +18,7 @@ from neuralcodec.errors import NeuralcodecError
 from neuralcodec.zoo.catalog import archive_refusal, resolve
 
 Z_MARGIN = 1.5
-DERIVED_PREFIXES = ("tables.", "int.")  # entropy tables and integer networks, derived at export
+DERIVED_PREFIXES = ("tables.", "int.", "int8.")  # entropy tables and integer networks, derived at export
 SCALE_TABLE = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64)).astype(np.float32)
 
 
@@ -93,10 +93,12 @@ def network_state(w: Weights) -> dict:
     import torch
 
     from neuralcodec.coding.integer import float_parameters
+    from neuralcodec.coding.integer8 import float_parameters8
 
     state = {k: v.astype(np.float32) for k, v in w.tensors.items()
              if not k.startswith(DERIVED_PREFIXES) and not _is_derived_buffer(k)}
     state.update(float_parameters(w.tensors, "int"))  # prior networks ship in integer form only
+    state.update(float_parameters8(w.tensors))
     return {k: torch.from_numpy(v) for k, v in state.items()}
 
 
@@ -139,18 +141,22 @@ def _is_derived_buffer(name: str) -> bool:
     return leaf in {"_quantized_cdf", "_offset", "_cdf_length", "scale_table", "bound", "pedestal", "scale_bound"}
 
 
-def export(model, path: Path, card: dict | None = None, decodes: Weights | None = None) -> bytes:
+def export(model, path: Path, card: dict | None = None, decodes: Weights | None = None,
+           prior_steps: dict[str, list[float]] | None = None) -> bytes:
     """Write ``model`` as fp16 safetensors with its entropy tables and integer prior networks; returns the
     digest. Writes a card too.
 
     ``decodes``: ``model`` is a decoder-only fine-tune (e.g. a GAN texture decoder) of those weights; every
-    tensor outside the model's ``synthesis_modules`` must be theirs, so it decodes their files exactly."""
+    tensor outside the model's ``synthesis_modules`` must be theirs, so it decodes their files exactly.
+    ``prior_steps``: prior networks to ship in the 8-bit layout (codec/coding/integer8.py), each with the input
+    steps of its layers after the first (``neuralcodec.train.calibrate.prior_steps``); the others ship in int16."""
     import torch
     from safetensors.numpy import save_file
 
     from neuralcodec.coding.entropy import gaussian_tables
     from neuralcodec.models import integer_modules
     from neuralcodec.coding.integer import IntegerStack
+    from neuralcodec.coding.integer8 import Int8Stack
 
     model = model.cpu().eval()
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
@@ -159,8 +165,16 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
     priors = [name for lv in model.levels for name in integer_modules(model, lv)]
     # prior networks ship as integer networks only (their float form is derived from them on load)
     integer = {}
+    prior_steps = prior_steps or {}
+    unknown = sorted(set(prior_steps) - set(priors))
+    if unknown or (prior_steps and decodes is not None):
+        raise WeightsError(f"no 8-bit prior for {', '.join(unknown) or 'a decoder-only fine-tune'}")
     for name in priors:
-        integer.update(IntegerStack.quantize(getattr(model, name)).tensors(f"int.{name}"))
+        if name in prior_steps:
+            integer.update(Int8Stack.quantize(getattr(model, name), prior_steps[name]).tensors(f"int8.{name}"))
+            integer[f"int8.{name}.steps"] = np.asarray(prior_steps[name], np.float64)
+        else:
+            integer.update(IntegerStack.quantize(getattr(model, name)).tensors(f"int.{name}"))
     skip = tuple(f"{name}." for name in priors)
     tensors = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in model.state_dict().items()
                if not _is_derived_buffer(k) and not k.startswith(skip)}
