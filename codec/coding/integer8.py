@@ -53,14 +53,18 @@ class Int8Layer(IntLayer):
     """An IntLayer whose ``weight`` is int8 and whose output is requantized by ``multiplier`` / 2^``shift``."""
 
     multiplier: np.ndarray = None  # int64 values, one per output channel, 0 <= m < 2^15
-    _columns: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # phase -> (K, O) int8
+    _columns: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # phase -> (w, columns)
 
     def columns(self, phase: int) -> np.ndarray:
-        """Kernel ``phase`` (``kernels()``) as the (C * kh * kw, O) int8 matrix the products read, made once."""
+        """Kernel ``phase`` (``kernels()``, (O, C, kh, kw)) as the (kh * kw * C, O) int8 matrix the products read
+        (rows in the order of an (H, W, C) window), made once."""
         hit = self._columns.get(phase)
         if hit is None or hit[0] is not self.weight:
             sub = self.kernels()[phase][4]
-            hit = self._columns[phase] = (self.weight, np.ascontiguousarray(sub.reshape(sub.shape[0], -1).T))
+            if sub.ndim == 2:  # a convolution's kernel comes flattened
+                sub = sub.reshape(self.weight.shape)
+            cols = np.ascontiguousarray(sub.transpose(2, 3, 1, 0)).reshape(-1, sub.shape[0])
+            hit = self._columns[phase] = (self.weight, cols)
         return hit[1]
 
     def taps(self, phase: int) -> tuple[int, int]:
@@ -165,13 +169,19 @@ class Int8Stack(IntegerStack):
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def _run(self, x: np.ndarray, wanted: list[tuple[int, int]], heights: list[int]) -> np.ndarray:
-        a = np.ascontiguousarray(x, np.float64)  # the first layer reads the fixed point, later ones codes
+        """The first layer on the fixed point (C, H, W) in float64 (as the int16 stack's), the later ones on codes
+        laid out (H, W, C): each output position's input window is then a few contiguous runs of C bytes, and the
+        products' (positions, channels) output is the next layer's input as it comes."""
+        a = np.ascontiguousarray(x, np.float64)
         for i, layer in enumerate(self.layers):
             (lo, hi), (o0, o1) = wanted[i], wanted[i + 1]
             if layer.transposed:
                 pad = max(0, o1 - layer.stride * lo - _transposed_rows(layer, hi - lo))
-                acc = _conv_transpose2d(a, layer, pad) if i == 0 else self._conv_transpose(a, layer, pad)
-                acc = acc[:, o0 - layer.stride * lo:o1 - layer.stride * lo]
+                if i == 0:
+                    acc = _conv_transpose2d(a, layer, pad).transpose(1, 2, 0)
+                else:
+                    acc = self._conv_transpose(a, layer, pad)
+                acc = acc[o0 - layer.stride * lo:o1 - layer.stride * lo]
             else:
                 k, p = layer.weight.shape[2], layer.padding
                 first, last = layer.stride * o0 - p, layer.stride * (o1 - 1) - p + k
@@ -179,56 +189,60 @@ class Int8Stack(IntegerStack):
                     raise AssertionError("8-bit band: a window short of its receptive field")
                 if i == 0:
                     a = np.pad(a, ((0, 0), (lo - first, last - hi), (0, 0)))
-                    acc = _conv2d(a, layer.weight.shape, layer.kernels()[0][4], layer.stride, p, rows_padded=False)
+                    acc = _conv2d(a, layer.weight.shape, layer.kernels()[0][4], layer.stride, p,
+                                  rows_padded=False).transpose(1, 2, 0)
                 else:
-                    a = np.pad(a, ((0, 0), (lo - first, last - hi), (p, p)), constant_values=CODE_ZERO)
+                    a = np.pad(a, ((lo - first, last - hi), (p, p), (0, 0)), constant_values=CODE_ZERO)
                     acc = self._conv(a, layer, 0, layer.stride)
-            acc = acc.astype(np.int64) + layer.bias[:, None, None]  # exact integers: float64 below 2^53
+            acc = acc.astype(np.int64)  # exact integers (float64 below 2^53 in the first layer)
+            acc += layer.bias
             if layer.leaky:
                 acc = np.where(acc < 0, (acc * LEAK_NUM) >> LEAK_SHIFT, acc)
-            s = layer.shift.astype(np.int64)[:, None, None]
-            half = np.where(s > 0, np.left_shift(1, np.maximum(s - 1, 0)), 0)
-            r = (acc * layer.multiplier[:, None, None] + half) >> s  # floor: an arithmetic shift
+            s = layer.shift.astype(np.int64)
+            acc *= layer.multiplier
+            acc += np.where(s > 0, np.left_shift(1, np.maximum(s - 1, 0)), 0)
+            acc >>= s  # floor: an arithmetic shift
             if i == len(self.layers) - 1:
-                return np.clip(r, -ACT_LIMIT, ACT_LIMIT)
-            a = np.clip(r + CODE_ZERO, 0, CODE_MAX).astype(np.uint8)
+                return np.ascontiguousarray(np.clip(acc, -ACT_LIMIT, ACT_LIMIT).transpose(2, 0, 1))
+            acc += CODE_ZERO
+            a = np.ascontiguousarray(np.clip(acc, 0, CODE_MAX, out=acc), np.uint8)
         raise AssertionError("unreachable")
 
     def _conv(self, codes: np.ndarray, layer: Int8Layer, phase: int, stride: int) -> np.ndarray:
-        """Cross-correlation of padded codes (C, H, W) with kernel ``phase`` of ``layer``: (O, H', W') holding the
+        """Cross-correlation of padded codes (H, W, C) with kernel ``phase`` of ``layer``: (H', W', O) holding the
         exact sums of (code - 8) * weight, a few output rows per product."""
         kh, kw = layer.taps(phase)
-        bt = layer.columns(phase)  # (C * kh * kw, O) int8
-        c, o = codes.shape[0], bt.shape[1]
-        patches = sliding_window_view(codes, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # C, H', W', kh, kw
-        hh, ww = patches.shape[1:3]
-        out = np.empty((o, hh, ww), np.int64)
+        bt = layer.columns(phase)  # (kh * kw * C, O) int8
+        c, o = codes.shape[2], bt.shape[1]
+        patches = sliding_window_view(codes, (kh, kw), axis=(0, 1))[::stride, ::stride]  # H', W', C, kh, kw
+        hh, ww = patches.shape[:2]
+        out = np.empty((hh, ww, o), np.int64)
         step = max(1, COLUMN_BYTES // max(1, c * kh * kw * ww))
         for r in range(0, hh, step):
-            cols = np.ascontiguousarray(patches[:, r:r + step].transpose(1, 2, 0, 3, 4)).reshape(-1, c * kh * kw)
-            out[:, r:r + step] = self.matmul(cols, bt, CODE_ZERO).T.reshape(o, -1, ww)
+            cols = np.ascontiguousarray(patches[r:r + step].transpose(0, 1, 3, 4, 2)).reshape(-1, kh * kw * c)
+            out[r:r + step] = self.matmul(cols, bt, CODE_ZERO).reshape(-1, ww, o)
         return out
 
     def _conv_transpose(self, codes: np.ndarray, layer: Int8Layer, extra_rows: int = 0) -> np.ndarray:
         """torch's conv_transpose2d in polyphase form (as the int16 stack's ``_conv_transpose2d``), on codes
-        padded with the code for 0."""
-        c, h, wd = codes.shape
+        (H, W, C) padded with the code for 0; (H', W', O)."""
+        h, wd, c = codes.shape
         k, o, stride = layer.weight.shape[2], layer.weight.shape[1], layer.stride
         out_h = (h - 1) * stride - 2 * layer.padding + k + layer.output_padding + extra_rows
         out_w = (wd - 1) * stride - 2 * layer.padding + k + layer.output_padding
-        out = np.zeros((o, out_h, out_w), np.int64)
+        out = np.zeros((out_h, out_w, o), np.int64)
         for phase, (fr, fc, br, bc, sub) in enumerate(layer.kernels()):
             tr, tc = sub.shape[2:]
             nr, nc = len(range(fr, out_h, stride)), len(range(fc, out_w, stride))
             if not (nr and nc and tr and tc):
                 continue
             rows, cols = nr + tr - 1, nc + tc - 1
-            window = np.full((c, rows, cols), CODE_ZERO, np.uint8)
+            window = np.full((rows, cols, c), CODE_ZERO, np.uint8)
             r0, r1 = max(0, br), min(h, br + rows)
             c0, c1 = max(0, bc), min(wd, bc + cols)
             if r1 > r0 and c1 > c0:
-                window[:, r0 - br:r1 - br, c0 - bc:c1 - bc] = codes[:, r0:r1, c0:c1]
-            out[:, fr::stride, fc::stride] = self._conv(window, layer, phase, 1)
+                window[r0 - br:r1 - br, c0 - bc:c1 - bc] = codes[r0:r1, c0:c1]
+            out[fr::stride, fc::stride] = self._conv(window, layer, phase, 1)
         return out
 
 
