@@ -171,3 +171,14 @@ def test_a_run_exports_with_an_8_bit_prior_that_codes_decodes_and_trains_on(tmp_
         api._load_codec.cache_clear()
     r2 = Recipe(**{**r.__dict__, "steps": 1})
     train(r2, tmp_path / "again", init_weights=str(path), progress=False)  # training resumes from 8-bit weights
+
+
+def test_calibration_refuses_what_it_cannot_fit(tmp_path):
+    from neuralcodec.models import build
+    from neuralcodec.train import calibrate
+
+    with pytest.raises(calibrate.CalibrationError, match="no images"):
+        calibrate.image_paths(tmp_path, 4)
+    model = build("modhpc", N=8, M=6)  # a checkerboard level: no 8-bit layout for its context networks
+    with pytest.raises(calibrate.CalibrationError, match="factorized level above a Gaussian"):
+        calibrate.prior_steps(model, [])
