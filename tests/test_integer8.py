@@ -25,6 +25,59 @@ def z_fixed(shape, seed=1, spread=6):
     return v << ACT_BITS
 
 
+def reference(stack: Int8Stack, z: np.ndarray) -> np.ndarray:
+    """docs/bitstream.md's 8-bit hyper-synthesis, step by step, on torch's own (transposed) convolutions in
+    float64 (exact for these small integers): shares no code with Int8Stack's evaluation."""
+    a = torch.from_numpy(np.clip(z, -ACT_LIMIT, ACT_LIMIT).astype(np.float64))[None]
+    for i, layer in enumerate(stack.layers):
+        w = torch.from_numpy(layer.weight.astype(np.float64))
+        if layer.transposed:
+            acc = torch.nn.functional.conv_transpose2d(a, w, None, layer.stride, layer.padding, layer.output_padding)
+        else:
+            acc = torch.nn.functional.conv2d(a, w, None, layer.stride, layer.padding)
+        acc = acc[0].numpy().astype(np.int64) + layer.bias[:, None, None]
+        if layer.leaky:
+            acc = np.where(acc < 0, np.floor_divide(acc * 5243, 2**19), acc)
+        m, k = layer.multiplier[:, None, None], layer.shift[:, None, None].astype(np.int64)
+        r = np.floor_divide(acc * m + np.where(k > 0, 2 ** np.maximum(k - 1, 0), 0), 2**k)
+        if i == len(stack.layers) - 1:
+            return np.clip(r, -ACT_LIMIT, ACT_LIMIT)
+        a = torch.from_numpy((np.clip(r + CODE_ZERO, 0, CODE_MAX) - CODE_ZERO).astype(np.float64))[None]
+
+
+@pytest.mark.parametrize("net", [
+    lambda: small_hs(seed=11),
+    lambda: nn.Sequential(nn.Conv2d(6, 7, 5, 1, 2), nn.LeakyReLU(), nn.Conv2d(7, 9, 3, 2, 1), nn.LeakyReLU(),
+                          nn.ConvTranspose2d(9, 5, 3, 2, 1, 1), nn.LeakyReLU(), nn.Conv2d(5, 4, 1, 1, 0)),
+    lambda: nn.Sequential(nn.ConvTranspose2d(6, 5, 4, 2, 1, 0), nn.LeakyReLU(), nn.ConvTranspose2d(5, 3, 3, 3, 0, 2)),
+])
+def test_matches_an_independent_reading_of_the_spec(net, monkeypatch):
+    """Odd shapes, strides 1-3, kernels 1-5, output paddings 0-2, extreme weights and multipliers; whole, in bands
+    and in one-row products (COLUMN_BYTES), on numpy and on ONNX Runtime."""
+    from neuralcodec.coding import integer8
+
+    torch.manual_seed(0)
+    module = net().eval()
+    rng = np.random.default_rng(0)
+    stack = Int8Stack.quantize(module, [0.02] * (len(module) // 2))
+    for layer in stack.layers:
+        layer.weight[...] = rng.choice(np.array([-127, 127, 0, 3, -5], np.int8), size=layer.weight.shape)
+        layer.multiplier[...] = rng.integers(0, 2**15, size=layer.multiplier.shape)
+        layer.shift[...] = rng.integers(10, 30, size=layer.shift.shape)
+    first = stack.layers[0]
+    channels = first.weight.shape[0] if first.transposed else first.weight.shape[1]
+    matmul = ort_matmul()
+    for shape in [(7, 9), (1, 1), (2, 13)]:
+        z = rng.integers(-300, 300, (channels, *shape)) * (1 << 14) + rng.integers(-2**15, 2**15, (channels, 1, 1))
+        ref = reference(stack, z)
+        for rows in (None, 1, 3):
+            assert np.array_equal(stack(z, band_rows=rows), ref)
+            if matmul is not None:
+                assert np.array_equal(stack.with_matmul(matmul)(z, band_rows=rows), ref)
+    monkeypatch.setattr(integer8, "COLUMN_BYTES", 1)  # every product one output row
+    assert np.array_equal(stack(z), ref)
+
+
 def test_the_embedded_graph_is_what_onnx_builds():
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
@@ -108,12 +161,23 @@ def test_shipped_tensors_round_trip_and_bad_ones_are_refused():
     bad["int8.h_s.0.multiplier"] = np.full_like(tensors["int8.h_s.0.multiplier"], 2**15)
     with pytest.raises(ValueError, match="multiplier"):
         Int8Stack.from_description(stack.description(), bad, "int8.h_s")
+    bad = dict(tensors)  # np.abs(int64 minimum) is negative: the bound is taken in Python integers
+    bad["int8.h_s.2.bias"] = np.full_like(tensors["int8.h_s.2.bias"], np.iinfo(np.int64).min)
+    with pytest.raises(ValueError, match="beyond exact"):
+        Int8Stack.from_description(stack.description(), bad, "int8.h_s")
+    for key, dtype in (("int8.h_s.2.shift", np.int64), ("int8.h_s.2.multiplier", np.float32),
+                       ("int8.h_s.2.bias", np.float64)):
+        bad = dict(tensors)  # a cast would change values silently (2^32 + 3 -> 3): refused
+        bad[key] = tensors[key].astype(dtype)
+        with pytest.raises(ValueError, match="must be int64"):
+            Int8Stack.from_description(stack.description(), bad, "int8.h_s")
 
 
 def test_float_parameters_invert_the_rounding():
     hs = small_hs(seed=7)
     tensors = Int8Stack.quantize(hs, STEPS).tensors("int8.h_s")
-    assert float_parameters8(tensors) == {}  # without its steps, no float form
+    with pytest.raises(ValueError, match="without its steps"):
+        float_parameters8(tensors)
     tensors["int8.h_s.steps"] = np.array(STEPS)
     back = float_parameters8(tensors)
     for i in (0, 2, 4):
@@ -169,8 +233,19 @@ def test_a_run_exports_with_an_8_bit_prior_that_codes_decodes_and_trains_on(tmp_
         assert neuralcodec.compress(img, 40, weights=str(path)) == data8
     finally:
         api._load_codec.cache_clear()
-    r2 = Recipe(**{**r.__dict__, "steps": 1})
-    train(r2, tmp_path / "again", init_weights=str(path), progress=False)  # training resumes from 8-bit weights
+    # training resumes from 8-bit weights; a decoder-only fine-tune of them keeps their prior bit for bit
+    r2 = Recipe(**{**r.__dict__, "steps": 1, "train_only": ["g_s."]})
+    train(r2, tmp_path / "again", init_weights=str(path), progress=False)
+    tuned = tmp_path / "tuned.safetensors"
+    with pytest.raises(Exception, match="keeps its base's prior"):
+        export_run(tmp_path / "again", tuned, decodes=str(path), prior_bits=8)
+    export_run(tmp_path / "again", tuned, decodes=str(path))
+    t8 = weights_io.load(tuned)
+    assert all(np.array_equal(t8.tensors[k], v) for k, v in w.tensors.items() if k.startswith("int8."))
+    both = {**w.tensors, "int.h_s.0.weight": np.zeros((8, 6, 5, 5), np.int16)}
+    from neuralcodec.pipeline.codec import _prior
+    with pytest.raises(ValueError, match="both an 8-bit and a 16-bit"):
+        _prior(api.load_codec(str(path)).spec.integer["h_s"], both, "h_s")
 
 
 def test_calibration_refuses_what_it_cannot_fit(tmp_path):

@@ -101,7 +101,8 @@ class IntegerStack:
     def __init__(self, layers: list[IntLayer]):
         self.layers = layers
         for i, layer in enumerate(layers):
-            bound = layer.fan_in() * 2**WEIGHT_BITS * ACT_LIMIT + int(np.abs(layer.bias).max(initial=0))
+            b = layer.bias  # Python ints: np.abs of int64's minimum overflows to itself
+            bound = layer.fan_in() * 2**WEIGHT_BITS * ACT_LIMIT + max(-int(b.min(initial=0)), int(b.max(initial=0)))
             w = layer.weight
             if bound >= EXACT or max(-int(w.min(initial=0)), int(w.max(initial=0))) >= 2**WEIGHT_BITS:
                 raise ValueError(f"integer layer {i}: sums may reach {bound:.3g}, beyond exact float64")
@@ -191,6 +192,8 @@ class IntegerStack:
                 raise ValueError(f"integer weights {prefix}.{i} do not fit the layer before")
             if w.dtype != np.int16 and (w.min(initial=0) < -(2**WEIGHT_BITS) or w.max(initial=0) >= 2**WEIGHT_BITS):
                 raise ValueError(f"integer weights {prefix}.{i} exceed {WEIGHT_BITS} bits")
+            if b.dtype != np.int64 or s.dtype != np.int32:  # as shipped: a cast would change values silently
+                raise ValueError(f"integer weights {prefix}.{i}: bias must be int64 and shift int32")
             layers.append(IntLayer(**g, weight=w.astype(np.int16), bias=b.astype(np.int64),
                                    shift=s.reshape(-1).astype(np.int32)))
         return cls(layers)

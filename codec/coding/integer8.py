@@ -43,6 +43,7 @@ WEIGHT_LIMIT = 127
 MULT_LIMIT = 2**15
 MAX_SHIFT8 = 62
 PRODUCT_LIMIT = 2**31  # a layer's sums of code x weight products (int32 in ONNX Runtime)
+BIAS_UNITS = 2.0**40  # the largest bias quantize makes, in units of acc
 ACC_LIMIT = 2**47  # acc with its bias: times a multiplier (< 2^15) or the leak (< 2^13), still within int64
 EXACT = 2**53
 COLUMN_BYTES = 1 << 26  # uint8 columns of one matrix product (64 MB); bigger outputs take several, row by row
@@ -93,10 +94,14 @@ class Int8Stack(IntegerStack):
             n = layer.out_channels()
             if not (layer.bias.shape == layer.multiplier.shape == layer.shift.shape == (n,)):
                 raise ValueError(f"8-bit layer {i}: bias, multiplier and shift need one value per output channel")
+            if layer.bias.dtype != np.int64 or layer.multiplier.dtype != np.int64 or layer.shift.dtype != np.int32:
+                raise ValueError(f"8-bit layer {i}: bias and multiplier must be int64, shift int32 values")
             inputs = ACT_LIMIT if i == 0 else CODE_MAX
             products = layer.fan_in() * inputs * WEIGHT_LIMIT
-            if products >= (EXACT if i == 0 else PRODUCT_LIMIT) or products + int(np.abs(layer.bias).max()) >= ACC_LIMIT:
-                raise ValueError(f"8-bit layer {i}: sums may reach {products:.3g}, beyond exact arithmetic")
+            b = layer.bias  # Python ints: np.abs of int64's minimum overflows to itself
+            bias = max(-int(b.min(initial=0)), int(b.max(initial=0)))
+            if products >= (EXACT if i == 0 else PRODUCT_LIMIT) or products + bias >= ACC_LIMIT:
+                raise ValueError(f"8-bit layer {i}: sums may reach {products + bias:.3g}, beyond exact arithmetic")
             if not (0 <= layer.multiplier.min() and layer.multiplier.max() < MULT_LIMIT):
                 raise ValueError(f"8-bit layer {i}: a multiplier outside 0..2^15")
             if not (0 <= layer.shift.min() and layer.shift.max() <= MAX_SHIFT8):
@@ -123,7 +128,9 @@ class Int8Stack(IntegerStack):
             w = m.weight.detach().double().cpu().numpy()
             b = m.bias.detach().double().cpu().numpy()
             per_out = np.abs(w).max(axis=(0, 2, 3) if g["transposed"] else (1, 2, 3))
-            w_step = np.where(per_out > 0, per_out / WEIGHT_LIMIT, 1.0)
+            # a step per output channel; a (nearly) dead channel's floor keeps its bias within 2^40 units of acc
+            w_step = np.maximum(per_out / WEIGHT_LIMIT, np.abs(b) / (BIAS_UNITS * inputs[i]))
+            w_step = np.where(w_step > 0, w_step, 1.0)
             shape = (1, -1, 1, 1) if g["transposed"] else (-1, 1, 1, 1)
             iw = np.clip(np.round(w / w_step.reshape(shape)), -WEIGHT_LIMIT, WEIGHT_LIMIT).astype(np.int8)
             acc_step = inputs[i] * w_step  # the value of one unit of acc, per output channel
@@ -159,12 +166,15 @@ class Int8Stack(IntegerStack):
             b, m, s = b.reshape(-1), m.reshape(-1), s.reshape(-1)
             if w.ndim != 4 or w.dtype != np.int8 or any(t.shape != (out,) for t in (b, m, s)):
                 raise ValueError(f"8-bit weights {prefix}.{i} do not fit the network")
+            if w.shape[2] != w.shape[3]:
+                raise ValueError(f"8-bit weights {prefix}.{i}: kernels must be square")
+            if b.dtype != np.int64 or m.dtype != np.int32 or s.dtype != np.int32:  # as shipped: no silent casts
+                raise ValueError(f"8-bit weights {prefix}.{i}: bias must be int64, multiplier and shift int32")
             if shapes is not None and (w.shape != shapes[n][0] or b.size != shapes[n][1]):
                 raise ValueError(f"8-bit weights {prefix}.{i} do not fit the network")
             if n and layers[-1].out_channels() != (w.shape[0] if g["transposed"] else w.shape[1]):
                 raise ValueError(f"8-bit weights {prefix}.{i} do not fit the layer before")
-            layers.append(Int8Layer(**g, weight=w, bias=b.astype(np.int64), shift=s.astype(np.int32),
-                                    multiplier=m.astype(np.int64)))
+            layers.append(Int8Layer(**g, weight=w, bias=b, shift=s, multiplier=m.astype(np.int64)))
         return cls(layers, matmul)
 
     # -- evaluation ---------------------------------------------------------------------------------------
@@ -177,6 +187,8 @@ class Int8Stack(IntegerStack):
             (lo, hi), (o0, o1) = wanted[i], wanted[i + 1]
             if layer.transposed:
                 pad = max(0, o1 - layer.stride * lo - _transposed_rows(layer, hi - lo))
+                if o0 < layer.stride * lo:
+                    raise AssertionError("8-bit band: a window short of its receptive field")
                 if i == 0:
                     acc = _conv_transpose2d(a, layer, pad).transpose(1, 2, 0)
                 else:
@@ -249,6 +261,10 @@ class Int8Stack(IntegerStack):
 def float_parameters8(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The float weights and biases of every 8-bit prior in shipped ``tensors`` (``int8.<name>.*`` with the input
     ``steps`` it was made with), named as the float network's: training resumes from them."""
+    names = {k.split(".")[1] for k in tensors if k.startswith("int8.")}
+    missing = sorted(n for n in names if f"int8.{n}.steps" not in tensors)
+    if missing:
+        raise ValueError(f"8-bit prior {missing[0]} without its steps: its float form cannot be recovered")
     out = {}
     for key in tensors:
         if not (key.startswith("int8.") and key.endswith(".steps")):
@@ -257,6 +273,8 @@ def float_parameters8(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         inputs = [2.0**-ACT_BITS, *(float(s) for s in tensors[key])]
         indices = sorted(int(k.split(".")[-2]) for k in tensors if k.startswith(f"int8.{name}.")
                          and k.endswith(".multiplier"))
+        if len(inputs) != len(indices) or not all(np.isfinite(s) and s > 0 for s in inputs):
+            raise ValueError(f"{key}: one positive step per layer after the first")
         for n, i in enumerate(indices):
             p = f"int8.{name}.{i}"
             out_step = inputs[n + 1] if n + 1 < len(indices) else 2.0**-ACT_BITS

@@ -250,7 +250,10 @@ _CPU = _Cpu()
 def _prior(geometry: list[dict], tensors: dict, name: str):
     """Prior network ``name`` in the arithmetic its weights ship in: the 8-bit layout (``int8.<name>.*``,
     on ONNX Runtime's integer product where installed, else numpy's) or the int16 one (``int.<name>.*``)."""
-    if f"int8.{name}.steps" not in tensors:
+    eight = f"int8.{name}.{geometry[0]['index']}.weight" in tensors
+    if eight and f"int.{name}.{geometry[0]['index']}.weight" in tensors:
+        raise ValueError(f"both an 8-bit and a 16-bit {name}")
+    if not eight:
         return IntegerStack.from_description(geometry, tensors, f"int.{name}")
     from neuralcodec.coding.integer8 import Int8Stack, ort_matmul
     from neuralcodec.pipeline.onnx_backend import threads

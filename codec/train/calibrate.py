@@ -30,6 +30,8 @@ class CalibrationError(NeuralcodecError, ValueError):
 
 def image_paths(root: str | os.PathLike, count: int) -> list[Path]:
     """``count`` images spread evenly over ``root``'s sorted image files."""
+    if not Path(root).is_dir():
+        raise CalibrationError(f"no directory {root} to calibrate on")
     files = sorted(p for p in Path(root).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
     if not files:
         raise CalibrationError(f"no images to calibrate on in {root}")

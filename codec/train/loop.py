@@ -580,6 +580,8 @@ def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None 
         card["train_wall_seconds"] = round(total + last)
         card["train_log_tail"] = json.loads(lines[-1])
     steps = None
+    if prior_bits == 8 and decodes:
+        raise TrainingError("a decoder-only fine-tune keeps its base's prior: no --prior-bits")
     if prior_bits == 8:
         from neuralcodec.train import calibrate
 

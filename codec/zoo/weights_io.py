@@ -170,11 +170,18 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
     if unknown or (prior_steps and decodes is not None):
         raise WeightsError(f"no 8-bit prior for {', '.join(unknown) or 'a decoder-only fine-tune'}")
     for name in priors:
-        if name in prior_steps:
-            integer.update(Int8Stack.quantize(getattr(model, name), prior_steps[name]).tensors(f"int8.{name}"))
-            integer[f"int8.{name}.steps"] = np.asarray(prior_steps[name], np.float64)
-        else:
-            integer.update(IntegerStack.quantize(getattr(model, name)).tensors(f"int.{name}"))
+        base = {k: v for k, v in (decodes.tensors if decodes is not None else {}).items()
+                if k.startswith((f"int.{name}.", f"int8.{name}."))}
+        try:
+            if base:  # a decoder-only fine-tune keeps its base's prior as shipped, bit for bit
+                integer.update(base)
+            elif name in prior_steps:
+                integer.update(Int8Stack.quantize(getattr(model, name), prior_steps[name]).tensors(f"int8.{name}"))
+                integer[f"int8.{name}.steps"] = np.asarray(prior_steps[name], np.float64)
+            else:
+                integer.update(IntegerStack.quantize(getattr(model, name)).tensors(f"int.{name}"))
+        except ValueError as e:
+            raise WeightsError(f"not exported: {name} has no integer form: {e}") from None
     skip = tuple(f"{name}." for name in priors)
     tensors = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in model.state_dict().items()
                if not _is_derived_buffer(k) and not k.startswith(skip)}
