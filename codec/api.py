@@ -38,20 +38,22 @@ def _settings(cls, settings, options: dict):
 
 def load_codec(weights: str | None = None, device: str = "auto", precision: str = "fp32", backend: str = "torch"):
     """The loaded codec for ``weights`` (a shipped name or a path) on ``device``, cached per process;
-    ``precision`` of the transforms: fp32, or fp16 (a GPU option); ``backend``: torch, onnx (ONNX Runtime on
+    ``precision`` of the transforms: fp32, fp16 (a GPU option), bf16 (the analysis on OpenVINO, ONNX backend) or
+    auto (bf16 where it runs natively, else fp32: ``EncodeSettings``); ``backend``: torch, onnx (ONNX Runtime on
     the CPU: no torch imported), or auto (onnx where it can run, else torch: settings.resolve_backend; a model
     whose ONNX export fails stays on torch)."""
     if backend != "auto":
         return _load_codec(weights, device, precision, backend)
-    from neuralcodec.settings import DecodeSettings, resolve_backend
+    from neuralcodec.settings import resolve_backend
 
-    if resolve_backend(DecodeSettings(device=device, precision=precision)) == "onnx":
+    if resolve_backend(EncodeSettings(device=device, precision=precision)) == "onnx":
         from neuralcodec.pipeline.onnx_backend import BackendError
 
         try:
             return _load_codec(weights, device, precision, "onnx")
         except BackendError:
-            pass
+            if precision == "bf16":  # asked for: only the ONNX backend (OpenVINO) has it
+                raise
     return _load_codec(weights, device, precision, "torch")
 
 
@@ -59,9 +61,11 @@ def _codec_for(s):
     """The codec that ``s`` (Encode- or DecodeSettings) asks for."""
     from neuralcodec.settings import resolve_backend
 
-    # torch where the settings need it (effort, fp16, a GPU); else as asked (auto falls back where export fails)
+    # torch where the settings need it (effort, fp16, a GPU); else as asked (auto falls back where export fails).
+    # Decoders never run the analysis: they share the encoder's codec (auto) instead of loading their own
     backend = "torch" if resolve_backend(s) == "torch" else s.backend
-    return load_codec(s.weights, s.device, s.precision, backend)
+    precision = s.precision if isinstance(s, EncodeSettings) or s.precision != "fp32" else "auto"
+    return load_codec(s.weights, s.device, precision, backend)
 
 
 @functools.lru_cache(maxsize=4)
@@ -73,14 +77,17 @@ def _load_codec(weights, device, precision, backend):
     if backend == "onnx":
         from neuralcodec.pipeline import onnx_backend
 
-        spec, transforms = onnx_backend.load(w)
+        bf16 = precision == "bf16" or (precision == "auto" and onnx_backend.bf16_analysis_available())
+        spec, transforms = onnx_backend.load(w, "bf16" if bf16 else "fp32")
         return Codec(w, spec, transforms)
     from neuralcodec.pipeline.spec import ModelSpec
     from neuralcodec.pipeline.torch_backend import TorchTransforms
 
     model = weights_io.build_model(w)
     spec = ModelSpec.of(model, w.arch)
-    return Codec(w, spec, TorchTransforms(model, spec, device, precision))
+    if precision == "bf16":
+        raise ValueError("precision bf16 runs the analysis on the ONNX backend (OpenVINO), not on torch")
+    return Codec(w, spec, TorchTransforms(model, spec, device, "fp16" if precision == "fp16" else "fp32"))
 
 
 def _as_image(image) -> Image.Image:

@@ -201,3 +201,46 @@ def test_the_memory_policy_picks_sessions_by_tiles_and_changes_nothing(monkeypat
     runs.clear()
     assert neuralcodec.compress(img, 50, backend="onnx", tile=1024) == data  # a second image: with the arena
     assert [r for r in runs if r[0] == "analysis"] == [("analysis", True, False)]
+
+
+bf16_here = pytest.mark.skipif(not onnx_backend.bf16_analysis_available(),
+                               reason="OpenVINO and a CPU with bfloat16 arithmetic are needed")
+
+
+@bf16_here
+def test_a_bf16_analysis_writes_nearly_the_same_files_that_decode_alike():
+    img = photo(96, 128, 5)
+    for q in (0, 60, 100):
+        exact = neuralcodec.compress(img, q, precision="fp32")
+        fast = neuralcodec.compress(img, q, precision="bf16")
+        assert abs(len(fast) - len(exact)) <= max(8, len(exact) // 50)
+        a = np.asarray(neuralcodec.decompress(exact), np.float64)
+        b = np.asarray(neuralcodec.decompress(fast), np.float64)
+        assert abs(10 * np.log10(np.mean((a - img) ** 2) / np.mean((b - img) ** 2))) < 0.1  # dB
+    codec = load_codec(None, "cpu", "bf16", "onnx")
+    assert codec.transforms.analysis_precision == "bf16"
+    y16 = codec.transforms.analysis(img, 0.5)
+    y32 = load_codec(None, "cpu", "fp32", "onnx").transforms.analysis(img, 0.5)
+    assert np.mean(np.round(y16) != np.round(y32)) < 0.01 and not np.array_equal(y16, y32)
+
+
+def test_precision_choices_are_checked(monkeypatch):
+    from neuralcodec import api
+    from neuralcodec.settings import EncodeSettings
+
+    for bad in ({"backend": "torch"}, {"effort": 2}, {"device": "cuda"}):
+        with pytest.raises(ValueError, match="bf16"):
+            EncodeSettings(precision="bf16", **bad)
+    assert EncodeSettings().precision == "auto"
+    from neuralcodec.cli.main import main
+
+    res = CliRunner().invoke(main, ["compress", __file__, "--precision", "bf16", "--half"])
+    assert res.exit_code == 2 and "exclude each other" in res.output
+    monkeypatch.setattr(onnx_backend, "bf16_analysis_available", lambda: False)
+    api._load_codec.cache_clear()
+    try:
+        with pytest.raises(onnx_backend.BackendError, match="OpenVINO"):
+            neuralcodec.compress(photo(32, 32), 50, precision="bf16")
+        assert load_codec(None, "cpu", "auto", "onnx").transforms.analysis_precision == "fp32"
+    finally:
+        api._load_codec.cache_clear()

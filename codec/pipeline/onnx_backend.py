@@ -7,6 +7,11 @@ in the user's cache (``$NEURALCODEC_CACHE_DIR``, else ``$XDG_CACHE_HOME/neuralco
 ``~/.cache/neuralcodec``); every later process decodes with numpy, constriction and onnxruntime alone.
 The entropy coding is the same exact integer code on every backend, so files decode to the same latents
 whichever backend made or reads them; pixels differ from torch's by at most 1 (float summation order).
+
+Where OpenVINO is installed (``pip install 'neuralcodec[openvino]'``) and the CPU multiplies bfloat16 in hardware
+(AMX or AVX512-BF16), the encoder's analysis can run in bfloat16 on it instead (``analysis_precision="bf16"``):
+the analysis only makes the encoder's y, so its precision moves a few rounded values of y (0.17 % on Kodak), not
+the format; measured in `bench/experiments/bf16_analysis.py`. Decoding always runs float32.
 """
 
 from __future__ import annotations
@@ -34,6 +39,22 @@ CHECK_TOLERANCE = 1e-3  # max |ORT - torch| on the check image, relative to the 
 class BackendError(NeuralcodecError, RuntimeError):
     """The ONNX backend cannot run these weights here (onnxruntime or onnx missing, an export that fails or
     disagrees with torch); the torch backend still can."""
+
+
+@functools.lru_cache(maxsize=1)
+def bf16_analysis_available() -> bool:
+    """Whether the analysis can run in bfloat16 here: OpenVINO importable (not imported) and a CPU with bfloat16
+    arithmetic (Linux cpuinfo flags amx_bf16 or avx512_bf16)."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
 def available() -> bool:
@@ -252,9 +273,17 @@ class OrtTransforms(TiledTransforms):
     backend = "onnx"
     device = None  # always the CPU
 
-    def __init__(self, spec: ModelSpec, directory: Path):
+    def __init__(self, spec: ModelSpec, directory: Path, analysis_precision: str = "fp32"):
         super().__init__(spec)
+        if analysis_precision not in ("fp32", "bf16"):
+            raise ValueError(f"analysis precision fp32 or bf16, not {analysis_precision!r}")
+        if analysis_precision == "bf16" and not bf16_analysis_available():
+            raise BackendError("a bfloat16 analysis needs OpenVINO (pip install 'neuralcodec[openvino]') and a CPU "
+                               "with bfloat16 arithmetic (AMX or AVX512-BF16)")
         self.directory = directory
+        self.analysis_precision = analysis_precision
+        self._openvino = None  # the compiled bfloat16 analysis (OpenVINO), made on first use
+        self._requests = threading.local()  # an OpenVINO infer request per thread (they are not shared)
         self._sessions: dict = {}
         self._many = False  # this process codes many images: a one-tile analysis keeps the arena too
         self._policy = threading.local()  # per thread: whether this call's runs use the sessions with ONNX
@@ -345,7 +374,49 @@ class OrtTransforms(TiledTransforms):
             raise BackendError(f"ONNX Runtime failed on {part}: {text[:200]}") from None
 
     def _analysis(self, x, t):
+        if self.analysis_precision == "bf16":
+            return self._analysis_bf16(x, t)
         return self._run("analysis", {"x": x}, t, len(x))[0]
+
+    def _analysis_bf16(self, x, t):
+        """The analysis graph on OpenVINO in bfloat16 (compiled once; its compiled form cached beside the bundle,
+        so a later process loads it in ~0.03 s instead of compiling in ~0.13 s)."""
+        compiled = self._openvino
+        if compiled is None:
+            import openvino as ov
+
+            core = ov.Core()
+            try:
+                core.set_property({"CACHE_DIR": str(self.directory / "openvino")})
+            except Exception:  # noqa: BLE001 - a read-only cache: compile every time, still correct
+                pass
+            try:
+                # the graph reads pixels 0..255, exact in bfloat16, and OpenVINO folds the / 255 into the first
+                # convolution's float32 weights; pixels in [0, 1] would be rounded to bfloat16 first (Kodak, t = 0.5:
+                # 0.107 % of y's rounded values moved instead of 0.143 %; bench/README.md)
+                from openvino.preprocess import PrePostProcessor
+
+                ppp = PrePostProcessor(core.read_model(str(self.directory / "analysis.onnx")))
+                ppp.input("x").preprocess().scale(255.0)
+                compiled = core.compile_model(ppp.build(), "CPU", {
+                    "INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": threads(),
+                    "PERFORMANCE_HINT": "LATENCY"})
+            except Exception as e:  # noqa: BLE001 - OpenVINO's own exception types: named as ours
+                raise BackendError(f"OpenVINO cannot compile the analysis: {str(e).splitlines()[0][:200]}") from None
+            self._openvino = compiled
+        mine = getattr(self._requests, "entry", None)  # (compiled model, its request) of this thread
+        if mine is None or mine[0] is not compiled:
+            mine = self._requests.entry = (compiled, compiled.create_infer_request())
+        request = mine[1]
+        try:
+            pixels = np.rint(x * np.float32(255))  # the 8-bit values again (x = pixels / 255)
+            out = request.infer({"x": pixels, "t": np.full((len(x),), t, np.float32)})
+        except Exception as e:  # noqa: BLE001
+            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if any(m in text.lower() for m in ("alloc", "memory")):
+                raise MemoryError(f"OpenVINO: {text[:200]}") from None
+            raise BackendError(f"OpenVINO failed on the analysis: {text[:200]}") from None
+        return np.array(out[compiled.outputs[0]])  # a copy: the request's buffer is reused by its next run
 
     def _upper_levels(self, y, t):
         return self._run("upper", {"y": y}, t, len(y))
@@ -358,8 +429,9 @@ def _failed(target: Path) -> Path:
     return target.with_name(target.name + ".failed")
 
 
-def load(weights) -> tuple[ModelSpec, OrtTransforms]:
-    """The spec and transforms of ``weights`` from their bundle, built first if there is none."""
+def load(weights, analysis_precision: str = "fp32") -> tuple[ModelSpec, OrtTransforms]:
+    """The spec and transforms of ``weights`` from their bundle, built first if there is none; the analysis in
+    ``analysis_precision`` (fp32 on ONNX Runtime, or bf16 on OpenVINO: ``bf16_analysis_available``)."""
     if not available():
         raise BackendError("onnxruntime is not installed (pip install onnxruntime)")
     directory = bundle_path(weights.digest)
@@ -377,4 +449,4 @@ def load(weights) -> tuple[ModelSpec, OrtTransforms]:
     missing = [p for p in parts if not (directory / f"{p}.onnx").is_file()]
     if missing:
         raise BackendError(f"ONNX bundle {directory} lacks {', '.join(missing)}; delete it to rebuild")
-    return spec, OrtTransforms(spec, directory)
+    return spec, OrtTransforms(spec, directory, analysis_precision)
