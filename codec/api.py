@@ -43,18 +43,30 @@ def load_codec(weights: str | None = None, device: str = "auto", precision: str 
     the CPU: no torch imported), or auto (onnx where it can run, else torch: settings.resolve_backend; a model
     whose ONNX export fails stays on torch)."""
     if backend != "auto":
-        return _load_codec(weights, device, precision, backend)
+        return _load_codec(weights, device, _precision(precision, backend), backend)
     from neuralcodec.settings import resolve_backend
 
     if resolve_backend(EncodeSettings(device=device, precision=precision)) == "onnx":
         from neuralcodec.pipeline.onnx_backend import BackendError
 
         try:
-            return _load_codec(weights, device, precision, "onnx")
+            return _load_codec(weights, device, _precision(precision, "onnx"), "onnx")
         except BackendError:
             if precision == "bf16":  # asked for: only the ONNX backend (OpenVINO) has it
                 raise
-    return _load_codec(weights, device, precision, "torch")
+    return _load_codec(weights, device, _precision(precision, "torch"), "torch")
+
+
+def _precision(precision: str, backend: str) -> str:
+    """``precision`` with auto resolved on ``backend`` (so that equal codecs share one cache entry): bf16 on the
+    ONNX backend where the analysis can run so (``onnx_backend.bf16_analysis_available``), else fp32."""
+    if precision != "auto":
+        return precision
+    if backend == "onnx":
+        from neuralcodec.pipeline import onnx_backend
+
+        return "bf16" if onnx_backend.bf16_analysis_available() else "fp32"
+    return "fp32"
 
 
 def _codec_for(s):
@@ -77,8 +89,7 @@ def _load_codec(weights, device, precision, backend):
     if backend == "onnx":
         from neuralcodec.pipeline import onnx_backend
 
-        bf16 = precision == "bf16" or (precision == "auto" and onnx_backend.bf16_analysis_available())
-        spec, transforms = onnx_backend.load(w, "bf16" if bf16 else "fp32")
+        spec, transforms = onnx_backend.load(w, "bf16" if precision == "bf16" else "fp32")
         return Codec(w, spec, transforms)
     from neuralcodec.pipeline.spec import ModelSpec
     from neuralcodec.pipeline.torch_backend import TorchTransforms

@@ -176,16 +176,16 @@ def test_the_memory_policy_picks_sessions_by_tiles_and_changes_nothing(monkeypat
     real = onnx_backend.OrtTransforms._run
     monkeypatch.setattr(onnx_backend.OrtTransforms, "_run",
                         lambda self, *a: runs.append((a[0], self._arena, self._shrink)) or real(self, *a))
-    data = neuralcodec.compress(img, 50, backend="onnx", tile=1024)  # one tile
+    data = neuralcodec.compress(img, 50, backend="onnx", precision="fp32", tile=1024)  # one tile
     pixels = np.asarray(neuralcodec.decompress(data, backend="onnx", deblock=False))
     assert {r for r in runs if r[0] != "upper"} == {("analysis", False, False), ("synthesis", True, False)}
     runs.clear()
-    tiled = neuralcodec.compress(img, 50, backend="onnx", tile=128)  # 128 px tiles: several
+    tiled = neuralcodec.compress(img, 50, backend="onnx", precision="fp32", tile=128)  # 128 px tiles: several
     assert abs(len(tiled) - len(data)) <= max(4, len(data) // 50)
     assert ("analysis", True, False) in runs
     monkeypatch.setattr(onnx_backend, "SHRINK_PIXELS", 0)
     runs.clear()
-    assert neuralcodec.compress(img, 50, backend="onnx", tile=128) == tiled
+    assert neuralcodec.compress(img, 50, backend="onnx", precision="fp32", tile=128) == tiled
     assert ("analysis", True, True) in runs and ("upper", False, False) in runs
     assert np.array_equal(np.asarray(neuralcodec.decompress(data, backend="onnx", deblock=False)), pixels)
     assert ("synthesis", True, False) in runs and ("synthesis", True, True) not in runs
@@ -195,11 +195,12 @@ def test_the_memory_policy_picks_sessions_by_tiles_and_changes_nothing(monkeypat
     api._load_codec.cache_clear()  # a fresh codec again: one image, a target search's many tries: no arena
     load_codec(None, "cpu", "fp32", "onnx")
     runs.clear()
-    api.compress_to_target(img, neuralcodec.EncodeSettings(backend="onnx", tile=1024, target=Target("bpp", 1.0)))
+    api.compress_to_target(img, neuralcodec.EncodeSettings(backend="onnx", precision="fp32", tile=1024,
+                                                           target=Target("bpp", 1.0)))
     tries = [r for r in runs if r[0] == "analysis"]
     assert len(tries) > 1 and not any(arena for _, arena, _ in tries)
     runs.clear()
-    assert neuralcodec.compress(img, 50, backend="onnx", tile=1024) == data  # a second image: with the arena
+    assert neuralcodec.compress(img, 50, backend="onnx", precision="fp32", tile=1024) == data  # a second image: arena
     assert [r for r in runs if r[0] == "analysis"] == [("analysis", True, False)]
 
 

@@ -175,12 +175,12 @@ def test_the_flagships_halo_of_2_gives_exactly_what_a_halo_of_4_gives(backend, m
     if backend == "onnx":
         pytest.importorskip("onnxruntime")
     rgb = edgy(140, 300)
-    codec = load_codec(backend=backend)
+    codec = load_codec(backend=backend)  # float32: a bfloat16 analysis is not the same on other tile shapes
     assert codec.transforms.halo == 2
     files = {}
     for halo in (2, 4, 1):
         monkeypatch.setattr(codec.transforms, "halo", halo)
-        files[halo] = bitstream.unpack(neuralcodec.compress(rgb, 40, tile=128, backend=backend))
+        files[halo] = bitstream.unpack(neuralcodec.compress(rgb, 40, tile=128, backend=backend, precision="fp32"))
     assert files[2].chunks == files[4].chunks and files[2].header.halo == 2 and files[2].header.version == 7
     assert files[1].chunks != files[2].chunks
     c = files[2]

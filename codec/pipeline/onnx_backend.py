@@ -409,10 +409,12 @@ class OrtTransforms(TiledTransforms):
             mine = self._requests.entry = (compiled, compiled.create_infer_request())
         request = mine[1]
         try:
-            pixels = np.rint(x * np.float32(255))  # the 8-bit values again (x = pixels / 255)
-            out = request.infer({"x": pixels, "t": np.full((len(x),), t, np.float32)})
+            feeds = {"x": np.rint(x * np.float32(255))}  # the 8-bit values again (x = pixels / 255)
+            if any("t" in i.get_names() for i in compiled.inputs):  # fixed-rate models have no t
+                feeds["t"] = np.full((len(x),), t, np.float32)
+            out = request.infer(feeds)
         except Exception as e:  # noqa: BLE001
-            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            text = " ".join(str(e).split())[-300:] if str(e) else type(e).__name__
             if any(m in text.lower() for m in ("alloc", "memory")):
                 raise MemoryError(f"OpenVINO: {text[:200]}") from None
             raise BackendError(f"OpenVINO failed on the analysis: {text[:200]}") from None
