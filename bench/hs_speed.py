@@ -2,7 +2,9 @@
 
     python bench/hs_speed.py [--weights flagship] [--image kodim05] [--repeat 7]
 
-Runs the flagship's integer h_s (codec/coding/integer.py) on the real z of a Kodak image, alternating the
+Runs an int16 integer h_s (codec/coding/integer.py; weights whose prior ships as ``int.h_s.*``: the flagship up to
+044a01bd, whose encoder no longer ships: pass --weights with its full file from git history) on the real z of a
+Kodak image, alternating the
 current code with the one before session 17 (2026-12-06): every call converted the int32 weights to float64 and
 copied each output phase's flipped taps out of them (a strided, transposing copy), where the weights are now kept
 as int16 with each phase's taps laid out once (``IntLayer.kernels``); median of --repeat each; both outputs
@@ -46,6 +48,9 @@ def main():
     rate = rate_of_quality(50)
     z = codec.quantize(codec.transforms.analysis(rgb, codec.t(rate)), rate)[0]  # the decoded z, as a decoder has it
     stage = codec.stages[1]
+    if type(stage.prior) is not integer.IntegerStack:
+        raise SystemExit(f"{codec.weights.path.name}: its prior is not the int16 stack this compares "
+                         "(bench/experiments/int8_stack.py times the 8-bit one)")
     current = integer.IntLayer.kernels
     times = {"current": [], "before": []}
     outs = {}

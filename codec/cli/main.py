@@ -96,9 +96,9 @@ def _common(f):
 @click.option("-e", "--effort", type=click.IntRange(0, 9), default=0, show_default=True, help=EFFORT_HELP)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="Arithmetic of the encoder's analysis on a CPU: bf16 runs it on OpenVINO in bfloat16 where the "
-                   "CPU has it in hardware (AMX, AVX512-BF16; pip install 'neuralcodec[openvino]'): about 5x faster, "
-                   "files within 0.1 %% of the float32 ones' size and quality (bench/README.md); auto = bf16 where "
-                   "it can run, else fp32. Decoding always runs float32. (--half: float16 on a GPU.)")
+                   "CPU has it in hardware (AMX, AVX512-BF16; pip install 'neuralcodec[openvino]'): the analysis about "
+                   "6x faster for +0.13 % of bits on Kodak (bench/README.md); auto = bf16 where it can run, else "
+                   "fp32. Decoding always runs float32. (--half: float16 on a GPU.)")
 @click.option("--refine", type=int, default=None, hidden=True)  # renamed: refused with a message naming --effort
 @click.option("--strip", is_flag=True,
               help="Leave the image's metadata (ICC profile, EXIF, XMP) out of the file; by default it is carried "
