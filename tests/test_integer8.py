@@ -217,7 +217,15 @@ def test_a_run_exports_with_an_8_bit_prior_that_codes_decodes_and_trains_on(tmp_
                crop=64, batch=2, steps=2, warmup=1, threads=1, log_every=1, checkpoint_minutes=100)
     train(r, run, progress=False)
     path = tmp_path / "w8.safetensors"
-    export_run(run, path, prior_bits=8)
+    from click.testing import CliRunner
+
+    from neuralcodec.cli.main import main
+
+    res = CliRunner().invoke(main, ["export", str(run), "-o", str(path), "--prior-bits", "8", "--calibration", str(data)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["export", str(run), "-o", str(tmp_path / "x.safetensors"), "--prior-bits", "8",
+                                    "--calibration", str(tmp_path / "run")])  # a directory without images
+    assert res.exit_code == 1 and "no images" in res.output
     w = weights_io.load(path)
     assert w.tensors["int8.h_s.0.weight"].dtype == np.int8 and not any(k.startswith("int.") for k in w.tensors)
     card = __import__("json").loads(path.with_suffix(".json").read_text())
