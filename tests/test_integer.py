@@ -80,7 +80,7 @@ def test_numpy_evaluation_equals_torch_convolutions_bit_for_bit():
     from neuralcodec.coding.integer import CONTEXT_LIMIT
     from neuralcodec.zoo import weights_io
 
-    w = weights_io.load("flagship")
+    w = weights_io.load("flagship-2026-12-07")  # the newest int16 prior (the flagship's is 8-bit since 7b12bbb1)
     model = weights_io.build_model(w)
     stack = IntegerStack.from_tensors(model.h_s, w.tensors, "int.h_s")
     rng = np.random.default_rng(5)

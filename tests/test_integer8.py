@@ -9,15 +9,9 @@ from neuralcodec.coding.integer import ACT_BITS, ACT_LIMIT
 from neuralcodec.coding.integer8 import (CODE_MAX, CODE_ZERO, MATMUL_INTEGER_ONNX, Int8Stack, float_parameters8,
                                          ort_matmul)
 
+from test_integer import small_hs  # the int16 tests' small h_s
+
 STEPS = [0.05, 0.05]
-
-
-def small_hs(seed=0, n=6, m=8):
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.ConvTranspose2d(n, m, 5, 2, 2, 1), nn.LeakyReLU(), nn.ConvTranspose2d(m, m, 5, 2, 2, 1), nn.LeakyReLU(),
-        nn.Conv2d(m, 2 * m, 3, 1, 1),
-    ).eval()
 
 
 def z_fixed(shape, seed=1, spread=6):

@@ -1,6 +1,10 @@
 """The 8-bit hyper-synthesis (codec/coding/integer8.py) on the shipped flagship, rounded after training: bits and time.
 
-    python bench/experiments/int8_stack.py [--images 8] [--qualities 0,50,100] [--calibration 8]
+    python bench/experiments/int8_stack.py --weights W_INT16 [--images 8] [--qualities 0,50,100] [--calibration 8]
+
+W_INT16: weights whose prior ships in int16 (`int.h_s.*`), e.g. 044a01bd's full file from git history
+(`git show e1d803b~1:weights/flagship.safetensors > w.safetensors`, and its card as w.json); the shipped
+flagship's prior is 8-bit since session 20.
 
 The shipped prior's int16 stack is read back as floats (``float_parameters``) and rounded to the 8-bit layout with
 one input step per later layer, fitted on training images (crops of 768 x 512, every quality): the largest
@@ -28,7 +32,8 @@ from torch import nn
 from neuralcodec.api import load_codec
 from neuralcodec.coding.integer import ACT_BITS, IntegerStack, float_parameters
 from neuralcodec.coding.integer8 import CODE_MAX, CODE_ZERO, Int8Stack, ort_matmul
-from neuralcodec.rate import gain_fixed, rate_of_quality
+
+from int8_prior import bits, latents  # the same measures as the simulation before it (this directory)
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[2] / "shared" / "data"
@@ -50,27 +55,6 @@ def float_stack(stack: IntegerStack, tensors) -> nn.Sequential:
     params = float_parameters(tensors, "int.h_s")
     net.load_state_dict({k.removeprefix("h_s."): torch.from_numpy(v) for k, v in params.items()})
     return net
-
-
-def bits(stage, out, y, rate):
-    """Bits of y coded under the tables and means of the prior output ``out`` (escapes at 32 bits)."""
-    idx, mu = stage.table_parameters(out, gain_fixed(stage.rate_gain, rate, stage.t_min))
-    sym = np.round(y - mu).astype(np.int64) - stage.tables.offsets[idx]
-    n = stage.tables.lengths[idx]
-    inside = (sym >= 0) & (sym < n)
-    counts = stage.tables.counts.astype(np.float64)
-    total = counts.sum(1) + 1
-    p = counts[idx, np.where(inside, sym, 0)] / total[idx]
-    return float(np.where(inside, -np.log2(p), 32.0 - np.log2(1 / total[idx])).sum())
-
-
-def latents(codec, rgb, quality):
-    rate = rate_of_quality(quality)
-    t = codec.t(rate)
-    y = codec.transforms.analysis(rgb, t)
-    z = codec.transforms.upper_levels(y, t)[0]
-    zd = codec.stages[0].quantize(z, None, rate, value=False, context=True)
-    return rate, y, zd.fixed
 
 
 def hidden(net, z_fixed):
@@ -104,6 +88,8 @@ def main():
     codec = load_codec(args.weights, backend="onnx")
     stage = codec.stages[-1]
     shipped = stage.prior
+    if type(shipped) is not IntegerStack:
+        raise SystemExit(f"{codec.weights.path.name}: its prior is not in int16; pass --weights of int16 weights")
     net = float_stack(shipped, codec.weights.tensors)
     qualities = [float(q) for q in args.qualities.split(",")]
     load = lambda p: np.asarray(Image.open(p).convert("RGB"))  # noqa: E731
