@@ -98,6 +98,8 @@ class IntLayer:
 class IntegerStack:
     """A chain of (transposed) convolutions with optional leaky ReLUs, evaluated in exact integers."""
 
+    band_positions = BAND_POSITIONS  # output positions per band (``bands``)
+
     def __init__(self, layers: list[IntLayer]):
         self.layers = layers
         for i, layer in enumerate(layers):
@@ -212,7 +214,7 @@ class IntegerStack:
         h = x.shape[1]
         up = self.upsampling()
         if band_rows is None:  # ~16k output positions per band: float64 conv buffers of ~0.1 GB each
-            band_rows = max(1, BAND_POSITIONS // max(1, x.shape[2] * up * up))
+            band_rows = max(1, self.band_positions // max(1, x.shape[2] * up * up))
         heights = [h]
         for layer in self.layers:
             heights.append(_out_rows(layer, heights[-1]))

@@ -82,6 +82,10 @@ class Int8Stack(IntegerStack):
     fixed point, and ``bands`` bounds memory without changing a bit. ``matmul``: the exact product of codes and
     weights (numpy's float64 by default; :func:`ort_matmul` for ONNX Runtime's int32)."""
 
+    # 4k output positions per band: the uint8 columns of the last layer (~18 MB) stay in cache; on a 4096^2 image's z
+    # 0.133 s/Mpx against 0.166 with the int16 stack's 16k (medians of 3, alternating; a Kodak image is one band)
+    band_positions = 1 << 12
+
     def __init__(self, layers: list[Int8Layer], matmul=None):
         self.layers = layers
         self.matmul = matmul or numpy_matmul
