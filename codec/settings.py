@@ -117,6 +117,17 @@ def worker_threads() -> int | None:
     return max(1, int(value)) if value.isdigit() else None
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic in hardware (Linux: its cpuinfo flags): training's bf16 precision
+    and the encoder's bfloat16 analysis both ask."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 def resolve_backend(s) -> str:
     """The backend ``s`` (Encode- or DecodeSettings) runs on: its own, or for auto the ONNX Runtime where the
     work is float32 on a CPU without gradients and onnxruntime is installed, else torch. Decided without

@@ -47,14 +47,9 @@ def bf16_analysis_available() -> bool:
     arithmetic (Linux cpuinfo flags amx_bf16 or avx512_bf16)."""
     import importlib.util
 
-    if importlib.util.find_spec("openvino") is None:
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+    from neuralcodec.settings import native_cpu_bf16
+
+    return importlib.util.find_spec("openvino") is not None and native_cpu_bf16()
 
 
 def available() -> bool:

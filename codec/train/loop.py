@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from neuralcodec.errors import NeuralcodecError
+from neuralcodec.settings import native_cpu_bf16
 
 
 class TrainingError(NeuralcodecError, ValueError):
@@ -82,15 +83,6 @@ def resolve_precision(precision: str, device) -> str:
     if torch.device(device).type == "cuda":  # native from Ampere (compute capability 8) on; older GPUs emulate it
         return "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp32"
     return "bf16" if native_cpu_bf16() else "fp32"
-
-
-def native_cpu_bf16() -> bool:
-    """Whether this CPU has bfloat16 arithmetic in hardware (Linux: its cpuinfo flags)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def sample_t(rng: np.random.Generator, n: int, t_min: float, low_t_share: float | None = None) -> np.ndarray:
