@@ -226,6 +226,28 @@ def test_a_bf16_analysis_writes_nearly_the_same_files_that_decode_alike():
     assert np.mean(np.round(y16) != np.round(y32)) < 0.01 and not np.array_equal(y16, y32)
 
 
+@bf16_here
+def test_a_failed_compile_into_the_cache_compiles_without_it(monkeypatch):
+    """Two processes filling the same OpenVINO cache entry at once (a -j run's first files) made one fail; it now
+    compiles without the cache. Its threads are not pinned: two one-thread workers were both pinned to core 0."""
+    codec = load_codec(None, "cpu", "bf16", "onnx")
+    transforms = codec.transforms
+    img = photo(48, 64, 2)
+    before = transforms.analysis(img, 0.5)
+    compile_bf16, tries = type(transforms)._compile_bf16, []
+
+    def lost_race(self, cache):
+        tries.append(cache)
+        if cache:
+            raise RuntimeError("filesystem error: cannot set permissions: No such file or directory")
+        return compile_bf16(self, cache)
+
+    monkeypatch.setattr(type(transforms), "_compile_bf16", lost_race)
+    monkeypatch.setattr(transforms, "_openvino", None)
+    assert np.array_equal(transforms.analysis(img, 0.5), before) and tries == [True, False]
+    assert transforms._openvino.get_property("ENABLE_CPU_PINNING") is False
+
+
 def test_precision_choices_are_checked(monkeypatch):
     from neuralcodec import api
     from neuralcodec.settings import EncodeSettings

@@ -6,13 +6,19 @@ Exit status: 0 all good, 1 some inputs failed (each reported, the rest converted
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-import click
+# numpy's OpenBLAS (not yet imported) keeps a thread per core that spins after each product and takes a core from
+# the transforms' own threads; the CLI's float64 products (the 8-bit prior's first layer) are small, so one thread:
+# a directory of 24 Kodak images, -j 1, 4.95 -> 4.67 s (-j 2 and -j workers inherit it; bench/README.md, issue 23)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS
+import click  # noqa: E402
+
+from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS  # noqa: E402
 
 EXAMPLES = """
 \b

@@ -373,32 +373,42 @@ class OrtTransforms(TiledTransforms):
             return self._analysis_bf16(x, t)
         return self._run("analysis", {"x": x}, t, len(x))[0]
 
+    def _compile_bf16(self, cache: bool):
+        """The analysis graph compiled by OpenVINO for bfloat16; ``cache``: load or store the compiled form in the
+        bundle's openvino/ folder (skipped where that folder cannot be written)."""
+        import openvino as ov
+        from openvino.preprocess import PrePostProcessor
+
+        core = ov.Core()
+        if cache:
+            try:
+                core.set_property({"CACHE_DIR": str(self.directory / "openvino")})
+            except Exception:  # noqa: BLE001 - a read-only cache: compile every time, still correct
+                pass
+        # the graph reads pixels 0..255, exact in bfloat16, and OpenVINO folds the / 255 into the first convolution's
+        # float32 weights; pixels in [0, 1] would be rounded to bfloat16 first (Kodak, t = 0.5: 0.107 % of y's
+        # rounded values moved instead of 0.143 %; bench/README.md)
+        ppp = PrePostProcessor(core.read_model(str(self.directory / "analysis.onnx")))
+        ppp.input("x").preprocess().scale(255.0)
+        # no pinning: OpenVINO pins its threads to cores, and two -j workers of one thread each both took core 0
+        # (Kodak, two processes at once: 0.47 s an image each, unpinned 0.27; bench/experiments/dir_threads.py)
+        return core.compile_model(ppp.build(), "CPU", {
+            "INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": threads(), "PERFORMANCE_HINT": "LATENCY",
+            "ENABLE_CPU_PINNING": False})
+
     def _analysis_bf16(self, x, t):
         """The analysis graph on OpenVINO in bfloat16 (compiled once; its compiled form cached beside the bundle,
         so a later process loads it in ~0.03 s instead of compiling in ~0.13 s)."""
         compiled = self._openvino
         if compiled is None:
-            import openvino as ov
-
-            core = ov.Core()
             try:
-                core.set_property({"CACHE_DIR": str(self.directory / "openvino")})
-            except Exception:  # noqa: BLE001 - a read-only cache: compile every time, still correct
-                pass
-            try:
-                # the graph reads pixels 0..255, exact in bfloat16, and OpenVINO folds the / 255 into the first
-                # convolution's float32 weights; pixels in [0, 1] would be rounded to bfloat16 first (Kodak, t = 0.5:
-                # 0.107 % of y's rounded values moved instead of 0.143 %; bench/README.md)
-                from openvino.preprocess import PrePostProcessor
-
-                ppp = PrePostProcessor(core.read_model(str(self.directory / "analysis.onnx")))
-                ppp.input("x").preprocess().scale(255.0)
-                compiled = core.compile_model(ppp.build(), "CPU", {
-                    "INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": threads(),
-                    "PERFORMANCE_HINT": "LATENCY"})
-            except Exception as e:  # noqa: BLE001 - OpenVINO's own exception types: named as ours
-                text = " ".join(str(e).split())[-200:] if str(e) else type(e).__name__
-                raise BackendError(f"OpenVINO cannot compile the analysis: {text}") from None
+                compiled = self._compile_bf16(cache=True)
+            except Exception:  # noqa: BLE001 - e.g. two processes writing the same cache entry at once (the first
+                try:  # files of a -j run on a fresh cache: OpenVINO lost a race for the blob's permissions): no cache
+                    compiled = self._compile_bf16(cache=False)
+                except Exception as e:  # noqa: BLE001 - OpenVINO's own exception types: named as ours
+                    text = " ".join(str(e).split())[-200:] if str(e) else type(e).__name__
+                    raise BackendError(f"OpenVINO cannot compile the analysis: {text}") from None
             self._openvino = compiled
         mine = getattr(self._requests, "entry", None)  # (compiled model, its request) of this thread
         if mine is None or mine[0] is not compiled:
