@@ -6,7 +6,7 @@ Every timing is the wall time of one CLI process per image (start-up, PNG readin
 as in ../shared/data/anchors/kodak/measured-timing-single-worker.md, median over the images. avifenc runs
 like the AVIF anchor (-j 1 -s 6 -y 444 --min q --max q) at the q whose Kodak bpp is nearest ours; cjxl at -e 7
 with the distance giving a similar bpp. neuralcodec also runs in-process with the model loaded (what a
-directory run pays per image), and a directory with -j 1 / -j 2 for throughput, beside avifenc over the same
+directory run pays per image), and a directory with -j 1 / -j 2 / -j auto (the default) for throughput, beside avifenc over the same
 directory two processes at a time (issue 23's directory target). Needs avifenc/avifdec and cjxl/djxl (Debian:
 libavif-bin, libjxl-tools). Writes bench/results/speed.json; prints a Markdown table.
 Run it on a quiet machine: it reports ratios measured in the same run.
@@ -109,9 +109,9 @@ def main():
         for p in images:
             shutil.copy(p, src / p.name)
         throughput = {}
-        for jobs in (1, 2):
+        for jobs in ("1", "2", "auto"):  # auto: the default
             n = wall([*CLI, "compress", str(src), "-o", str(tmp / f"out{jobs}"), "-q", str(a.quality), "-j",
-                      str(jobs), "--quiet"])
+                      jobs, "--quiet"])
             throughput[f"j{jobs}_images_per_s"] = round(len(images) / n, 3)
             throughput[f"j{jobs}_wall_s"] = round(n, 3)
         # avifenc over the same directory, as a user would run it on 2 cores: one process per image, 2 at a time
@@ -121,7 +121,9 @@ def main():
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda p: wall(avifenc(q, p, tmp / (p.stem + "-dir.avif"))), images))
         throughput["avifenc_2_at_a_time_wall_s"] = round(time.perf_counter() - t0, 3)
-        throughput["ratio_j2_to_avifenc"] = round(throughput["j2_wall_s"] / throughput["avifenc_2_at_a_time_wall_s"], 2)
+        for jobs in ("1", "2", "auto"):
+            throughput[f"ratio_j{jobs}_to_avifenc"] = round(throughput[f"j{jobs}_wall_s"]
+                                                           / throughput["avifenc_2_at_a_time_wall_s"], 2)
     med = {k: round(statistics.median(v), 3) for k, v in t.items()}
     res = {"images": [p.name for p in images], "quality": a.quality, "avif_q": q, "jxl_distance": d,
            "bpp": {k: round(8 * v / pixels, 4) for k, v in size.items()}, "median_s": med, "per_image_s": t,

@@ -51,6 +51,33 @@ def test_directory_batch_with_broken_input(tmp_path, photo_dir):
     assert (out / "a.nic").stat().st_mtime_ns == before
 
 
+def test_jobs_auto_starts_a_worker_per_core_only_for_enough_pixels(tmp_path, photo_dir, monkeypatch):
+    from neuralcodec.cli import batch
+    from neuralcodec.settings import DecodeSettings, EncodeSettings
+
+    jobs = batch.plan(photo_dir, tmp_path / "out", "compress", True).jobs  # 3 small images and a broken one
+    cpu = EncodeSettings(backend="onnx")
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 4)
+    assert batch.auto_workers(jobs, "compress", cpu) == 1  # a few thousand pixels: no worker pays for its start
+    pixels = [batch._pixels(j, "compress") for j in jobs]
+    assert sorted(pixels) == [0, 30 * 30, 47 * 33, 56 * 40]  # the broken file counts for nothing
+    monkeypatch.setattr(batch, "WORKER_PIXELS", 1000)
+    assert batch.auto_workers(jobs, "compress", cpu) == 4  # sum(pixels) // 1000 = 4 = cores = files
+    assert batch.auto_workers(jobs[:2], "compress", cpu) == 2  # never more workers than files
+    monkeypatch.setattr(batch, "_available_memory", lambda: 3 * batch.WORKER_MEMORY - 1)
+    assert batch.auto_workers(jobs, "compress", cpu) == 2  # each worker may need WORKER_MEMORY
+    assert batch.auto_workers(jobs, "compress", EncodeSettings(backend="torch")) == 1
+    assert batch.auto_workers(jobs, "compress", EncodeSettings(effort=2)) == 1  # torch: one device to share
+    nic = tmp_path / "a.nic"
+    nic.write_bytes(neuralcodec.compress(photo(40, 56), 30))
+    assert batch._pixels(batch.Job(nic, tmp_path / "a.png"), "decompress") == 40 * 56  # from the header alone
+    assert batch._pixels(batch.Job(photo_dir / "broken.png", nic), "decompress") == 0
+    assert batch.auto_workers([batch.Job(nic, nic)] * 2, "decompress", DecodeSettings()) == 2
+    for bad in ("0", "65", "two"):
+        r = CliRunner().invoke(main, ["compress", str(photo_dir), "-j", bad])
+        assert r.exit_code == 2 and "auto or a whole number within 1..64" in r.output
+
+
 def test_parallel_workers(tmp_path, photo_dir):
     (photo_dir / "broken.png").unlink()
     r = run("compress", photo_dir, "-o", tmp_path / "out", "-j", 2)

@@ -129,6 +129,53 @@ def _run_one(job: Job, direction: str, settings) -> Result:
                       seconds=time.perf_counter() - t0)
 
 
+WORKER_PIXELS = 2_000_000  # -j auto: input pixels that pay for one more worker's start (~0.9 s: imports, weights,
+# sessions; about 5 Kodak images' work on one core); bench/README.md, "Directories"
+WORKER_MEMORY = 2 << 30  # a worker's peak on the biggest images (tiles bound it; issue 23's 2 GiB bound)
+
+
+def _pixels(job: Job, direction: str) -> int:
+    """An input's pixel count from its header alone (0 where it cannot be read: the run reports that file)."""
+    try:
+        if direction == "compress":
+            from PIL import Image
+
+            with Image.open(job.src) as im:
+                return im.width * im.height
+        from neuralcodec.format.bitstream import parse_header
+
+        with open(job.src, "rb") as f:
+            header = parse_header(f.read(1 << 16))[0]
+        return header.width * header.height
+    except Exception:  # noqa: BLE001 - any unreadable input: it fails in its own run, with its own message
+        return 0
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def auto_workers(jobs: list[Job], direction: str, settings) -> int:
+    """How many worker processes ``-j auto`` runs ``jobs`` in: one per WORKER_PIXELS of input, at most one per core
+    and one per WORKER_MEMORY of available memory; one where the transforms run on torch (a GPU, or an encoder
+    effort: each worker would import torch and share the one device)."""
+    from neuralcodec.settings import resolve_backend
+
+    cores = os.cpu_count() or 1
+    if cores == 1 or len(jobs) < 2 or resolve_backend(settings) == "torch":
+        return 1
+    memory = _available_memory()
+    cap = min(cores, len(jobs), max(1, memory // WORKER_MEMORY) if memory else cores)
+    return max(1, min(cap, sum(_pixels(j, direction) for j in jobs) // WORKER_PIXELS))
+
+
 GRACE_SECONDS = 3.0  # after a Ctrl-C, how long the files in flight may take to finish before they are dropped
 
 
