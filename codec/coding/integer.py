@@ -241,19 +241,13 @@ class IntegerStack:
         a = np.ascontiguousarray(x, np.float64)
         for i, layer in enumerate(self.layers):
             (lo, hi), (o0, o1) = wanted[i], wanted[i + 1]
-            if layer.transposed:  # window output row r is output row r + stride * lo
-                pad = max(0, o1 - layer.stride * lo - _transposed_rows(layer, hi - lo))
-                acc = _conv_transpose2d(a, layer, pad)
-                if o0 < layer.stride * lo:
-                    raise AssertionError("integer band: a window short of its receptive field")
-                acc = acc[:, o0 - layer.stride * lo:o1 - layer.stride * lo]
-            else:  # rows before 0 and from the input's height on are the convolution's zero padding
-                w = layer.weight
-                first, last = layer.stride * o0 - layer.padding, layer.stride * (o1 - 1) - layer.padding + w.shape[2]
-                if (first < lo and lo > 0) or (last > hi and hi < heights[i]):
-                    raise AssertionError("integer band: a window short of its receptive field")
-                a = np.pad(a, ((0, 0), (lo - first, last - hi), (0, 0)))
-                acc = _conv2d(a, w.shape, layer.kernels()[0][4], layer.stride, layer.padding, rows_padded=False)
+            before, after = band_window(layer, (lo, hi), (o0, o1), heights[i])
+            if layer.transposed:
+                acc = _conv_transpose2d(a, layer, after)[:, before:before + o1 - o0]
+            else:
+                a = np.pad(a, ((0, 0), (before, after), (0, 0)))
+                acc = _conv2d(a, layer.weight.shape, layer.kernels()[0][4], layer.stride, layer.padding,
+                              rows_padded=False)
             acc += layer.bias.astype(np.float64)[:, None, None]
             s = layer.shift.astype(np.float64)[:, None, None]
             half = np.where(s > 0, 2.0 ** (s - 1), 0.0)
@@ -261,6 +255,48 @@ class IntegerStack:
             if layer.leaky:
                 a = np.where(a < 0, np.floor(a * (LEAK_NUM * 2.0**-LEAK_SHIFT)), a)
         return a.astype(np.int64)
+
+
+def band_window(layer: IntLayer, rows: tuple[int, int], wanted: tuple[int, int], height: int) -> tuple[int, int]:
+    """How ``layer`` turns its input rows ``rows`` = [lo, hi) (of an input ``height`` rows high) into its output
+    rows ``wanted`` = [o0, o1), in both stacks' bands. A convolution: the zero rows to pad the window with above and
+    below (rows before 0 and from ``height`` on are its zero padding). A transposed one: the first wanted row's
+    place in the window's output (its row r is output row r + stride * lo) and the extra output rows to compute
+    at its bottom. AssertionError where the window misses part of the receptive field."""
+    (lo, hi), (o0, o1) = rows, wanted
+    if layer.transposed:
+        if o0 < layer.stride * lo:
+            raise AssertionError("integer band: a window short of its receptive field")
+        return o0 - layer.stride * lo, max(0, o1 - layer.stride * lo - _transposed_rows(layer, hi - lo))
+    first = layer.stride * o0 - layer.padding
+    last = layer.stride * (o1 - 1) - layer.padding + layer.weight.shape[2]
+    if (first < lo and lo > 0) or (last > hi and hi < height):
+        raise AssertionError("integer band: a window short of its receptive field")
+    return lo - first, last - hi
+
+
+def phase_windows(layer: IntLayer, h: int, wd: int, extra_rows: int = 0):
+    """A transposed convolution of an h x wd input in polyphase form, for both stacks: its output size (torch's,
+    plus ``extra_rows`` at the bottom) and per output phase (index, first output row and column, sub-kernel, its
+    input window's rows and columns, and where the input overlaps that window: (window slices, input slices), or
+    None). The window is the fill value (zero) outside the input."""
+    k, stride = layer.weight.shape[2], layer.stride
+    out_h = (h - 1) * stride - 2 * layer.padding + k + layer.output_padding + extra_rows
+    out_w = (wd - 1) * stride - 2 * layer.padding + k + layer.output_padding
+    phases = []
+    for index, (fr, fc, br, bc, sub) in enumerate(layer.kernels()):  # br, bc: the input row and column the phase's
+        tr, tc = sub.shape[2:]  # first tap reads
+        nr, nc = len(range(fr, out_h, stride)), len(range(fc, out_w, stride))
+        if not (nr and nc and tr and tc):
+            continue
+        rows, cols = nr + tr - 1, nc + tc - 1  # input window of this phase
+        r0, r1 = max(0, br), min(h, br + rows)
+        c0, c1 = max(0, bc), min(wd, bc + cols)
+        overlap = None
+        if r1 > r0 and c1 > c0:
+            overlap = ((slice(r0 - br, r1 - br), slice(c0 - bc, c1 - bc)), (slice(r0, r1), slice(c0, c1)))
+        phases.append((index, fr, fc, sub, rows, cols, overlap))
+    return out_h, out_w, phases
 
 
 def _transposed_rows(layer: IntLayer, rows: int) -> int:
@@ -317,20 +353,13 @@ def _conv_transpose2d(a: np.ndarray, layer: IntLayer, extra_rows: int = 0) -> np
     at stride 2). ``extra_rows``: more output rows at the bottom (a band's window, whose rows below are not its
     input's end)."""
     c, h, wd = a.shape
-    k, o, stride = layer.weight.shape[2], layer.weight.shape[1], layer.stride
-    out_h = (h - 1) * stride - 2 * layer.padding + k + layer.output_padding + extra_rows
-    out_w = (wd - 1) * stride - 2 * layer.padding + k + layer.output_padding
+    o, stride = layer.weight.shape[1], layer.stride
+    out_h, out_w, phases = phase_windows(layer, h, wd, extra_rows)
     out = np.zeros((o, out_h, out_w))
-    for fr, fc, br, bc, sub in layer.kernels():  # br, bc: the input row and column the phase's first tap reads
-        tr, tc = sub.shape[2:]
-        nr, nc = len(range(fr, out_h, stride)), len(range(fc, out_w, stride))
-        if not (nr and nc and tr and tc):
-            continue
-        rows, cols = nr + tr - 1, nc + tc - 1  # input window of this phase, zero outside the input
+    for _, fr, fc, sub, rows, cols, overlap in phases:
         window = np.zeros((c, rows, cols))
-        r0, r1 = max(0, br), min(h, br + rows)
-        c0, c1 = max(0, bc), min(wd, bc + cols)
-        if r1 > r0 and c1 > c0:
-            window[:, r0 - br:r1 - br, c0 - bc:c1 - bc] = a[:, r0:r1, c0:c1]
+        if overlap:
+            (wr, wc), (ir, ic) = overlap
+            window[:, wr, wc] = a[:, ir, ic]
         out[:, fr::stride, fc::stride] = _conv2d(window, sub.shape, sub.reshape(o, -1), 1, 0)
     return out

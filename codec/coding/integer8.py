@@ -35,7 +35,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from neuralcodec.coding.integer import (ACT_BITS, ACT_LIMIT, LEAK_NUM, LEAK_SHIFT, IntegerStack, IntLayer,
-                                        _conv2d, _conv_transpose2d, _transposed_rows)
+                                        _conv2d, _conv_transpose2d, band_window, phase_windows)
 
 CODE_MAX = 127  # hidden activations are 7-bit codes
 CODE_ZERO = 8  # ... standing for code - 8
@@ -188,28 +188,21 @@ class Int8Stack(IntegerStack):
         products' (positions, channels) output is the next layer's input as it comes."""
         a = np.ascontiguousarray(x, np.float64)
         for i, layer in enumerate(self.layers):
-            (lo, hi), (o0, o1) = wanted[i], wanted[i + 1]
+            (o0, o1), p = wanted[i + 1], layer.padding
+            before, after = band_window(layer, wanted[i], (o0, o1), heights[i])
             if layer.transposed:
-                pad = max(0, o1 - layer.stride * lo - _transposed_rows(layer, hi - lo))
-                if o0 < layer.stride * lo:
-                    raise AssertionError("8-bit band: a window short of its receptive field")
                 if i == 0:
-                    acc = _conv_transpose2d(a, layer, pad).transpose(1, 2, 0)
+                    acc = _conv_transpose2d(a, layer, after).transpose(1, 2, 0)
                 else:
-                    acc = self._conv_transpose(a, layer, pad)
-                acc = acc[o0 - layer.stride * lo:o1 - layer.stride * lo]
+                    acc = self._conv_transpose(a, layer, after)
+                acc = acc[before:before + o1 - o0]
+            elif i == 0:
+                a = np.pad(a, ((0, 0), (before, after), (0, 0)))
+                acc = _conv2d(a, layer.weight.shape, layer.kernels()[0][4], layer.stride, p,
+                              rows_padded=False).transpose(1, 2, 0)
             else:
-                k, p = layer.weight.shape[2], layer.padding
-                first, last = layer.stride * o0 - p, layer.stride * (o1 - 1) - p + k
-                if (first < lo and lo > 0) or (last > hi and hi < heights[i]):
-                    raise AssertionError("8-bit band: a window short of its receptive field")
-                if i == 0:
-                    a = np.pad(a, ((0, 0), (lo - first, last - hi), (0, 0)))
-                    acc = _conv2d(a, layer.weight.shape, layer.kernels()[0][4], layer.stride, p,
-                                  rows_padded=False).transpose(1, 2, 0)
-                else:
-                    a = np.pad(a, ((lo - first, last - hi), (p, p), (0, 0)), constant_values=CODE_ZERO)
-                    acc = self._conv(a, layer, 0, layer.stride)
+                a = np.pad(a, ((before, after), (p, p), (0, 0)), constant_values=CODE_ZERO)
+                acc = self._conv(a, layer, 0, layer.stride)
             acc = acc.astype(np.int64)  # exact integers (float64 below 2^53 in the first layer)
             acc += layer.bias
             if layer.leaky:
@@ -243,21 +236,14 @@ class Int8Stack(IntegerStack):
         """torch's conv_transpose2d in polyphase form (as the int16 stack's ``_conv_transpose2d``), on codes
         (H, W, C) padded with the code for 0; (H', W', O)."""
         h, wd, c = codes.shape
-        k, o, stride = layer.weight.shape[2], layer.weight.shape[1], layer.stride
-        out_h = (h - 1) * stride - 2 * layer.padding + k + layer.output_padding + extra_rows
-        out_w = (wd - 1) * stride - 2 * layer.padding + k + layer.output_padding
+        o, stride = layer.weight.shape[1], layer.stride
+        out_h, out_w, phases = phase_windows(layer, h, wd, extra_rows)
         out = np.zeros((out_h, out_w, o), np.int64)
-        for phase, (fr, fc, br, bc, sub) in enumerate(layer.kernels()):
-            tr, tc = sub.shape[2:]
-            nr, nc = len(range(fr, out_h, stride)), len(range(fc, out_w, stride))
-            if not (nr and nc and tr and tc):
-                continue
-            rows, cols = nr + tr - 1, nc + tc - 1
+        for phase, fr, fc, _, rows, cols, overlap in phases:
             window = np.full((rows, cols, c), CODE_ZERO, np.uint8)
-            r0, r1 = max(0, br), min(h, br + rows)
-            c0, c1 = max(0, bc), min(wd, bc + cols)
-            if r1 > r0 and c1 > c0:
-                window[r0 - br:r1 - br, c0 - bc:c1 - bc] = codes[r0:r1, c0:c1]
+            if overlap:
+                (wr, wc), (ir, ic) = overlap
+                window[wr, wc] = codes[ir, ic]
             out[fr::stride, fc::stride] = self._conv(window, layer, phase, 1)
         return out
 
