@@ -114,6 +114,9 @@ def main():
                       jobs, "--quiet"])
             throughput[f"j{jobs}_images_per_s"] = round(len(images) / n, 3)
             throughput[f"j{jobs}_wall_s"] = round(n, 3)
+        for jobs in ("1", "2", "auto"):  # and back (no target: avifdec is ~10x faster per image)
+            n = wall([*CLI, "decompress", str(tmp / "out1"), "-o", str(tmp / f"back{jobs}"), "-j", jobs, "--quiet"])
+            throughput[f"decompress_j{jobs}_wall_s"] = round(n, 3)
         # avifenc over the same directory, as a user would run it on 2 cores: one process per image, 2 at a time
         from concurrent.futures import ThreadPoolExecutor
 
