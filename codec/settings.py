@@ -117,6 +117,17 @@ def worker_threads() -> int | None:
     return max(1, int(value)) if value.isdigit() else None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (taskset, cpusets, batch schedulers) where the system
+    reports one, else all of the machine's."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def native_cpu_bf16() -> bool:
     """Whether this CPU has bfloat16 arithmetic in hardware (Linux: its cpuinfo flags): training's bf16 precision
     and the encoder's bfloat16 analysis both ask."""

@@ -57,7 +57,8 @@ def test_jobs_auto_starts_a_worker_per_core_only_for_enough_pixels(tmp_path, pho
 
     jobs = batch.plan(photo_dir, tmp_path / "out", "compress", True).jobs  # 3 small images and a broken one
     cpu = EncodeSettings(backend="onnx")
-    monkeypatch.setattr(batch.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(batch, "usable_cores", lambda: 4)
+    monkeypatch.setattr(batch, "_available_memory", lambda: None)  # unknown: the cores decide
     assert batch.auto_workers(jobs, "compress", cpu) == 1  # a few thousand pixels: no worker pays for its start
     pixels = [batch._pixels(j, "compress") for j in jobs]
     assert sorted(pixels) == [0, 30 * 30, 47 * 33, 56 * 40]  # the broken file counts for nothing
@@ -72,8 +73,21 @@ def test_jobs_auto_starts_a_worker_per_core_only_for_enough_pixels(tmp_path, pho
     nic.write_bytes(neuralcodec.compress(photo(40, 56), 30))
     assert batch._pixels(batch.Job(nic, tmp_path / "a.png"), "decompress") == 40 * 56  # from the header alone
     assert batch._pixels(batch.Job(photo_dir / "broken.png", nic), "decompress") == 0
-    assert batch.auto_workers([batch.Job(nic, nic)] * 2, "decompress", DecodeSettings()) == 2
-    for bad in ("0", "65", "two"):
+    assert batch.auto_workers([batch.Job(nic, nic)] * 2, "decompress", DecodeSettings(backend="onnx")) == 2
+    ico = tmp_path / "icon.png"  # an ICO decodes its embedded images while opening: never opened for a size
+    Image.new("RGB", (64, 64)).save(ico, format="ICO")
+    assert batch._pixels(batch.Job(ico, nic), "compress") == 0
+    monkeypatch.setattr(batch, "_available_memory", lambda: None)
+    calls = []
+    monkeypatch.setattr(batch, "_pixels", lambda job, direction, limit: calls.append(job) or 10**6)
+    monkeypatch.setattr(batch, "WORKER_PIXELS", 2 * 10**6)
+    assert batch.auto_workers(jobs, "compress", cpu) == 2 and len(calls) == 4  # 4 Mpx: two workers
+    calls.clear()
+    monkeypatch.setattr(batch, "WORKER_PIXELS", 10**5)
+    assert batch.auto_workers(jobs, "compress", cpu) == 4 and len(calls) == 1  # one header already fills the cores
+    monkeypatch.setattr(batch, "usable_cores", lambda: 1)
+    assert batch.auto_workers(jobs, "compress", cpu) == 1
+    for bad in ("0", "65", "two", "\u00b2", "2.5"):
         r = CliRunner().invoke(main, ["compress", str(photo_dir), "-j", bad])
         assert r.exit_code == 2 and "auto or a whole number within 1..64" in r.output
 

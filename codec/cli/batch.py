@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuralcodec.errors import GPU_OUT_OF_MEMORY, NIC_INPUT, PIXEL_LIMIT, NeuralcodecError
-from neuralcodec.format.imaging import READ_EXTENSIONS
+from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS
+from neuralcodec.format.imaging import READ_EXTENSIONS, image_size
+from neuralcodec.settings import resolve_backend, usable_cores
 
 NIC = ".nic"
 
@@ -134,46 +136,59 @@ WORKER_PIXELS = 2_000_000  # -j auto: input pixels that pay for one more worker'
 WORKER_MEMORY = 2 << 30  # a worker's peak on the biggest images (tiles bound it; issue 23's 2 GiB bound)
 
 
-def _pixels(job: Job, direction: str) -> int:
-    """An input's pixel count from its header alone (0 where it cannot be read: the run reports that file)."""
+def _pixels(job: Job, direction: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """An input's pixel count from its header alone (0 where the header cannot be read: its run reports why)."""
+    if direction == "compress":
+        size = image_size(job.src, max_pixels)
+        return size[0] * size[1] if size else 0
+    from neuralcodec.format.bitstream import parse_header
+
     try:
-        if direction == "compress":
-            from PIL import Image
-
-            with Image.open(job.src) as im:
-                return im.width * im.height
-        from neuralcodec.format.bitstream import parse_header
-
         with open(job.src, "rb") as f:
-            header = parse_header(f.read(1 << 16))[0]
-        return header.width * header.height
-    except Exception:  # noqa: BLE001 - any unreadable input: it fails in its own run, with its own message
+            header = parse_header(f.read(HEADER_BYTES), max_pixels)[0]
+    except (OSError, ValueError):  # FormatError is a ValueError
         return 0
+    return header.width * header.height
+
+
+HEADER_BYTES = 4096  # read of a .nic file for its size: the header takes under 100 bytes
 
 
 def _available_memory() -> int | None:
+    """Memory this process could still take: the system's available memory, or less where a cgroup (v2: a
+    container's limit) leaves less; None where neither is known."""
+    found = []
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return max(0, min(found)) if found else None
 
 
 def auto_workers(jobs: list[Job], direction: str, settings) -> int:
-    """How many worker processes ``-j auto`` runs ``jobs`` in: one per WORKER_PIXELS of input, at most one per core
-    and one per WORKER_MEMORY of available memory; one where the transforms run on torch (a GPU, or an encoder
-    effort: each worker would import torch and share the one device)."""
-    from neuralcodec.settings import resolve_backend
-
-    cores = os.cpu_count() or 1
+    """How many worker processes ``-j auto`` runs ``jobs`` in: one per WORKER_PIXELS of input, at most one per
+    usable core and one per WORKER_MEMORY of available memory; one where the transforms run on torch (a GPU, or
+    an encoder effort: each worker would import torch and share the one device). Weights whose ONNX export fails
+    fall back to torch in each worker, which this cannot know beforehand."""
+    cores = usable_cores()
     if cores == 1 or len(jobs) < 2 or resolve_backend(settings) == "torch":
         return 1
     memory = _available_memory()
-    cap = min(cores, len(jobs), max(1, memory // WORKER_MEMORY) if memory else cores)
-    return max(1, min(cap, sum(_pixels(j, direction) for j in jobs) // WORKER_PIXELS))
+    cap = min(cores, len(jobs), max(1, memory // WORKER_MEMORY) if memory is not None else cores)
+    limit = getattr(settings, "max_pixels", DEFAULT_MAX_PIXELS)
+    total = 0
+    for job in jobs:  # headers only, and no more of them than the cap needs
+        total += _pixels(job, direction, limit)
+        if total >= cap * WORKER_PIXELS:
+            return cap
+    return max(1, total // WORKER_PIXELS)
 
 
 GRACE_SECONDS = 3.0  # after a Ctrl-C, how long the files in flight may take to finish before they are dropped
@@ -283,7 +298,7 @@ def _run_pool(jobs: list[Job], direction: str, settings, workers: int, done) -> 
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait  # only with workers: start-up counts
     from concurrent.futures.process import BrokenProcessPool
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, usable_cores() // workers)
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                initargs=(threads,))
     in_flight: dict = {}

@@ -11,14 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-# numpy's OpenBLAS (not yet imported) keeps a thread per core that spins after each product and takes a core from
-# the transforms' own threads; the CLI's float64 products (the 8-bit prior's first layer) are small, so one thread:
-# a directory of 24 Kodak images, -j 1, 4.95 -> 4.67 s (-j 2 and -j workers inherit it; bench/README.md, issue 23)
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import click
 
-import click  # noqa: E402
-
-from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS  # noqa: E402
+from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS
 
 EXAMPLES = """
 \b
@@ -54,11 +49,15 @@ class Jobs(click.ParamType):
     name = "N|auto"
 
     def convert(self, value, param, ctx):
-        if value == "auto" or isinstance(value, int):
-            return value
-        if str(value).isdigit() and 1 <= int(value) <= 64:
-            return int(value)
-        self.fail(f"{value!r} is not auto or a whole number within 1..64", param, ctx)
+        if str(value).strip() == "auto":
+            return "auto"
+        try:
+            n = value if isinstance(value, int) else int(str(value).strip())
+        except ValueError:
+            n = 0
+        if isinstance(n, bool) or not 1 <= n <= 64:
+            self.fail(f"{value!r} is not auto or a whole number within 1..64", param, ctx)
+        return n
 
 
 def _common(f):
@@ -68,9 +67,10 @@ def _common(f):
         click.option("-r", "--recursive", is_flag=True, help="Descend into subdirectories of a directory input."),
         click.option("-j", "--jobs", type=Jobs(), default="auto", show_default=True,
                      help="Worker processes for a directory, 1-64, or auto: one per core where the input has at "
-                          "least 2 megapixels for each, 1 on a GPU (a directory of 24 Kodak images: auto = 2 on 2 "
-                          "cores, 0.8x the time of -j 1). With --engine ray: at most this many files in flight; "
-                          "auto there: twice the cluster's CPUs, or GPUs."),
+                          "least 2 megapixels for each, fewer where memory is short, 1 on a GPU (24 Kodak images "
+                          "on 2 cores: auto = 2, 0.94x the time of -j 1 to compress, 0.74x to decompress). With "
+                          "--engine ray: at most this many files in flight; auto there: twice the cluster's CPUs, "
+                          "or GPUs."),
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                      help="Who runs a directory's files: local worker processes (-j), or a Ray cluster (every "
                           "node's cores or GPUs; inputs and outputs on a file system all nodes share; "
@@ -214,6 +214,10 @@ def decompress(input, fmt, max_pixels, perceptual, no_deblock, **kw):
 
 def _convert(direction, input, options, output, recursive, jobs, engine, address, force, skip_existing, device, half,
              backend, weights, quiet, verbose, out_ext=".png", fmt="png"):
+    # numpy's OpenBLAS (not imported yet) keeps a thread per core that spins after each product and takes a core
+    # from the transforms' own threads; a codec's float64 products (the 8-bit prior's first layer) are small, so
+    # one thread: a directory of 24 Kodak images, -j 1, 4.95 -> 4.67 s (workers inherit it; bench/README.md)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from neuralcodec.cli import batch
 
     stream = str(input) == "-" or output == "-"

@@ -188,7 +188,8 @@ class Int8Stack(IntegerStack):
         products' (positions, channels) output is the next layer's input as it comes."""
         a = np.ascontiguousarray(x, np.float64)
         for i, layer in enumerate(self.layers):
-            (o0, o1), p = wanted[i + 1], layer.padding
+            o0, o1 = wanted[i + 1]
+            p = layer.padding
             before, after = band_window(layer, wanted[i], (o0, o1), heights[i])
             if layer.transposed:
                 if i == 0:

@@ -178,16 +178,8 @@ def open_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
 
     The codec's own pixel limit applies, checked on the header before decoding: Pillow's decompression-bomb
     limit is raised above it while the header is read, then restored."""
-    Image.init()  # every plugin registered, so that ``formats`` names only known ones
     try:
-        with _pillow_limit:
-            old = Image.MAX_IMAGE_PIXELS
-            if old is not None:
-                Image.MAX_IMAGE_PIXELS = max(old, 2 * max_pixels)  # warns only far beyond our own limit
-            try:
-                im = Image.open(path, formats=OPEN_FORMATS)
-            finally:
-                Image.MAX_IMAGE_PIXELS = old
+        im = _open_header(path, max_pixels)
         with im:
             if im.width * im.height > max_pixels:
                 raise ImageError(f"image of {im.width}x{im.height} exceeds the {max_pixels}-pixel limit")
@@ -201,6 +193,31 @@ def open_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise ImageError("not a PNG, JPEG, WebP, TIFF, BMP or PPM/PGM image") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot read image: {e}") from None
+
+
+def _open_header(path, max_pixels: int) -> Image.Image:
+    """The image file opened, its header read and no pixel decoded, in OPEN_FORMATS only, with Pillow's
+    decompression-bomb limit raised above ``max_pixels`` while it reads (then restored)."""
+    Image.init()  # every plugin registered, so that ``formats`` names only known ones
+    with _pillow_limit:
+        old = Image.MAX_IMAGE_PIXELS
+        if old is not None:
+            Image.MAX_IMAGE_PIXELS = max(old, 2 * max_pixels)  # warns only far beyond our own limit
+        try:
+            return Image.open(path, formats=OPEN_FORMATS)
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def image_size(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int] | None:
+    """An image file's (width, height) from its header alone, read as :func:`open_image` reads it; None where
+    that would fail on the header (not an image, a format not read, over ``max_pixels``)."""
+    try:
+        with _open_header(path, max_pixels) as im:
+            size = im.size
+    except Exception:  # noqa: BLE001 - whatever the header's trouble, open_image reports it in the file's own run
+        return None
+    return size if size[0] * size[1] <= max_pixels else None
 
 
 def _starts_with(src, prefix: bytes) -> bool:

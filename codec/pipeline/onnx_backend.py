@@ -93,10 +93,9 @@ def bundle_path(digest: bytes) -> Path:
 
 def threads() -> int:
     """Threads per process for the transforms: a -j worker's share, else the cores this process may use."""
-    from neuralcodec.settings import worker_threads
+    from neuralcodec.settings import usable_cores, worker_threads
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return worker_threads() or max(1, cores)
+    return worker_threads() or usable_cores()
 
 
 # -- building (torch + onnx) --------------------------------------------------------------------------------
