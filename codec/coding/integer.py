@@ -20,6 +20,7 @@ Fixed-point layout (docs/bitstream.md, "Integer hyper-synthesis"):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -275,11 +276,22 @@ def band_window(layer: IntLayer, rows: tuple[int, int], wanted: tuple[int, int],
     return lo - first, last - hi
 
 
-def phase_windows(layer: IntLayer, h: int, wd: int, extra_rows: int = 0):
+class Phase(NamedTuple):
+    """One output phase of a transposed convolution in polyphase form (``phase_windows``)."""
+
+    index: int  # in ``IntLayer.kernels()``
+    row: int  # its first output row and column; the phase fills every stride-th one from there
+    col: int
+    kernel: np.ndarray  # its sub-kernel (O, C, taps, taps)
+    rows: int  # its input window's size
+    cols: int
+    overlap: tuple | None  # (window slices, input slices) where the input overlaps the window, or None
+
+
+def phase_windows(layer: IntLayer, h: int, wd: int, extra_rows: int = 0) -> tuple[int, int, list[Phase]]:
     """A transposed convolution of an h x wd input in polyphase form, for both stacks: its output size (torch's,
-    plus ``extra_rows`` at the bottom) and per output phase (index, first output row and column, sub-kernel, its
-    input window's rows and columns, and where the input overlaps that window: (window slices, input slices), or
-    None). The window is the fill value (zero) outside the input."""
+    plus ``extra_rows`` at the bottom) and its output phases. Each phase is a plain cross-correlation of its
+    input window, which is the fill value (zero) outside the input."""
     k, stride = layer.weight.shape[2], layer.stride
     out_h = (h - 1) * stride - 2 * layer.padding + k + layer.output_padding + extra_rows
     out_w = (wd - 1) * stride - 2 * layer.padding + k + layer.output_padding
@@ -295,7 +307,7 @@ def phase_windows(layer: IntLayer, h: int, wd: int, extra_rows: int = 0):
         overlap = None
         if r1 > r0 and c1 > c0:
             overlap = ((slice(r0 - br, r1 - br), slice(c0 - bc, c1 - bc)), (slice(r0, r1), slice(c0, c1)))
-        phases.append((index, fr, fc, sub, rows, cols, overlap))
+        phases.append(Phase(index, fr, fc, sub, rows, cols, overlap))
     return out_h, out_w, phases
 
 
@@ -356,10 +368,10 @@ def _conv_transpose2d(a: np.ndarray, layer: IntLayer, extra_rows: int = 0) -> np
     o, stride = layer.weight.shape[1], layer.stride
     out_h, out_w, phases = phase_windows(layer, h, wd, extra_rows)
     out = np.zeros((o, out_h, out_w))
-    for _, fr, fc, sub, rows, cols, overlap in phases:
-        window = np.zeros((c, rows, cols))
-        if overlap:
-            (wr, wc), (ir, ic) = overlap
+    for ph in phases:
+        window = np.zeros((c, ph.rows, ph.cols))
+        if ph.overlap:
+            (wr, wc), (ir, ic) = ph.overlap
             window[:, wr, wc] = a[:, ir, ic]
-        out[:, fr::stride, fc::stride] = _conv2d(window, sub.shape, sub.reshape(o, -1), 1, 0)
+        out[:, ph.row::stride, ph.col::stride] = _conv2d(window, ph.kernel.shape, ph.kernel.reshape(o, -1), 1, 0)
     return out

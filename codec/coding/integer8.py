@@ -240,12 +240,12 @@ class Int8Stack(IntegerStack):
         o, stride = layer.weight.shape[1], layer.stride
         out_h, out_w, phases = phase_windows(layer, h, wd, extra_rows)
         out = np.zeros((out_h, out_w, o), np.int64)
-        for phase, fr, fc, _, rows, cols, overlap in phases:
-            window = np.full((rows, cols, c), CODE_ZERO, np.uint8)
-            if overlap:
-                (wr, wc), (ir, ic) = overlap
+        for ph in phases:
+            window = np.full((ph.rows, ph.cols, c), CODE_ZERO, np.uint8)
+            if ph.overlap:
+                (wr, wc), (ir, ic) = ph.overlap
                 window[wr, wc] = codes[ir, ic]
-            out[fr::stride, fc::stride] = self._conv(window, layer, phase, 1)
+            out[ph.row::stride, ph.col::stride] = self._conv(window, layer, ph.index, 1)
         return out
 
 
