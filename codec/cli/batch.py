@@ -132,8 +132,8 @@ def _run_one(job: Job, direction: str, settings) -> Result:
 
 
 WORKER_PIXELS = 2_000_000  # -j auto: input pixels that pay for one more worker's start (~0.5 s: imports, weights,
-# sessions, OpenVINO's compile from its cache), about five Kodak images' work on one core; bench/README.md, "Speed beside
-# AVIF and JPEG XL", session 21
+# sessions, OpenVINO's compile from its cache), about five Kodak images' work on one core; bench/README.md,
+# "Speed beside AVIF and JPEG XL", session 21
 WORKER_MEMORY = 2 << 30  # a worker's peak on the biggest images (tiles bound it; issue 23's 2 GiB bound)
 
 
