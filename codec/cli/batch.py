@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuralcodec.errors import GPU_OUT_OF_MEMORY, NIC_INPUT, PIXEL_LIMIT, NeuralcodecError
-from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS
+from neuralcodec.format.bitstream import DEFAULT_MAX_PIXELS, parse_header
 from neuralcodec.format.imaging import READ_EXTENSIONS, image_size
 from neuralcodec.settings import resolve_backend, usable_cores
 
@@ -135,6 +135,7 @@ WORKER_PIXELS = 2_000_000  # -j auto: input pixels that pay for one more worker'
 # sessions, OpenVINO's compile from its cache), about five Kodak images' work on one core; bench/README.md,
 # "Speed beside AVIF and JPEG XL", session 21
 WORKER_MEMORY = 2 << 30  # a worker's peak on the biggest images (tiles bound it; issue 23's 2 GiB bound)
+HEADER_BYTES = 4096  # read of a .nic file for its size: the header takes under 100 bytes
 
 
 def _pixels(job: Job, direction: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
@@ -142,17 +143,12 @@ def _pixels(job: Job, direction: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> i
     if direction == "compress":
         size = image_size(job.src, max_pixels)
         return size[0] * size[1] if size else 0
-    from neuralcodec.format.bitstream import parse_header
-
     try:
         with open(job.src, "rb") as f:
             header = parse_header(f.read(HEADER_BYTES), max_pixels)[0]
     except (OSError, ValueError):  # FormatError is a ValueError
         return 0
     return header.width * header.height
-
-
-HEADER_BYTES = 4096  # read of a .nic file for its size: the header takes under 100 bytes
 
 
 def _available_memory() -> int | None:
