@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 from click.testing import CliRunner
 
 import neuralcodec
@@ -246,6 +247,20 @@ def test_a_failed_compile_into_the_cache_compiles_without_it(monkeypatch):
     monkeypatch.setattr(transforms, "_openvino", None)
     assert np.array_equal(transforms.analysis(img, 0.5), before) and tries == [True, False]
     assert transforms._openvino.get_property("ENABLE_CPU_PINNING") is False
+
+
+@bf16_here
+def test_the_command_line_imports_openvino_without_its_model_converter(tmp_path):
+    """OpenVINO's import loads its model converter (half the import's time) unless that import fails; the CLI's
+    process never converts models, so it skips it, and the bfloat16 analysis still runs."""
+    Image.fromarray(photo(64, 80, 3)).save(tmp_path / "a.png")
+    code = ("import sys; from neuralcodec.cli.main import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nprint('openvino' in sys.modules, any(k.startswith('openvino.tools.ovc.') "
+            "for k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, "compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.nic"),
+                          "--precision", "bf16", "--quiet"], capture_output=True, text=True, env=os.environ, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["True", "False"], out.stderr
+    assert np.asarray(neuralcodec.decompress((tmp_path / "a.nic").read_bytes())).shape == (64, 80, 3)
 
 
 def test_precision_choices_are_checked(monkeypatch):

@@ -196,8 +196,11 @@ def _init_worker(threads: int) -> None:
     a decode on the ONNX backend never loads it). Workers ignore Ctrl-C: the main process decides (``run``)."""
     import signal
 
+    from neuralcodec.pipeline.onnx_backend import skip_model_converter
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["NEURALCODEC_THREADS"] = str(threads)
+    skip_model_converter()
 
 
 CRASH_ENV = "NEURALCODEC_TEST_CRASH"  # fault injection for tests: a worker process (local or Ray) converting a

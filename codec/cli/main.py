@@ -219,6 +219,9 @@ def _convert(direction, input, options, output, recursive, jobs, engine, address
     # one thread: a directory of 24 Kodak images, -j 1, 4.95 -> 4.67 s (workers inherit it; bench/README.md)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from neuralcodec.cli import batch
+    from neuralcodec.pipeline.onnx_backend import skip_model_converter
+
+    skip_model_converter()  # this process is the CLI's (its workers do the same: batch._init_worker)
 
     stream = str(input) == "-" or output == "-"
     if address is not None and engine != "ray":
