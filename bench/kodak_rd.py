@@ -1,6 +1,6 @@
 """Kodak rate-distortion of the shipped weights with real files, BD-rates against the measured anchors.
 
-    python bench/kodak_rd.py [--weights flagship] [--qualities 0,20,40,60,80,100] [-o bench/results/kodak]
+    python bench/kodak_rd.py [--weights flagship] [--qualities 0,20,40,60,80,100] [--effort 0] [-o bench/results/kodak]
 
 Same as `neuralcodec eval ../shared/data/kodak --anchors <measured jpeg-turbo, webp-m6, avif-444-s6,
 compressai mbt2018-mean>`: bpp = 8 * file bytes / pixels of real `.nic` files; PSNR on RGB at 8 bits; MS-SSIM on
@@ -34,12 +34,16 @@ def main():
                     "measured on it; files and PSNR agree with onnx to ~0.01 dB) or onnx/auto")
     ap.add_argument("--no-deblock", dest="deblock", action="store_false",
                     help="files without the deblocking flag (as every curve measured before 2026-12-06)")
+    ap.add_argument("--effort", type=int, default=0, help="the encoder effort of every file (compress --effort; "
+                    "0: the shipped curves; above 0 about 10-25x the encode time per level on a CPU)")
     ap.add_argument("--card", action="store_true", help="also record the curve and BD-rates in the weights' card")
     ap.add_argument("-o", "--output", type=Path, default=ROOT / "bench" / "results" / "kodak")
     args = ap.parse_args()
+    if args.card and args.effort:
+        ap.error("--card records the effort-0 curve (the one the shipping rule compares); drop --effort")
     torch.set_num_threads(args.threads)
     s = evaluate(SHARED / "kodak", args.output, [float(q) for q in args.qualities.split(",")], [], ANCHORS,
-                 args.weights, args.images, progress=False, backend=args.backend, deblock=args.deblock)
+                 args.weights, args.images, progress=False, effort=args.effort, backend=args.backend, deblock=args.deblock)
     r = s["curves"]["neuralcodec"]
     if args.card:
         from neuralcodec.zoo import catalog
