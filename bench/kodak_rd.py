@@ -35,10 +35,14 @@ def main():
     ap.add_argument("--no-deblock", dest="deblock", action="store_false",
                     help="files without the deblocking flag (as every curve measured before 2026-12-06)")
     ap.add_argument("--effort", type=int, default=0, help="the encoder effort of every file (compress --effort; "
-                    "0: the shipped curves; above 0 about 10-25x the encode time per level on a CPU)")
+                    "0: the shipped curves; on a Kodak image effort 1 took ~12x effort 0's time, effort 2 ~22x); "
+                    "results default to bench/results/kodak-effortN, never over the shipped curve")
     ap.add_argument("--card", action="store_true", help="also record the curve and BD-rates in the weights' card")
-    ap.add_argument("-o", "--output", type=Path, default=ROOT / "bench" / "results" / "kodak")
+    ap.add_argument("-o", "--output", type=Path, default=None, help="default bench/results/kodak: the shipped "
+                    "curve that compare_weights.py reads (pass -o runs/eval-X for candidate weights)")
     args = ap.parse_args()
+    if args.output is None:
+        args.output = ROOT / "bench" / "results" / ("kodak" + (f"-effort{args.effort}" if args.effort else ""))
     if args.card and args.effort:
         ap.error("--card records the effort-0 curve (the one the shipping rule compares); drop --effort")
     torch.set_num_threads(args.threads)

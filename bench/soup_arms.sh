@@ -1,64 +1,93 @@
 #!/usr/bin/env bash
 # The end of a session's training (issue 19): stop the arms, average their EMAs into a soup, measure every one.
 #
-#   bench/soup_arms.sh [--soup-only] SOUP_NAME RUN_DIR [RUN_DIR ...]   e.g. bench/soup_arms.sh soup-jk runs/v2j runs/v2k
+#   bench/soup_arms.sh [--soup-only] SOUP_NAME RUN_DIR RUN_DIR [...]   e.g. bench/soup_arms.sh soup-jk runs/v2j runs/v2k
 #
 # Each arm is a training run started from the same weights (weights/training/README.md: one thread each, side by
-# side). Stops them cleanly (SIGTERM: each writes its checkpoint and exits), makes runs/SOUP_NAME from the mean of
-# their EMAs (bench/experiments/soup.py), exports every arm and the soup with the 8-bit prior (runs/NAME.safetensors),
-# codes all 24 Kodak images with each as real files at eight qualities (bench/kodak_rd.py, one thread per
-# evaluation, two at a time: ~9 minutes per evaluation on one core; runs/eval-NAME/), and compares each with the
-# shipped curve (bench/compare_weights.py: BD-rate and dB at equal bpp per quality). Shipping stays a decision:
+# side), named by a run directory relative to the repository root. Checks first (every arm has a checkpoint, the
+# soup's name is new), then stops the arms cleanly (SIGTERM: each writes its checkpoint and exits; a run that is not
+# found training is reported), makes runs/SOUP_NAME from the mean of their EMAs (bench/experiments/soup.py), exports
+# the soup and every arm with the 8-bit prior (runs/NAME.safetensors), codes all 24 Kodak images with each as real
+# files at eight qualities (bench/kodak_rd.py, one thread per evaluation, two at a time: ~9 minutes per evaluation on
+# one core; runs/eval-NAME/), and compares each with the shipped curve (bench/compare_weights.py: BD-rate and dB at
+# equal bpp per quality). --soup-only: the soup alone, on two threads (~6 minutes). Shipping stays a decision:
 # bench/ship_weights.py, only for weights better at every rate. Resume the arms afterwards with their own recipes
-# (`neuralcodec train --recipe RUN/recipe.json --run-dir RUN`). --soup-only: export and evaluate the soup alone, on
-# two threads (~6 minutes), when the arms' own curves are not needed.
+# (`neuralcodec train --recipe RUN/recipe.json --run-dir RUN`). Exits 1 if an export or an evaluation failed (its
+# log is runs/export-NAME.log or runs/eval-NAME.log).
 set -euo pipefail
+usage() { echo "usage: $0 [--soup-only] SOUP_NAME RUN_DIR RUN_DIR [...]" >&2; exit 2; }
 only=0
 if [ "${1:-}" = "--soup-only" ]; then only=1; shift; fi
+[ $# -ge 3 ] || usage
 soup=$1; shift
 set -- "${@%/}"  # runs/v2j/ and runs/v2j are one run
-[ $# -ge 1 ] || { echo "usage: $0 [--soup-only] SOUP_NAME RUN_DIR [RUN_DIR ...]" >&2; exit 2; }
-here=$(cd "$(dirname "$0")/.." && pwd)
-cd "$here"
-alive() {  # whether any of the runs still trains
-  for run in "$@"; do pgrep -f -- "--run-dir $run( |\$)" >/dev/null && return 0; done
-  return 1
-}
+cd "$(dirname "$0")/.."
+
+# everything checked before any arm is stopped
 for run in "$@"; do
   [ -f "$run/last.pt" ] || { echo "$run: no checkpoint (last.pt)" >&2; exit 2; }
-  pkill -TERM -f -- "--run-dir $run( |\$)" || true
+  [ "$(basename "$run")" != "$soup" ] || { echo "the soup's name $soup is an arm's" >&2; exit 2; }
 done
-while alive "$@"; do sleep 2; done
-dirs=()
-if [ $# -ge 2 ]; then
-  python bench/experiments/soup.py "$@" -o "runs/$soup"
-  dirs+=("runs/$soup")
-fi
-threads=1
-if [ $only = 1 ] && [ $# -ge 2 ]; then
-  threads=2
-else
+[ ! -e "runs/$soup" ] || { echo "runs/$soup exists: choose a new soup name" >&2; exit 2; }
+
+pattern() {  # a training process of run $1, however its directory was written (runs/x, ./runs/x, runs/x/, absolute)
+  local escaped
+  escaped=$(printf '%s' "$1" | sed 's/[.[\*^$+?(){}|]/\\&/g')
+  printf -- '--run-dir (\\./|%s/)?%s/?( |$)' "$(pwd | sed 's/[.[\*^$+?(){}|]/\\&/g')" "$escaped"
+}
+for run in "$@"; do
+  pkill -TERM -f -- "$(pattern "$run")" || echo "note: $run was not training" >&2
+done
+for _ in $(seq 300); do  # a clean stop writes the checkpoint first: up to ten minutes
+  busy=0
+  for run in "$@"; do pgrep -f -- "$(pattern "$run")" >/dev/null && busy=1; done
+  [ $busy = 0 ] && break
+  sleep 2
+done
+[ $busy = 0 ] || { echo "the arms did not stop within ten minutes" >&2; exit 1; }
+
+python bench/experiments/soup.py "$@" -o "runs/$soup"
+dirs=("runs/$soup")
+threads=2
+if [ $only = 0 ]; then
   dirs+=("$@")  # after the soup: the likely candidate is measured first
+  threads=1
 fi
+fail=0
+pids=()
 for dir in "${dirs[@]}"; do
   name=$(basename "$dir")
-  neuralcodec export "$dir" -o "runs/$name.safetensors" --prior-bits 8 --note "arm $name" > "runs/export-$name.log" 2>&1 &
+  neuralcodec export "$dir" -o "runs/$name.safetensors" --prior-bits 8 --note "$name (bench/soup_arms.sh)" \
+    > "runs/export-$name.log" 2>&1 &
+  pids+=($!)
 done
-wait
+for pid in "${pids[@]}"; do wait "$pid" || fail=1; done
+[ $fail = 0 ] || { echo "an export failed: runs/export-*.log" >&2; exit 1; }
+
 evaluate() {
   python bench/kodak_rd.py --weights "runs/$1.safetensors" --qualities 0,15,30,45,60,75,90,100 --no-deblock --card \
     --threads $threads -o "runs/eval-$1" > "runs/eval-$1.log" 2>&1
 }
 running=0
 for dir in "${dirs[@]}"; do
-  name=$(basename "$dir")
-  evaluate "$name" &
+  evaluate "$(basename "$dir")" &
   running=$((running + 1))
-  if [ $running -ge 2 ]; then wait -n; running=$((running - 1)); fi
+  if [ $running -ge 2 ]; then
+    wait -n || fail=1
+    running=$((running - 1))
+  fi
 done
-wait
+while [ $running -gt 0 ]; do
+  wait -n || fail=1
+  running=$((running - 1))
+done
 for dir in "${dirs[@]}"; do
   name=$(basename "$dir")
   echo "== $name"
-  python bench/compare_weights.py bench/results/kodak/neuralcodec.json "runs/eval-$name/neuralcodec.json" || true
+  if [ -f "runs/eval-$name/neuralcodec.json" ]; then
+    python bench/compare_weights.py bench/results/kodak/neuralcodec.json "runs/eval-$name/neuralcodec.json" || true
+  else
+    echo "no evaluation: runs/eval-$name.log"
+  fi
 done
+exit $fail

@@ -117,6 +117,22 @@ def worker_threads() -> int | None:
     return max(1, int(value)) if value.isdigit() else None
 
 
+def command_line_process() -> None:
+    """What the command line sets in a process it owns, before the codec's libraries load: a compress or decompress
+    call and each of its local -j workers (not Ray's, not a library caller's, not train's).
+
+    - numpy's OpenBLAS on one thread: its second thread spun after the 8-bit prior's small float64 products and took
+      a core from the transforms (24 Kodak images, -j 1: 4.95 -> 4.67 s); workers inherit it.
+    - OpenVINO without its model converter (never used here; its import halves: 0.10 -> 0.05 s a process;
+      ``onnx_backend.skip_model_converter``). bench/README.md, "Speed beside AVIF and JPEG XL"."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from neuralcodec.pipeline.onnx_backend import skip_model_converter
+
+    skip_model_converter()
+
+
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity (taskset, cpusets, batch schedulers) where the system
     reports one, else all of the machine's."""

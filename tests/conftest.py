@@ -1,6 +1,7 @@
 """Shared fixtures: small synthetic photos made on the fly, and the shipped weights."""
 
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -9,6 +10,18 @@ from PIL import Image
 
 # the ONNX backend's bundles of this test session, never the user's cache (built fresh: what a new install does)
 os.environ.setdefault("NEURALCODEC_CACHE_DIR", tempfile.mkdtemp(prefix="neuralcodec-test-cache-"))
+
+
+@pytest.fixture(autouse=True)
+def _library_process():
+    """CLI tests run the command line in this process; what it sets for a process it owns (settings.
+    command_line_process) is undone after each test, so no later test depends on which ran before it."""
+    blas = os.environ.get("OPENBLAS_NUM_THREADS")
+    yield
+    if sys.modules.get("openvino.tools.ovc", 0) is None:
+        del sys.modules["openvino.tools.ovc"]
+    if blas is None:
+        os.environ.pop("OPENBLAS_NUM_THREADS", None)
 
 
 def photo(h: int, w: int, seed: int = 0) -> np.ndarray:

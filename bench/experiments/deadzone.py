@@ -60,6 +60,11 @@ def main():
             delta["inside"] = False
 
     stages.GaussianStage.quantize = y_quantize
+    from neuralcodec.api import _codec_for
+    from neuralcodec.settings import EncodeSettings
+
+    if type(_codec_for(EncodeSettings()).stages[-1]) is not stages.GaussianStage:  # e.g. a checkerboard level
+        raise SystemExit("y's level is not a plain Gaussian one: this patch would not reach its rounding")
     qualities = [float(q) for q in args.qualities.split(",")]
     deltas = [float(d) for d in args.deltas.split(",")]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(KODAK.glob("*.png"))[:args.images]]

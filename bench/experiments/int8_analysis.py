@@ -114,19 +114,28 @@ def main():
 
     cfg = {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY",
            "ENABLE_CPU_PINNING": False}
+    from openvino.preprocess import PrePostProcessor
+
+    def scaled(model):  # as the encoder compiles it: pixels 0..255 in (onnx_backend.OrtTransforms._compile_bf16)
+        ppp = PrePostProcessor(model)
+        ppp.input("x").preprocess().scale(255.0)
+        return core.compile_model(ppp.build(), "CPU", cfg)
+
+    # the float32 reference reads pixels / 255 (ONNX Runtime's path); bf16 and int8 read 0..255, as the encoder feeds
     compiled = {"fp32": core.compile_model(core.read_model(str(onnx_path)), "CPU",
                                            {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads}),
-                "bf16": core.compile_model(core.read_model(str(onnx_path)), "CPU", cfg),
-                "int8": core.compile_model(quantized(), "CPU", cfg)}
+                "bf16": scaled(core.read_model(str(onnx_path))),
+                "int8": scaled(quantized())}
     ran = [op.get_rt_info()["runtimePrecision"].astype(str) for op in compiled["int8"].get_runtime_model().get_ordered_ops()
            if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
     print("the int8 graph's convolutions run in:", ran)
     times = {k: [] for k in compiled}
     moved = {k: {t: [] for t in (0.0, 0.5, 1.0)} for k in ("bf16", "int8")}
     for p in sorted((DATA / "kodak").glob("*.png"))[:args.images]:
-        x = np.asarray(Image.open(p).convert("RGB"), np.float32).transpose(2, 0, 1)[None] / 255
+        pixels = np.asarray(Image.open(p).convert("RGB"), np.float32).transpose(2, 0, 1)[None]
         ys = {}
         for name, cm in compiled.items():
+            x = pixels / 255 if name == "fp32" else pixels
             req = cm.create_infer_request()
             for t in (0.0, 0.5, 1.0):
                 ys[name, t] = np.array(req.infer({"x": x, "t": np.array([t], np.float32)})[cm.outputs[0]])
@@ -149,21 +158,14 @@ def main():
         from neuralcodec.evaluation.rd import bd_rate
         from neuralcodec.settings import EncodeSettings
 
-        codec = _codec_for(EncodeSettings(weights=args.weights, backend="onnx", precision="bf16"))  # compress's
+        settings = EncodeSettings(weights=args.weights, backend="onnx", precision="bf16")
+        codec = _codec_for(settings)
         qualities = [float(q) for q in args.bd.split(",")]
-        from openvino.preprocess import PrePostProcessor
-
-        def scaled(model):  # as the encoder compiles it: pixels 0..255 in (onnx_backend.OrtTransforms._compile_bf16)
-            ppp = PrePostProcessor(model)
-            ppp.input("x").preprocess().scale(255.0)
-            return core.compile_model(ppp.build(), "CPU", cfg)
-
-        compiled = {"bf16": scaled(core.read_model(str(onnx_path))), "int8": scaled(quantized())}
         curves = {}
         for name in ("bf16", "int8"):
             codec.transforms._openvino = compiled[name]
             codec.transforms._requests.entry = None
-            assert codec.transforms._openvino is compiled[name]
+            assert _codec_for(settings) is codec  # the codec compress(precision="bf16") uses: the swap takes effect
             rows = {q: [] for q in qualities}
             for p in sorted((DATA / "kodak").glob("*.png"))[:args.images]:
                 rgb = np.asarray(Image.open(p).convert("RGB"))

@@ -196,11 +196,11 @@ def _init_worker(threads: int) -> None:
     a decode on the ONNX backend never loads it). Workers ignore Ctrl-C: the main process decides (``run``)."""
     import signal
 
-    from neuralcodec.pipeline.onnx_backend import skip_model_converter
+    from neuralcodec.settings import command_line_process
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["NEURALCODEC_THREADS"] = str(threads)
-    skip_model_converter()
+    command_line_process()
 
 
 CRASH_ENV = "NEURALCODEC_TEST_CRASH"  # fault injection for tests: a worker process (local or Ray) converting a

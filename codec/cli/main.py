@@ -6,7 +6,6 @@ Exit status: 0 all good, 1 some inputs failed (each reported, the rest converted
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ Examples:
 @click.version_option(package_name="neuralcodec")
 def main():
     """neuralcodec: a learned image codec. On photos, files about half the size of JPEG's and a little smaller
-    than WebP's at the same PSNR (Kodak, the README's table).
+    than WebP's at the same PSNR (Kodak BD-rates: README.md, "How well it compresses").
 
     Images go in as PNG, JPEG, WebP, TIFF, BMP or PPM; `.nic` files come out, and back.
     """
@@ -215,14 +214,10 @@ def decompress(input, fmt, max_pixels, perceptual, no_deblock, **kw):
 
 def _convert(direction, input, options, output, recursive, jobs, engine, address, force, skip_existing, device, half,
              backend, weights, quiet, verbose, out_ext=".png", fmt="png"):
-    # numpy's OpenBLAS (not imported yet) keeps a thread per core that spins after each product and takes a core
-    # from the transforms' own threads; a codec's float64 products (the 8-bit prior's first layer) are small, so
-    # one thread: a directory of 24 Kodak images, -j 1, 4.95 -> 4.67 s (workers inherit it; bench/README.md)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from neuralcodec.cli import batch
-    from neuralcodec.pipeline.onnx_backend import skip_model_converter
+    from neuralcodec.settings import command_line_process
 
-    skip_model_converter()  # this process is the CLI's (its workers do the same: batch._init_worker)
+    command_line_process()  # BLAS threads, OpenVINO's import: before numpy and OpenVINO load (workers: batch)
+    from neuralcodec.cli import batch
 
     stream = str(input) == "-" or output == "-"
     if address is not None and engine != "ray":

@@ -53,11 +53,11 @@ def bf16_analysis_available() -> bool:
 
 
 def skip_model_converter() -> None:
-    """For a process the command line owns, before OpenVINO is imported: its package imports its model converter
-    (``openvino.tools.ovc``, for models of other frameworks; never used here) unless that import fails, which it
-    catches. Marking the converter absent halves OpenVINO's import: 0.10 -> 0.05 s per compress call and per -j
-    worker (five alternating imports, training paused; bench/README.md). Not for library callers, whose process
-    may want ``openvino.convert_model``."""
+    """For a process the command line owns (``settings.command_line_process``), before OpenVINO is imported: its
+    package imports its model converter (``openvino.tools.ovc``, for models of other frameworks; never used here)
+    unless that import fails, which it catches. Marking the converter absent halves OpenVINO's import: 0.10 -> 0.05
+    s per compress call and per -j worker (five alternating imports, training paused; bench/README.md). Not for
+    library callers, whose process may want ``openvino.convert_model``."""
     import sys
 
     if "openvino" not in sys.modules:
