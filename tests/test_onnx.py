@@ -254,11 +254,13 @@ def test_the_command_line_imports_openvino_without_its_model_converter(tmp_path)
     """OpenVINO's import loads its model converter (half the import's time) unless that import fails; the CLI's
     process never converts models, so it skips it, and the bfloat16 analysis still runs."""
     Image.fromarray(photo(64, 80, 3)).save(tmp_path / "a.png")
-    code = ("import sys; from neuralcodec.cli.main import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
-            "    assert not e.code, e.code\nprint('openvino' in sys.modules, sys.modules.get('openvino.tools.ovc', 0) is None, "
+    code = ("import sys; from neuralcodec.cli.main import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('openvino' in sys.modules, sys.modules.get('openvino.tools.ovc', 0) is None, "
             "any(k.startswith('openvino.tools.ovc.') for k in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code, "compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.nic"),
-                          "--precision", "bf16", "--quiet"], capture_output=True, text=True, env=os.environ, timeout=120)
+    cmd = ["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.nic"), "--precision", "bf16", "--quiet"]
+    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=os.environ,
+                         timeout=120)
     assert out.returncode == 0 and out.stdout.split() == ["True", "True", "False"], out.stderr
     assert np.asarray(neuralcodec.decompress((tmp_path / "a.nic").read_bytes())).shape == (64, 80, 3)
 

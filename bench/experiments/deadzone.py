@@ -81,7 +81,8 @@ def main():
             bpp.append(float(np.mean([b for b, _ in rows])))
             psnr.append(float(np.mean([10 * np.log10(255**2 / m) for _, m in rows])))
         curves[d] = (bpp, psnr)
-        bd = "" if d == deltas[0] else f"  BD-rate vs delta {deltas[0]:g}: {bd_rate(*curves[deltas[0]], bpp, psnr):+.3f} %"
+        bd = "" if d == deltas[0] else (f"  BD-rate vs delta {deltas[0]:g}: "
+                                         f"{bd_rate(*curves[deltas[0]], bpp, psnr):+.3f} %")
         print(f"delta {d:g}: " + ", ".join(f"q{q:g} {b:.4f}/{p:.3f}" for q, b, p in zip(qualities, bpp, psnr)) + bd,
               flush=True)
 

@@ -71,7 +71,9 @@ def main():
     for p in calib:
         img = Image.open(p).convert("RGB")
         s = min(img.size)
-        img = img.crop(((img.width - 256) // 2, (img.height - 256) // 2, (img.width + 256) // 2, (img.height + 256) // 2)) if s >= 256 else img
+        if s >= 256:  # the centre 256 x 256
+            left, top = (img.width - 256) // 2, (img.height - 256) // 2
+            img = img.crop((left, top, left + 256, top + 256))
         x = np.asarray(img, np.float32).transpose(2, 0, 1)[None] / 255
         for t in (0.0, 0.5, 1.0):
             out = fp32.create_infer_request().infer({"x": x, "t": np.array([t], np.float32)})
@@ -126,7 +128,8 @@ def main():
                                            {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads}),
                 "bf16": scaled(core.read_model(str(onnx_path))),
                 "int8": scaled(quantized())}
-    ran = [op.get_rt_info()["runtimePrecision"].astype(str) for op in compiled["int8"].get_runtime_model().get_ordered_ops()
+    ops_run = compiled["int8"].get_runtime_model().get_ordered_ops()
+    ran = [op.get_rt_info()["runtimePrecision"].astype(str) for op in ops_run
            if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
     print("the int8 graph's convolutions run in:", ran)
     times = {k: [] for k in compiled}
@@ -151,7 +154,8 @@ def main():
         print(p.name, {k: round(v[-1] * 1000) for k, v in times.items()}, "ms")
     print("median analysis ms:", {k: round(statistics.median(v) * 1000, 1) for k, v in times.items()})
     for name in moved:
-        print(f"{name}: y values moved vs float32", {t: f"{100 * statistics.mean(v):.3f} %" for t, v in moved[name].items()})
+        shares = {t: f"{100 * statistics.mean(v):.3f} %" for t, v in moved[name].items()}
+        print(f"{name}: y values moved vs float32", shares)
     if args.bd:
         import neuralcodec
         from neuralcodec.api import _codec_for
