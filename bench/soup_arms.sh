@@ -30,10 +30,9 @@ for run in "$@"; do
 done
 [ ! -e "runs/$soup" ] || { echo "runs/$soup exists: choose a new soup name" >&2; exit 2; }
 
+escape() { printf '%s' "$1" | sed 's/[.[\*^$+?(){}|]/\\&/g'; }  # a literal in an extended regex
 pattern() {  # a training process of run $1, however its directory was written (runs/x, ./runs/x, runs/x/, absolute)
-  local escaped
-  escaped=$(printf '%s' "$1" | sed 's/[.[\*^$+?(){}|]/\\&/g')
-  printf -- '--run-dir (\\./|%s/)?%s/?( |$)' "$(pwd | sed 's/[.[\*^$+?(){}|]/\\&/g')" "$escaped"
+  printf -- '--run-dir (\\./|%s/)?%s/?( |$)' "$(escape "$(pwd)")" "$(escape "$1")"
 }
 for run in "$@"; do
   pkill -TERM -f -- "$(pattern "$run")" || echo "note: $run was not training" >&2

@@ -16,7 +16,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 KODAK = HERE.parents[2] / "shared" / "data" / "kodak"
@@ -28,8 +27,8 @@ def main():
     ap.add_argument("--qualities", default="0,30,60,100")
     ap.add_argument("--deltas", default="0,-0.05,0.05")
     args = ap.parse_args()
-    import neuralcodec
     from neuralcodec.coding import stages
+    from neuralcodec.evaluation.evaluate import _neuralcodec_coder, curve
     from neuralcodec.evaluation.rd import bd_rate
 
     delta = {"value": 0.0, "inside": False}
@@ -67,19 +66,13 @@ def main():
         raise SystemExit("y's level is not a plain Gaussian one: this patch would not reach its rounding")
     qualities = [float(q) for q in args.qualities.split(",")]
     deltas = [float(d) for d in args.deltas.split(",")]
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(KODAK.glob("*.png"))[:args.images]]
+    images = sorted(KODAK.glob("*.png"))[:args.images]
     curves = {}
     for d in deltas:
         delta["value"] = d
-        bpp, psnr = [], []
-        for q in qualities:
-            rows = []
-            for rgb in images:
-                data = neuralcodec.compress(rgb, q)
-                out = np.asarray(neuralcodec.decompress(data)).astype(np.float64)
-                rows.append((8 * len(data) / (rgb.shape[0] * rgb.shape[1]), np.mean((out - rgb) ** 2)))
-            bpp.append(float(np.mean([b for b, _ in rows])))
-            psnr.append(float(np.mean([10 * np.log10(255**2 / m) for _, m in rows])))
+        r = curve(f"delta {d:g}", [(q, _neuralcodec_coder(q, None)) for q in qualities], images,
+                  with_msssim=False)["results"]
+        bpp, psnr = r["bpp"], r["psnr-rgb"]
         curves[d] = (bpp, psnr)
         bd = "" if d == deltas[0] else (f"  BD-rate vs delta {deltas[0]:g}: "
                                          f"{bd_rate(*curves[deltas[0]], bpp, psnr):+.3f} %")

@@ -157,8 +157,8 @@ def main():
         shares = {t: f"{100 * statistics.mean(v):.3f} %" for t, v in moved[name].items()}
         print(f"{name}: y values moved vs float32", shares)
     if args.bd:
-        import neuralcodec
         from neuralcodec.api import _codec_for
+        from neuralcodec.evaluation.evaluate import _neuralcodec_coder, curve
         from neuralcodec.evaluation.rd import bd_rate
         from neuralcodec.settings import EncodeSettings
 
@@ -170,15 +170,9 @@ def main():
             codec.transforms._openvino = compiled[name]
             codec.transforms._requests.entry = None
             assert _codec_for(settings) is codec  # the codec compress(precision="bf16") uses: the swap takes effect
-            rows = {q: [] for q in qualities}
-            for p in sorted((DATA / "kodak").glob("*.png"))[:args.images]:
-                rgb = np.asarray(Image.open(p).convert("RGB"))
-                for q in qualities:
-                    data = neuralcodec.compress(rgb, q, backend="onnx", weights=args.weights, precision="bf16")
-                    out = np.asarray(neuralcodec.decompress(data, backend="onnx")).astype(np.float64)
-                    rows[q].append((8 * len(data) / (rgb.shape[0] * rgb.shape[1]), np.mean((out - rgb) ** 2)))
-            bpp = [float(np.mean([b for b, _ in rows[q]])) for q in qualities]
-            psnr = [float(np.mean([10 * np.log10(255**2 / m) for _, m in rows[q]])) for q in qualities]
+            coders = [(q, _neuralcodec_coder(q, args.weights, backend="onnx", precision="bf16")) for q in qualities]
+            r = curve(name, coders, sorted((DATA / "kodak").glob("*.png"))[:args.images], with_msssim=False)["results"]
+            bpp, psnr = r["bpp"], r["psnr-rgb"]
             curves[name] = (bpp, psnr)
             print(f"{name}: " + ", ".join(f"q{q:g} {b:.4f} bpp {d:.3f} dB" for q, b, d in zip(qualities, bpp, psnr)))
         print(f"BD-rate int8 vs bf16 (PSNR): {bd_rate(*curves['bf16'], *curves['int8']):+.3f} %")

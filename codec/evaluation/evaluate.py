@@ -40,12 +40,13 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _neuralcodec_coder(quality: float, weights: str | None, effort: int = 0, backend: str = "auto",
-                       deblock: bool = True):
+                       deblock: bool = True, precision: str = "auto"):
     import neuralcodec
 
     def code(img: np.ndarray):
         t0 = time.perf_counter()
-        data = neuralcodec.compress(img, quality, weights=weights, effort=effort, backend=backend, deblock=deblock)
+        data = neuralcodec.compress(img, quality, weights=weights, effort=effort, backend=backend, deblock=deblock,
+                                    precision=precision)
         t1 = time.perf_counter()
         out = np.asarray(neuralcodec.decompress(data, weights=weights, backend=backend))
         return len(data), out, t1 - t0, time.perf_counter() - t1
