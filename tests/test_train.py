@@ -181,6 +181,19 @@ def test_rate_sampling_can_favour_the_rates_above_an_extension():
                           sample_t(np.random.default_rng(4), 8, 0.0))
 
 
+def test_rate_sampling_can_favour_the_top_half():
+    from neuralcodec.train.loop import TrainingError, sample_t
+
+    assert np.array_equal(sample_t(np.random.default_rng(5), 64, -0.3, 0.3, high_t_share=0.0),
+                          sample_t(np.random.default_rng(5), 64, -0.3, 0.3))  # 0: the draws of a run without it
+    t = sample_t(np.random.default_rng(6), 40_000, -0.3, low_t_share=0.3, high_t_share=0.4)
+    assert t.min() >= -0.3 and t.max() < 1
+    assert abs((t < 0).mean() - 0.6 * 0.3) < 0.01  # the low share applies to the draws not replaced
+    assert abs((t >= 0.5).mean() - (0.4 + 0.6 * 0.7 * 0.5)) < 0.01
+    with pytest.raises(TrainingError, match="high_t_share"):
+        sample_t(np.random.default_rng(6), 4, -0.3, high_t_share=1.5)
+
+
 def test_cli_data_option_replaces_the_recipes_directory(tmp_path):
     from click.testing import CliRunner
 

@@ -65,6 +65,8 @@ class Recipe:
     # [t_min, 0) (the extended low rates); None: t uniform over [t_min, 1]
     smooth_share: float = 0.0  # the share of crops replaced by synthetic smooth content (colour gradients with
     # mild noise, `smooth_crop`): photos hold few of them, and there the synthesis draws its latent grid (issue 19)
+    high_t_share: float = 0.0  # the share of samples drawn from the top half of the rates, [0.5, 1), before the
+    # rule above draws the rest: more steps where the top quality is furthest from its target (issue 19)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recipe":
@@ -85,14 +87,23 @@ def resolve_precision(precision: str, device) -> str:
     return "bf16" if native_cpu_bf16() else "fp32"
 
 
-def sample_t(rng: np.random.Generator, n: int, t_min: float, low_t_share: float | None = None) -> np.ndarray:
+def sample_t(rng: np.random.Generator, n: int, t_min: float, low_t_share: float | None = None,
+             high_t_share: float = 0.0) -> np.ndarray:
     """Each sample's rate t: uniform over [t_min, 1], or with ``low_t_share`` of them uniform over [t_min, 0)
-    and the rest over [0, 1] (so that extending the range down takes fewer steps from the rates above)."""
+    and the rest over [0, 1] (so that extending the range down takes fewer steps from the rates above); then
+    ``high_t_share`` of them replaced by draws from [0.5, 1) (0: none, and the draws are those of a run without it)."""
+    if not 0 <= high_t_share <= 1:
+        raise TrainingError(f"high_t_share must be within 0..1, got {high_t_share!r}")
     if low_t_share is None or t_min >= 0:
-        return (t_min + (1 - t_min) * rng.random(n)).astype(np.float32)
-    low = rng.random(n) < low_t_share
-    u = rng.random(n)
-    return np.where(low, t_min * (1 - u), u).astype(np.float32)
+        t = t_min + (1 - t_min) * rng.random(n)
+    else:
+        low = rng.random(n) < low_t_share
+        u = rng.random(n)
+        t = np.where(low, t_min * (1 - u), u)
+    if high_t_share:
+        high = rng.random(n) < high_t_share
+        t = np.where(high, 0.5 + 0.5 * rng.random(n), t)
+    return t.astype(np.float32)
 
 
 def load_corpus(root: str | os.PathLike, min_side: int) -> list[np.ndarray]:
@@ -443,7 +454,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         batch = sample_batch(images, recipe.crop, batch_size, rng, recipe.smooth_share)
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
-        t = torch.from_numpy(sample_t(rng, batch_size, t_min, recipe.low_t_share)).to(device)
+        t = torch.from_numpy(sample_t(rng, batch_size, t_min, recipe.low_t_share, recipe.high_t_share)).to(device)
         if recipe.wake_from:
             model.wake = (recipe.wake_from, step / recipe.wake_steps) if step < recipe.wake_steps else None
         clock.lap("data")
