@@ -145,6 +145,24 @@ def test_the_codec_pixel_limit_applies_not_pillows(tmp_path, monkeypatch):
         imaging.open_image(tmp_path / "icon.png")
 
 
+def test_reading_an_image_loads_only_the_plugins_it_may_need(tmp_path):
+    """Pillow's ``Image.init()`` imports every plugin it has (~0.045 s of a one-image call); reading registers the
+    six formats it reads, and every one of them still opens."""
+    import subprocess
+    import sys
+
+    for fmt in ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "PPM"):
+        Image.fromarray(photo(20, 30)).save(tmp_path / f"a.{fmt.lower()}", format=fmt)
+    code = ("import sys; from PIL import Image; from neuralcodec.format import imaging\n"
+            "for p in sys.argv[1:]:\n    assert imaging.open_image(p).size == (30, 20), p\n"
+            "print(len(Image.OPEN), 'PSD' in Image.OPEN, 'PIL.PsdImagePlugin' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, *sorted(map(str, tmp_path.iterdir()))], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    registered, psd, psd_module = out.stdout.split()
+    assert int(registered) <= 10 and psd == psd_module == "False", out.stdout  # Image.init() registers ~40
+
+
 def test_foreign_weights_digest_is_refused(rgb64):
     data = bytearray(neuralcodec.compress(rgb64, 50))
     c = bitstream.unpack(bytes(data))
