@@ -31,7 +31,7 @@ def digest(tensors: dict[str, np.ndarray]) -> bytes:
     for name in sorted(tensors):
         a = np.ascontiguousarray(tensors[name])
         h.update(f"{name}\0{a.dtype.name}\0{'x'.join(map(str, a.shape))}\0".encode())
-        h.update(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+        h.update(a.astype(a.dtype.newbyteorder("<"), copy=False).reshape(-1).view(np.uint8))  # no copy
     return h.digest()
 
 
