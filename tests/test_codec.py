@@ -153,6 +153,9 @@ def test_reading_an_image_loads_only_the_plugins_it_may_need(tmp_path):
 
     for fmt in ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "PPM"):
         Image.fromarray(photo(20, 30)).save(tmp_path / f"a.{fmt.lower()}", format=fmt)
+        Image.fromarray(photo(20, 30)).save(tmp_path / f"{fmt}-without-extension", format=fmt)  # read by content
+    Image.fromarray(photo(20, 30)).save(tmp_path / "b.jpg", format="MPO", save_all=True,
+                                        append_images=[Image.fromarray(photo(20, 30, 1))])  # a multi-picture JPEG
     code = ("import sys; from PIL import Image; from neuralcodec.format import imaging\n"
             "for p in sys.argv[1:]:\n    assert imaging.open_image(p).size == (30, 20), p\n"
             "print(len(Image.OPEN), 'PSD' in Image.OPEN, 'PIL.PsdImagePlugin' in sys.modules)")

@@ -184,8 +184,11 @@ def test_rate_sampling_can_favour_the_rates_above_an_extension():
 def test_rate_sampling_can_favour_the_top_half():
     from neuralcodec.train.loop import TrainingError, sample_t
 
-    assert np.array_equal(sample_t(np.random.default_rng(5), 64, -0.3, 0.3, high_t_share=0.0),
-                          sample_t(np.random.default_rng(5), 64, -0.3, 0.3))  # 0: the draws of a run without it
+    rng, old = np.random.default_rng(5), np.random.default_rng(5)
+    low, u = old.random(64) < 0.3, old.random(64)  # the draws runs made before high_t_share existed
+    assert np.array_equal(sample_t(rng, 64, -0.3, 0.3, high_t_share=0.0),
+                          np.where(low, -0.3 * (1 - u), u).astype(np.float32))
+    assert rng.random() == old.random()  # and the stream goes on where it did (the crops come from it next)
     t = sample_t(np.random.default_rng(6), 40_000, -0.3, low_t_share=0.3, high_t_share=0.4)
     assert t.min() >= -0.3 and t.max() < 1
     assert abs((t < 0).mean() - 0.6 * 0.3) < 0.01  # the low share applies to the draws not replaced

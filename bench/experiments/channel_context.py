@@ -1,12 +1,12 @@
 """What a channel-wise context could save on the shipped flagship: a ceiling from its own latents, before building one.
 
-    python bench/experiments/channel_context.py [--images 24] [--qualities 0,30,60,100] [--slices 5]
+    NEURALCODEC_THREADS=1 python bench/experiments/channel_context.py [--images 24] [--qualities 0,30,60,100] [--slices 5]
 
-A channel-wise autoregressive prior (Minnen & Singh 2020) codes y in slices, each slice's means (and scales)
+A channel-wise autoregressive prior (Minnen & Singh 2020) codes y in slices, each slice's means and scales
 predicted from the hyperprior and the slices decoded before it. Here the shipped flagship's y-level is captured
 while coding real Kodak files (r = y - mu in the gained units the coder rounds, v = round(r), the table's scale s),
 and each channel's mean is corrected by a linear predictor of the decoded residuals v of the channels before it:
-r_c ~ sum_j a_cj v_j, fitted (ridge) on the even-numbered images and tested on the odd ones, per quality. Bits are
+r_c ~ sum_j a_cj v_j, fitted (ridge) on kodim01, 03, ... and tested on kodim02, 04, ..., per quality. Bits are
 the Gaussian bin probabilities under the table's scale (the best of --ridges on the test half: a mild optimism), before (v) and after (round(r - prediction)), so the
 prior's own table quantization cancels. Two orders: every earlier channel, and earlier slices only (--slices equal
 slices in channel order, the form a slice-wise model takes). A linear mean shift is a floor of what a trained

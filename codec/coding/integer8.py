@@ -93,7 +93,7 @@ class Int8Stack(IntegerStack):
             raise ValueError("an empty 8-bit stack")
         for i, layer in enumerate(layers):
             w = layer.weight
-            if w.dtype != np.int8 or w.size and int(w.min()) < -WEIGHT_LIMIT:  # int8 tops out at 127 anyway
+            if w.dtype != np.int8 or w.size and max(-int(w.min()), int(w.max())) > WEIGHT_LIMIT:  # no copy
                 raise ValueError(f"8-bit layer {i}: weights must be int8 within +-{WEIGHT_LIMIT}")
             n = layer.out_channels()
             if not (layer.bias.shape == layer.multiplier.shape == layer.shift.shape == (n,)):

@@ -149,6 +149,7 @@ def unpack_alpha(tag: bytes, data: bytes, height: int, width: int) -> np.ndarray
 def _unpack_webp_alpha(data: bytes, height: int, width: int) -> np.ndarray:
     import io
 
+    _register_readers()
     try:
         with _pillow_limit:  # the size is checked against the file's own (already limited) one, not Pillow's
             old = Image.MAX_IMAGE_PIXELS
@@ -178,7 +179,7 @@ _pillow_limit = threading.Lock()
 @functools.cache
 def _register_readers() -> None:
     """Register the plugins of OPEN_FORMATS alone. ``Image.init()`` imports every plugin Pillow has (~0.045 s of a
-    one-image call); Pillow still calls it itself if one of OPEN_FORMATS is missing (a build without WebP)."""
+    one-image call); ``Image.open`` still calls it itself for a format in its list that is not registered."""
     for name in ("Png", "Jpeg", "WebP", "Tiff", "Bmp", "Ppm"):
         try:
             importlib.import_module(f"PIL.{name}ImagePlugin")

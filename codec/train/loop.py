@@ -65,8 +65,8 @@ class Recipe:
     # [t_min, 0) (the extended low rates); None: t uniform over [t_min, 1]
     smooth_share: float = 0.0  # the share of crops replaced by synthetic smooth content (colour gradients with
     # mild noise, `smooth_crop`): photos hold few of them, and there the synthesis draws its latent grid (issue 19)
-    high_t_share: float = 0.0  # the share of samples drawn from the top half of the rates, [0.5, 1), before the
-    # rule above draws the rest: more steps where the top quality is furthest from its target (issue 19)
+    high_t_share: float = 0.0  # after the rule above, this share of the samples is drawn again from [0.5, 1) (the
+    # upper half of [0, 1]): more steps where the top quality is furthest from its target (issue 19)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recipe":
