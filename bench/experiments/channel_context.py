@@ -7,8 +7,8 @@ predicted from the hyperprior and the slices decoded before it. Here the shipped
 while coding real Kodak files (r = y - mu in the gained units the coder rounds, v = round(r), the table's scale s),
 and each channel's mean is corrected by a linear predictor of the decoded residuals v of the channels before it:
 r_c ~ sum_j a_cj v_j, fitted (ridge) on kodim01, 03, ... and tested on kodim02, 04, ..., per quality. Bits are
-the Gaussian bin probabilities under the table's scale (the best of --ridges on the test half: a mild optimism), before (v) and after (round(r - prediction)), so the
-prior's own table quantization cancels. Two orders: every earlier channel, and earlier slices only (--slices equal
+the Gaussian bin probabilities under the table's scale (the best of --ridges on the test half: a mild optimism),
+before (v) and after (round(r - prediction)), so the prior's own table quantization cancels. Two orders: every earlier channel, and earlier slices only (--slices equal
 slices in channel order, the form a slice-wise model takes). A linear mean shift is a floor of what a trained
 context network gets, and the features use the symbols as coded without the correction (a real model decodes
 the corrected ones), so read it as the order of magnitude. bench/results/channel_context.json.
@@ -61,11 +61,10 @@ def main():
     ridges = [float(x) for x in args.ridges.split(",")]
     report = {"images": len(images), "slices": args.slices, "ridges": ridges, "qualities": {}}
     for q in [float(q) for q in args.qualities.split(",")]:
-        per_image, file_bits = [], 0
+        per_image, bits_of_file = [], []
         for p in images:
             captured.clear()
-            data = neuralcodec.compress(p, q, deblock=False)
-            file_bits += 8 * len(data)
+            bits_of_file.append(8 * len(neuralcodec.compress(p, q, deblock=False)))
             r, v, s = captured[-1]  # y's level (the last Gaussian one)
             c = r.shape[0]
             per_image.append(tuple(a.reshape(c, -1).T.astype(np.float64) for a in (r, v, s)))
@@ -76,10 +75,8 @@ def main():
         R = np.concatenate([t[0] for t in train])
         G, H = V.T @ V, V.T @ R
         width = math.ceil(c / args.slices)
-        res = {"file_bits_test_share": None}
         base = sum(gaussian_bits(np.round(t[0]), t[2]) for t in test)
-        res["y_bits_test"] = base
-        res["file_bits"] = file_bits
+        res = {"y_bits_test": base, "file_bits": sum(bits_of_file)}
         for order in ("channels", "slices"):
             for ridge in ridges:
                 A = np.zeros((c, c))
@@ -90,11 +87,9 @@ def main():
                 bits = sum(gaussian_bits(np.round(t[0] - t[1] @ A), t[2]) for t in test)
                 if order not in res or 1 - bits / base > res[order]["y_bits_saved"]:
                     res[order] = {"y_bits_saved": 1 - bits / base, "ridge": ridge}
-        test_files = sum(8 * len(neuralcodec.compress(p, q, deblock=False)) for i, p in enumerate(images) if i % 2)
-        res["y_share_of_file"] = base / test_files
+        res["y_share_of_file"] = base / sum(bits_of_file[1::2])  # the test images' files, coded above
         for order in ("channels", "slices"):
             res[order]["file_bits_saved"] = res[order]["y_bits_saved"] * res["y_share_of_file"]
-        del res["file_bits_test_share"]
         report["qualities"][f"{q:g}"] = res
         print(f"q{q:g}: y is {res['y_share_of_file']:.1%} of the files; y's bits saved on the test images: every "
               f"earlier channel {res['channels']['y_bits_saved']:.2%}, earlier {args.slices} slices only "

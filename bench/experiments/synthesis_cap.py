@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,10 @@ def main():
     import torch
     from PIL import Image
 
-    from neuralcodec.evaluation.evaluate import psnr
     from neuralcodec.zoo import weights_io
+
+    sys.path.insert(0, str(HERE.parent))
+    from transform_cap import psnr  # a reconstruction's PSNR as a decoder writes it (8-bit)
 
     torch.set_num_threads(args.threads)
     model = weights_io.build_model(weights_io.load(args.weights)).eval()
@@ -60,8 +63,7 @@ def main():
         for step in range(args.steps + 1):
             x_hat = model.synthesis(y, t)
             if step in marks:
-                out = x_hat.detach()[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-                got[step] = psnr(out, rgb)
+                got[step] = psnr(x_hat.detach(), rgb)
             if step == args.steps:
                 break
             opt.zero_grad()
