@@ -63,6 +63,27 @@ def test_train_minutes_resume_and_init_weights_from_the_command_line(tmp_path):
     assert r.exit_code == 2 and "not a training run directory" in r.output
 
 
+def test_a_slow_moving_average_starts_from_the_first_and_moves_at_its_own_rate(tmp_path):
+    """recipe slow_ema_decay: a run resumed without one starts it from its average; both move with the weights."""
+    import torch
+
+    recipe, run = _recipe(tmp_path, ema_decay=0.5), tmp_path / "run"
+    train = ["train", "--recipe", str(recipe), "--run-dir", str(run)]
+    assert CliRunner().invoke(main, [*train, "--steps", "2"], catch_exceptions=False).exit_code == 0
+    before = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert "slow_ema" not in before
+    r = json.loads(recipe.read_text())
+    recipe.write_text(json.dumps({**r, "slow_ema_decay": 0.9}))
+    assert CliRunner().invoke(main, [*train, "--steps", "3"], catch_exceptions=False).exit_code == 0
+    after = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    moved = 0.0
+    for e0, e1, s1 in zip(before["ema"], after["ema"], after["slow_ema"]):
+        # one step from the same start: (slow - start) = (1 - 0.9) / (1 - 0.5) * (ema - start), up to float32
+        torch.testing.assert_close(s1 - e0, 0.2 * (e1 - e0), rtol=1e-3, atol=2e-6)
+        moved = max(moved, float((e1 - e0).abs().max()))
+    assert moved > 1e-3  # the weights moved far more than the tolerance
+
+
 def test_sigterm_stops_training_with_a_checkpoint_of_the_last_step(tmp_path):
     """What a scheduler or `kill` does: the run stops at a step boundary and checkpoints it; a resume goes on."""
     recipe, run = _recipe(tmp_path), tmp_path / "run"

@@ -6,8 +6,15 @@ two arms fine-tuned from one shipped file for the same time often average to wei
 
 The new run directory holds the first run's recipe, log and checkpoint with its "ema" replaced by the mean of
 every run's; the arms must share the architecture (and so the order of their parameters).
+
+--slow: average the runs' slower moving averages instead (recipe ``slow_ema_decay``); the new directory's recipe
+then names that decay as its ``ema_decay``, so that the exported card says which average it holds. One run with
+--slow exports that run's slow average alone:
+
+    python bench/experiments/soup.py runs/v2j --slow -o runs/v2j-slow
 """
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -16,15 +23,25 @@ import torch
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("runs", type=Path, nargs="+")
 ap.add_argument("-o", "--out", type=Path, required=True)
+ap.add_argument("--slow", action="store_true", help="average the slower moving averages (slow_ema_decay)")
 a = ap.parse_args()
+key = "slow_ema" if a.slow else "ema"
 states = [torch.load(r / "last.pt", map_location="cpu", weights_only=False) for r in a.runs]
-emas = [s["ema"] for s in states]
+if missing := [str(r) for r, s in zip(a.runs, states) if key not in s]:
+    raise SystemExit(f"no {key} in the checkpoint of {', '.join(missing)}")
+emas = [s[key] for s in states]
 if len({len(e) for e in emas}) != 1 or any(x.shape != y.shape for e in emas[1:] for x, y in zip(emas[0], e)):
     raise SystemExit("the runs' parameters differ: not the same architecture")
 soup = states[0]
 soup["ema"] = [torch.stack([e[i].float() for e in emas]).mean(0).to(emas[0][i].dtype) for i in range(len(emas[0]))]
 a.out.mkdir(parents=True, exist_ok=True)
-for name in ("recipe.json", "log.jsonl"):
-    shutil.copy(a.runs[0] / name, a.out / name)
+shutil.copy(a.runs[0] / "log.jsonl", a.out / "log.jsonl")
+recipe = json.loads((a.runs[0] / "recipe.json").read_text())
+if a.slow:  # the soup's "ema" is the slow one now: its card names that decay
+    recipe["ema_decay"] = recipe["slow_ema_decay"]
+recipe["slow_ema_decay"] = 0.0  # the soup holds one average
+soup.pop("slow_ema", None)
+(a.out / "recipe.json").write_text(json.dumps(recipe, indent=1))
 torch.save(soup, a.out / "last.pt")
-print(f"{a.out}: the mean of {len(a.runs)} moving averages, at steps {[s['step'] for s in states]}")
+print(f"{a.out}: the mean of {len(a.runs)} {'slow ' if a.slow else ''}moving averages, "
+      f"at steps {[s['step'] for s in states]}")

@@ -54,6 +54,9 @@ class Recipe:
     # of it spent, read as that fraction of `steps`, and training stops when it is spent (equal-budget pilots)
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights (decay per step); the
     # average is what `export` ships (the raw weights keep training at a steady rate)
+    slow_ema_decay: float = 0.0  # > 0: a second, slower moving average beside it (checkpoint key "slow_ema"; a run
+    # resumed without one starts it from the first average), to compare horizons without a second run;
+    # `bench/experiments/soup.py --slow` exports it
     wake_from: int = 0  # > 0: y channels from this index were grown (--init-weights from a narrower model): their
     wake_steps: int = 0  # rate enters the loss with a weight ramped from 0 to 1 over the run's first wake_steps
     wake_lr: float = 0.0  # > 0: during those steps only the grown entries train, at this learning rate (the old
@@ -364,6 +367,10 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     if ema and ckpt.exists() and "ema" in state:
         for e, v in zip(ema, state["ema"]):
             e.copy_(v)
+    slow_ema = [e.detach().clone() for e in (ema or model.parameters())] if recipe.slow_ema_decay else None
+    if slow_ema and ckpt.exists() and "slow_ema" in state:
+        for e, v in zip(slow_ema, state["slow_ema"]):
+            e.copy_(v)
     resumed = ranks.gather(step)
     if len(set(resumed)) > 1:  # e.g. a machine that does not see the run directory starts afresh
         raise TrainingError(f"the processes start from different steps ({', '.join(map(str, resumed))} by rank): "
@@ -386,6 +393,8 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
             state["aux_opt"] = aux_opt.state_dict()
         if ema:
             state["ema"] = ema
+        if slow_ema:
+            state["slow_ema"] = slow_ema
         if disc:
             state.update(disc=disc.state_dict(), disc_opt=disc_opt.state_dict())
         torch.save(state, tmp)
@@ -481,6 +490,9 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         clock.lap("clip+adam")
         if ema:
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - recipe.ema_decay)
+        if slow_ema:
+            torch._foreach_lerp_(slow_ema, [p.detach() for p in params], 1 - recipe.slow_ema_decay)
+        if ema or slow_ema:
             clock.lap("ema")
         if disc:
             d_loss = (torch.relu(1 - disc(x)).mean() + torch.relu(1 + disc(out["x_hat"].detach())).mean())
