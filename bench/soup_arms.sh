@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end of a session's training (issue 19): stop the arms, average their EMAs into a soup, measure every one.
 #
-#   bench/soup_arms.sh [--soup-only] SOUP_NAME RUN_DIR RUN_DIR [...]   e.g. bench/soup_arms.sh soup-jk runs/v2j runs/v2k
+#   bench/soup_arms.sh [--soup-only] [--encoder ENC_RUN BASE] SOUP_NAME RUN_DIR RUN_DIR [...]
+#   e.g. bench/soup_arms.sh soup-jk runs/v2j runs/v2k
 #
 # Each arm is a training run started from the same weights (weights/training/README.md: one thread each, side by
 # side), named by a run directory relative to the repository root. Checks first (every arm has a checkpoint, the
@@ -11,13 +12,25 @@
 # files at eight qualities (bench/kodak_rd.py, one thread per evaluation, two at a time: ~9 minutes per evaluation on
 # one core; runs/eval-NAME/), and compares each with the shipped curve (bench/compare_weights.py: BD-rate and dB at
 # equal bpp per quality). --soup-only: the soup alone, on two threads (~6 minutes). Shipping stays a decision:
-# bench/ship_weights.py, only for weights better at every rate. Resume the arms afterwards with their own recipes
+# bench/ship_weights.py, only for weights better at every rate. --encoder ENC_RUN BASE: an encoder-only run (recipe
+# train_only) started from the weights BASE (a name or path holding the analysis) is stopped too, and its change of
+# the analysis is added to the soup as runs/SOUP_NAME-enc (bench/experiments/encoder_delta.py), measured beside the
+# soup (with --soup-only the two run at once, one thread each) and against it.
+# Resume the arms afterwards with their own recipes
 # (`neuralcodec train --recipe RUN/recipe.json --run-dir RUN`). Exits 1 if an export or an evaluation failed (its
 # log is runs/export-NAME.log or runs/eval-NAME.log).
 set -euo pipefail
-usage() { echo "usage: $0 [--soup-only] SOUP_NAME RUN_DIR RUN_DIR [...]" >&2; exit 2; }
+usage() { echo "usage: $0 [--soup-only] [--encoder ENC_RUN BASE] SOUP_NAME RUN_DIR RUN_DIR [...]" >&2; exit 2; }
 only=0
-if [ "${1:-}" = "--soup-only" ]; then only=1; shift; fi
+enc=""
+base=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --soup-only) only=1; shift ;;
+    --encoder) [ $# -ge 3 ] || usage; enc=${2%/}; base=$3; shift 3 ;;
+    *) break ;;
+  esac
+done
 [ $# -ge 3 ] || usage
 soup=$1; shift
 set -- "${@%/}"  # runs/v2j/ and runs/v2j are one run
@@ -29,17 +42,23 @@ for run in "$@"; do
   [ "$(basename "$run")" != "$soup" ] || { echo "the soup's name $soup is an arm's" >&2; exit 2; }
 done
 [ ! -e "runs/$soup" ] || { echo "runs/$soup exists: choose a new soup name" >&2; exit 2; }
+if [ -n "$enc" ]; then
+  [ -f "$enc/last.pt" ] || { echo "$enc: no checkpoint (last.pt)" >&2; exit 2; }
+  [ ! -e "runs/$soup-enc" ] || { echo "runs/$soup-enc exists: choose a new soup name" >&2; exit 2; }
+fi
 
 escape() { printf '%s' "$1" | sed 's/[.[\*^$+?(){}|]/\\&/g'; }  # a literal in an extended regex
 pattern() {  # a training process of run $1, however its directory was written (runs/x, ./runs/x, runs/x/, absolute)
   printf -- '--run-dir (\\./|%s/)?%s/?( |$)' "$(escape "$(pwd)")" "$(escape "$1")"
 }
-for run in "$@"; do
+stopping=("$@")
+[ -z "$enc" ] || stopping+=("$enc")
+for run in "${stopping[@]}"; do
   pkill -TERM -f -- "$(pattern "$run")" || echo "note: $run was not training" >&2
 done
 for _ in $(seq 300); do  # a clean stop writes the checkpoint first: up to ten minutes
   busy=0
-  for run in "$@"; do pgrep -f -- "$(pattern "$run")" >/dev/null && busy=1; done
+  for run in "${stopping[@]}"; do pgrep -f -- "$(pattern "$run")" >/dev/null && busy=1; done
   [ $busy = 0 ] && break
   sleep 2
 done
@@ -48,6 +67,11 @@ done
 python bench/experiments/soup.py "$@" -o "runs/$soup"
 dirs=("runs/$soup")
 threads=2
+if [ -n "$enc" ]; then
+  python bench/experiments/encoder_delta.py "runs/$soup" "$enc" --base "$base" -o "runs/$soup-enc"
+  dirs+=("runs/$soup-enc")
+  threads=1
+fi
 if [ $only = 0 ]; then
   dirs+=("$@")  # after the soup: the likely candidate is measured first
   threads=1
@@ -89,4 +113,8 @@ for dir in "${dirs[@]}"; do
     echo "no evaluation: runs/eval-$name.log"
   fi
 done
+if [ -n "$enc" ] && [ -f "runs/eval-$soup/neuralcodec.json" ] && [ -f "runs/eval-$soup-enc/neuralcodec.json" ]; then
+  echo "== $soup-enc against $soup"
+  python bench/compare_weights.py "runs/eval-$soup/neuralcodec.json" "runs/eval-$soup-enc/neuralcodec.json" || true
+fi
 exit $fail
