@@ -16,7 +16,7 @@
 # train_only) started from the weights BASE (a name or path holding the analysis) is stopped too, and its change of
 # the analysis is added to the soup as runs/SOUP_NAME-enc (bench/experiments/encoder_delta.py), measured beside the
 # soup (with --soup-only the two run at once, one thread each) and against it.
-# Resume the arms afterwards with their own recipes
+# Resume the arms (and the encoder run) afterwards with their own recipes
 # (`neuralcodec train --recipe RUN/recipe.json --run-dir RUN`). Exits 1 if an export or an evaluation failed (its
 # log is runs/export-NAME.log or runs/eval-NAME.log).
 set -euo pipefail
@@ -28,10 +28,12 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --soup-only) only=1; shift ;;
     --encoder) [ $# -ge 3 ] || usage; enc=${2%/}; base=$3; shift 3 ;;
+    -*) usage ;;
     *) break ;;
   esac
 done
 [ $# -ge 3 ] || usage
+case "$1" in */*) echo "the soup's name $1 is a path: give a name (it goes in runs/)" >&2; exit 2 ;; esac
 soup=$1; shift
 set -- "${@%/}"  # runs/v2j/ and runs/v2j are one run
 cd "$(dirname "$0")/.."
@@ -45,6 +47,20 @@ done
 if [ -n "$enc" ]; then
   [ -f "$enc/last.pt" ] || { echo "$enc: no checkpoint (last.pt)" >&2; exit 2; }
   [ ! -e "runs/$soup-enc" ] || { echo "runs/$soup-enc exists: choose a new soup name" >&2; exit 2; }
+  python - "$enc" "$base" <<'PY' || exit 2
+import json, sys
+from pathlib import Path
+from neuralcodec.zoo import weights_io
+enc, base = Path(sys.argv[1]), sys.argv[2]
+if not json.loads((enc / "recipe.json").read_text()).get("train_only"):
+    sys.exit(f"{enc} trained everything: not an encoder-only run")
+try:
+    tensors = weights_io.load(base).tensors
+except Exception as e:
+    sys.exit(f"the encoder run's base {base}: {e}")
+if not any(k.startswith("g_a.") for k in tensors):
+    sys.exit(f"{base} holds no analysis (a decoder-only archive?): give the weights the encoder run started from")
+PY
 fi
 
 escape() { printf '%s' "$1" | sed 's/[.[\*^$+?(){}|]/\\&/g'; }  # a literal in an extended regex
@@ -62,7 +78,7 @@ for _ in $(seq 300); do  # a clean stop writes the checkpoint first: up to ten m
   [ $busy = 0 ] && break
   sleep 2
 done
-[ $busy = 0 ] || { echo "the arms did not stop within ten minutes" >&2; exit 1; }
+[ $busy = 0 ] || { echo "the runs did not stop within ten minutes" >&2; exit 1; }
 
 python bench/experiments/soup.py "$@" -o "runs/$soup"
 dirs=("runs/$soup")

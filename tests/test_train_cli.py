@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from click.testing import CliRunner
 from PIL import Image
@@ -14,6 +15,8 @@ from neuralcodec.cli.main import main
 from neuralcodec.train.loop import Recipe
 
 from conftest import photo
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _recipe(tmp_path, **kw):
@@ -81,7 +84,23 @@ def test_a_slow_moving_average_starts_from_the_first_and_moves_at_its_own_rate(t
         # one step from the same start: (slow - start) = (1 - 0.9) / (1 - 0.5) * (ema - start), up to float32
         torch.testing.assert_close(s1 - e0, 0.2 * (e1 - e0), rtol=1e-3, atol=2e-6)
         moved = max(moved, float((e1 - e0).abs().max()))
-    assert moved > 1e-3  # the weights moved far more than the tolerance
+    assert moved > 1e-4  # the weights moved far more than the tolerance
+    # resumed with its slow average: it goes on from the saved one (p4 from the first average's own update)
+    assert CliRunner().invoke(main, [*train, "--steps", "4"], catch_exceptions=False).exit_code == 0
+    last = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    for e1, s1, e2, s2 in zip(after["ema"], after["slow_ema"], last["ema"], last["slow_ema"]):
+        p4 = e1 + 2 * (e2 - e1)  # ema2 = ema1 + 0.5 (p4 - ema1)
+        torch.testing.assert_close(s2, s1 + 0.1 * (p4 - s1), rtol=1e-3, atol=2e-6)
+    # bench/experiments/soup.py --slow: a "soup" of this one run exports its slow average, and the card says so
+    soup = tmp_path / "soup"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "experiments" / "soup.py"), str(run), "--slow", "-o",
+                    str(soup)], check=True, capture_output=True)
+    state = torch.load(soup / "last.pt", map_location="cpu", weights_only=False)
+    assert "slow_ema" not in state and all(torch.equal(a, b) for a, b in zip(state["ema"], last["slow_ema"]))
+    assert (soup / "recipe.json").read_text() == (run / "recipe.json").read_text()  # the run's, as trained
+    w = tmp_path / "slow.safetensors"
+    assert CliRunner().invoke(main, ["export", str(soup), "-o", str(w)]).exit_code == 0
+    assert "slower exponential moving averages (decay 0.9) at steps 4" in json.loads(w.with_suffix(".json").read_text())["weights"]
 
 
 def test_sigterm_stops_training_with_a_checkpoint_of_the_last_step(tmp_path):

@@ -30,7 +30,8 @@ if not recipe.train_only:
     raise SystemExit(f"{a.encoder_run} trained everything: not an encoder-only run")
 names = [n for n, _ in build(recipe.arch, **recipe.model).named_parameters()]
 target = torch.load(a.target / "last.pt", map_location="cpu", weights_only=False)
-moved = torch.load(a.encoder_run / "last.pt", map_location="cpu", weights_only=False)["ema"]
+encoder_state = torch.load(a.encoder_run / "last.pt", map_location="cpu", weights_only=False)
+moved, moved_step = encoder_state["ema"], encoder_state["step"]
 base = weights_io.load(a.base).tensors
 if not (len(names) == len(target["ema"]) == len(moved)):
     raise SystemExit("the runs' parameters differ: not the same architecture")
@@ -40,6 +41,9 @@ for i, name in enumerate(names):
         start = torch.from_numpy(base[name]).float().reshape(moved[i].shape)
         target["ema"][i] = (target["ema"][i].float() + moved[i].float() - start).to(target["ema"][i].dtype)
         changed += moved[i].numel()
+target.pop("slow_ema", None)  # the output holds one average, the one with the change
+target["ema_desc"] = (f"{target.get('ema_desc', 'the exponential moving average of ' + str(a.target))}, plus the "
+                      f"analysis change of the encoder-only run {a.encoder_run} at step {moved_step} (from {a.base})")
 a.out.mkdir(parents=True, exist_ok=True)
 for name in ("recipe.json", "log.jsonl"):
     shutil.copy(a.target / name, a.out / name)

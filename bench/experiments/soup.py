@@ -7,9 +7,9 @@ two arms fine-tuned from one shipped file for the same time often average to wei
 The new run directory holds the first run's recipe, log and checkpoint with its "ema" replaced by the mean of
 every run's; the arms must share the architecture (and so the order of their parameters).
 
---slow: average the runs' slower moving averages instead (recipe ``slow_ema_decay``); the new directory's recipe
-then names that decay as its ``ema_decay``, so that the exported card says which average it holds. One run with
---slow exports that run's slow average alone:
+--slow: average the runs' slower moving averages instead (recipe ``slow_ema_decay``, the same in every run). The
+checkpoint's "ema_desc" says which averages its "ema" holds, and the exported card's "weights" quotes it (the recipe
+stays the first run's, as trained). One run with --slow exports that run's slow average alone:
 
     python bench/experiments/soup.py runs/v2j --slow -o runs/v2j-slow
 """
@@ -30,18 +30,19 @@ states = [torch.load(r / "last.pt", map_location="cpu", weights_only=False) for 
 if missing := [str(r) for r, s in zip(a.runs, states) if key not in s]:
     raise SystemExit(f"no {key} in the checkpoint of {', '.join(missing)}")
 emas = [s[key] for s in states]
+decays = {json.loads((r / "recipe.json").read_text()).get(f"{key}_decay") for r in a.runs}
+if len(decays) != 1:
+    raise SystemExit(f"the runs' {key}_decay differ ({sorted(map(str, decays))}): not one kind of average")
 if len({len(e) for e in emas}) != 1 or any(x.shape != y.shape for e in emas[1:] for x, y in zip(emas[0], e)):
     raise SystemExit("the runs' parameters differ: not the same architecture")
 soup = states[0]
 soup["ema"] = [torch.stack([e[i].float() for e in emas]).mean(0).to(emas[0][i].dtype) for i in range(len(emas[0]))]
 a.out.mkdir(parents=True, exist_ok=True)
-shutil.copy(a.runs[0] / "log.jsonl", a.out / "log.jsonl")
-recipe = json.loads((a.runs[0] / "recipe.json").read_text())
-if a.slow:  # the soup's "ema" is the slow one now: its card names that decay
-    recipe["ema_decay"] = recipe["slow_ema_decay"]
-recipe["slow_ema_decay"] = 0.0  # the soup holds one average
-soup.pop("slow_ema", None)
-(a.out / "recipe.json").write_text(json.dumps(recipe, indent=1))
+for name in ("recipe.json", "log.jsonl"):
+    shutil.copy(a.runs[0] / name, a.out / name)
+soup.pop("slow_ema", None)  # the soup holds one average: its "ema"
+soup["ema_desc"] = (f"the mean of {len(a.runs)} runs' {'slower ' if a.slow else ''}exponential moving averages "
+                    f"(decay {decays.pop()}) at steps {', '.join(str(s['step']) for s in states)}")
 torch.save(soup, a.out / "last.pt")
 print(f"{a.out}: the mean of {len(a.runs)} {'slow ' if a.slow else ''}moving averages, "
       f"at steps {[s['step'] for s in states]}")

@@ -55,7 +55,8 @@ class Recipe:
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights (decay per step); the
     # average is what `export` ships (the raw weights keep training at a steady rate)
     slow_ema_decay: float = 0.0  # > 0: a second, slower moving average beside it (checkpoint key "slow_ema"; a run
-    # resumed without one starts it from the first average), to compare horizons without a second run;
+    # resumed without one starts it from the first average, or from the weights without one), to compare horizons
+    # without a second run;
     # `bench/experiments/soup.py --slow` exports it
     wake_from: int = 0  # > 0: y channels from this index were grown (--init-weights from a narrower model): their
     wake_steps: int = 0  # rate enters the loss with a weight ramped from 0 to 1 over the run's first wake_steps
@@ -580,7 +581,7 @@ def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None 
         with torch.no_grad():
             for p, e in zip(model.parameters(), state["ema"]):
                 p.copy_(e)
-        card["weights"] = f"exponential moving average, decay {recipe.ema_decay}"
+        card["weights"] = state.get("ema_desc", f"exponential moving average, decay {recipe.ema_decay}")  # a soup's own
     elif "ema" in state:
         card["weights"] = "raw: the last step's weights (not their moving average)"
     log = run_dir / "log.jsonl"
