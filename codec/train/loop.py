@@ -56,8 +56,7 @@ class Recipe:
     # average is what `export` ships (the raw weights keep training at a steady rate)
     slow_ema_decay: float = 0.0  # > 0: a second, slower moving average beside it (checkpoint key "slow_ema"; a run
     # resumed without one starts it from the first average, or from the weights without one), to compare horizons
-    # without a second run;
-    # `bench/experiments/soup.py --slow` exports it
+    # without a second run; `bench/experiments/soup.py --slow` exports it
     wake_from: int = 0  # > 0: y channels from this index were grown (--init-weights from a narrower model): their
     wake_steps: int = 0  # rate enters the loss with a weight ramped from 0 to 1 over the run's first wake_steps
     wake_lr: float = 0.0  # > 0: during those steps only the grown entries train, at this learning rate (the old
