@@ -47,20 +47,7 @@ done
 if [ -n "$enc" ]; then
   [ -f "$enc/last.pt" ] || { echo "$enc: no checkpoint (last.pt)" >&2; exit 2; }
   [ ! -e "runs/$soup-enc" ] || { echo "runs/$soup-enc exists: choose a new soup name" >&2; exit 2; }
-  python - "$enc" "$base" <<'PY' || exit 2
-import json, sys
-from pathlib import Path
-from neuralcodec.zoo import weights_io
-enc, base = Path(sys.argv[1]), sys.argv[2]
-if not json.loads((enc / "recipe.json").read_text()).get("train_only"):
-    sys.exit(f"{enc} trained everything: not an encoder-only run")
-try:
-    tensors = weights_io.load(base).tensors
-except Exception as e:
-    sys.exit(f"the encoder run's base {base}: {e}")
-if not any(k.startswith("g_a.") for k in tensors):
-    sys.exit(f"{base} holds no analysis (a decoder-only archive?): give the weights the encoder run started from")
-PY
+  python bench/experiments/encoder_delta.py - "$enc" --base "$base" --check || exit 2
 fi
 
 escape() { printf '%s' "$1" | sed 's/[.[\*^$+?(){}|]/\\&/g'; }  # a literal in an extended regex

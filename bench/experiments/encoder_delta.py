@@ -23,16 +23,28 @@ ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDe
 ap.add_argument("target", type=Path, help="run directory whose moving average gets the change")
 ap.add_argument("encoder_run", type=Path, help="the encoder-only run (its recipe's train_only names what moved)")
 ap.add_argument("--base", default="flagship", help="the weights the encoder run started from")
-ap.add_argument("-o", "--out", type=Path, required=True)
+ap.add_argument("-o", "--out", type=Path)
+ap.add_argument("--check", action="store_true", help="only check the encoder run and its base, as bench/soup_arms.sh "
+                "does before it stops any run (TARGET is not read)")
 a = ap.parse_args()
+if not (a.check or a.out):
+    ap.error("-o/--out is required")
 recipe = Recipe.load(a.encoder_run / "recipe.json")
 if not recipe.train_only:
     raise SystemExit(f"{a.encoder_run} trained everything: not an encoder-only run")
+try:
+    base = weights_io.load(a.base).tensors
+except Exception as e:
+    raise SystemExit(f"the encoder run's base {a.base}: {e}")
+if not any(k.startswith("g_a.") for k in base):
+    raise SystemExit(f"{a.base} holds no analysis (a decoder-only archive?): give the weights the encoder run "
+                     f"started from")
+if a.check:
+    raise SystemExit(0)
 names = [n for n, _ in build(recipe.arch, **recipe.model).named_parameters()]
 target = torch.load(a.target / "last.pt", map_location="cpu", weights_only=False)
 encoder_state = torch.load(a.encoder_run / "last.pt", map_location="cpu", weights_only=False)
 moved, moved_step = encoder_state["ema"], encoder_state["step"]
-base = weights_io.load(a.base).tensors
 if not (len(names) == len(target["ema"]) == len(moved)):
     raise SystemExit("the runs' parameters differ: not the same architecture")
 changed = 0
