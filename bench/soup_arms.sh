@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The end of a session's training (issue 19): stop the arms, average their EMAs into a soup, measure every one.
 #
-#   bench/soup_arms.sh [--soup-only] [--encoder ENC_RUN BASE] SOUP_NAME RUN_DIR RUN_DIR [...]
+#   bench/soup_arms.sh [--soup-only] [--encoder ENC_RUN[,ENC_RUN...] BASE] SOUP_NAME RUN_DIR RUN_DIR [...]
 #   e.g. bench/soup_arms.sh soup-jk runs/v2j runs/v2k
 #
 # Each arm is a training run started from the same weights (weights/training/README.md: one thread each, side by
@@ -15,19 +15,27 @@
 # bench/ship_weights.py, only for weights better at every rate. --encoder ENC_RUN BASE: an encoder-only run (recipe
 # train_only) started from the weights BASE (a name or path holding the analysis) is stopped too, and its change of
 # the analysis is added to the soup as runs/SOUP_NAME-enc (bench/experiments/encoder_delta.py), measured beside the
-# soup (with --soup-only the two run at once, one thread each) and against it.
-# Resume the arms (and the encoder run) afterwards with their own recipes
+# soup (with --soup-only the two run at once, one thread each) and against it. Several encoder runs from one BASE,
+# joined by commas (runs/enc2,runs/enc3): each is stopped, and the soup gets the mean of their changes.
+# Resume the arms (and the encoder runs) afterwards with their own recipes
 # (`neuralcodec train --recipe RUN/recipe.json --run-dir RUN`). Exits 1 if an export or an evaluation failed (its
 # log is runs/export-NAME.log or runs/eval-NAME.log).
 set -euo pipefail
-usage() { echo "usage: $0 [--soup-only] [--encoder ENC_RUN BASE] SOUP_NAME RUN_DIR RUN_DIR [...]" >&2; exit 2; }
+usage() {
+  echo "usage: $0 [--soup-only] [--encoder ENC_RUN[,ENC_RUN...] BASE] SOUP_NAME RUN_DIR RUN_DIR [...]" >&2
+  exit 2
+}
 only=0
-enc=""
+encs=()
 base=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --soup-only) only=1; shift ;;
-    --encoder) [ $# -ge 3 ] || usage; enc=${2%/}; base=$3; shift 3 ;;
+    --encoder)
+      [ $# -ge 3 ] || usage
+      IFS=, read -r -a encs <<< "$2"
+      [ ${#encs[@]} -gt 0 ] || usage
+      encs=("${encs[@]%/}"); base=$3; shift 3 ;;
     -*) usage ;;
     *) break ;;
   esac
@@ -44,18 +52,19 @@ for run in "$@"; do
   [ "$(basename "$run")" != "$soup" ] || { echo "the soup's name $soup is an arm's" >&2; exit 2; }
 done
 [ ! -e "runs/$soup" ] || { echo "runs/$soup exists: choose a new soup name" >&2; exit 2; }
-if [ -n "$enc" ]; then
-  [ -f "$enc/last.pt" ] || { echo "$enc: no checkpoint (last.pt)" >&2; exit 2; }
+if [ ${#encs[@]} -gt 0 ]; then
+  for enc in "${encs[@]}"; do
+    [ -f "$enc/last.pt" ] || { echo "$enc: no checkpoint (last.pt)" >&2; exit 2; }
+  done
   [ ! -e "runs/$soup-enc" ] || { echo "runs/$soup-enc exists: choose a new soup name" >&2; exit 2; }
-  python bench/experiments/encoder_delta.py - "$enc" --base "$base" --check || exit 2
+  python bench/experiments/encoder_delta.py - "${encs[@]}" --base "$base" --check || exit 2
 fi
 
 escape() { printf '%s' "$1" | sed 's/[.[\*^$+?(){}|]/\\&/g'; }  # a literal in an extended regex
 pattern() {  # a training process of run $1, however its directory was written (runs/x, ./runs/x, runs/x/, absolute)
   printf -- '--run-dir (\\./|%s/)?%s/?( |$)' "$(escape "$(pwd)")" "$(escape "$1")"
 }
-stopping=("$@")
-[ -z "$enc" ] || stopping+=("$enc")
+stopping=("$@" "${encs[@]}")
 for run in "${stopping[@]}"; do
   pkill -TERM -f -- "$(pattern "$run")" || echo "note: $run was not training" >&2
 done
@@ -70,8 +79,8 @@ done
 python bench/experiments/soup.py "$@" -o "runs/$soup"
 dirs=("runs/$soup")
 threads=2
-if [ -n "$enc" ]; then
-  python bench/experiments/encoder_delta.py "runs/$soup" "$enc" --base "$base" -o "runs/$soup-enc"
+if [ ${#encs[@]} -gt 0 ]; then
+  python bench/experiments/encoder_delta.py "runs/$soup" "${encs[@]}" --base "$base" -o "runs/$soup-enc"
   dirs+=("runs/$soup-enc")
   threads=1
 fi
@@ -116,7 +125,8 @@ for dir in "${dirs[@]}"; do
     echo "no evaluation: runs/eval-$name.log"
   fi
 done
-if [ -n "$enc" ] && [ -f "runs/eval-$soup/neuralcodec.json" ] && [ -f "runs/eval-$soup-enc/neuralcodec.json" ]; then
+if [ ${#encs[@]} -gt 0 ] && [ -f "runs/eval-$soup/neuralcodec.json" ] \
+   && [ -f "runs/eval-$soup-enc/neuralcodec.json" ]; then
   echo "== $soup-enc against $soup"
   python bench/compare_weights.py "runs/eval-$soup/neuralcodec.json" "runs/eval-$soup-enc/neuralcodec.json" || true
 fi
