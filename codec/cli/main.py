@@ -68,9 +68,9 @@ def _common(f):
         click.option("-j", "--jobs", type=Jobs(), default="auto", show_default=True,
                      help="Worker processes for a directory, 1-64, or auto: one per core where the input has at "
                           "least 2 megapixels for each, fewer where memory is short, 1 on a GPU (24 Kodak images "
-                          "on 2 cores: auto = 2, 0.94x the time of -j 1 to compress, 0.74x to decompress). With "
-                          "--engine ray: at most this many files in flight; auto there: twice the cluster's CPUs, "
-                          "or GPUs."),
+                          "on 2 cores: auto = 2, 0.85x the time of -j 1 to compress, 0.76x to decompress; "
+                          "bench/speed.py). With --engine ray: at most this many files in flight; auto there: "
+                          "twice the cluster's CPUs, or GPUs."),
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                      help="Who runs a directory's files: local worker processes (-j), or a Ray cluster (every "
                           "node's cores or GPUs; inputs and outputs on a file system all nodes share; "
