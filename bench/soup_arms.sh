@@ -35,6 +35,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 3 ] || usage
       IFS=, read -r -a encs <<< "$2"
       [ ${#encs[@]} -gt 0 ] || usage
+      for e in "${encs[@]}"; do [ -n "$e" ] || usage; done  # "a,,b"
       encs=("${encs[@]%/}"); base=$3; shift 3 ;;
     -*) usage ;;
     *) break ;;
@@ -57,14 +58,14 @@ if [ ${#encs[@]} -gt 0 ]; then
     [ -f "$enc/last.pt" ] || { echo "$enc: no checkpoint (last.pt)" >&2; exit 2; }
   done
   [ ! -e "runs/$soup-enc" ] || { echo "runs/$soup-enc exists: choose a new soup name" >&2; exit 2; }
-  python bench/experiments/encoder_delta.py - "${encs[@]}" --base "$base" --check || exit 2
+  python bench/experiments/encoder_delta.py "$1" "${encs[@]}" --base "$base" --check || exit 2
 fi
 
 escape() { printf '%s' "$1" | sed 's/[.[\*^$+?(){}|]/\\&/g'; }  # a literal in an extended regex
 pattern() {  # a training process of run $1, however its directory was written (runs/x, ./runs/x, runs/x/, absolute)
   printf -- '--run-dir (\\./|%s/)?%s/?( |$)' "$(escape "$(pwd)")" "$(escape "$1")"
 }
-stopping=("$@" "${encs[@]}")
+stopping=("$@" ${encs[@]+"${encs[@]}"})  # (an empty array is "unbound" to bash < 4.4)
 for run in "${stopping[@]}"; do
   pkill -TERM -f -- "$(pattern "$run")" || echo "note: $run was not training" >&2
 done
@@ -79,16 +80,20 @@ done
 python bench/experiments/soup.py "$@" -o "runs/$soup"
 dirs=("runs/$soup")
 threads=2
+fail=0
 if [ ${#encs[@]} -gt 0 ]; then
-  python bench/experiments/encoder_delta.py "runs/$soup" "${encs[@]}" --base "$base" -o "runs/$soup-enc"
-  dirs+=("runs/$soup-enc")
-  threads=1
+  if python bench/experiments/encoder_delta.py "runs/$soup" "${encs[@]}" --base "$base" -o "runs/$soup-enc"; then
+    dirs+=("runs/$soup-enc")
+    threads=1
+  else
+    echo "the encoder change was not added: the soup alone is measured" >&2
+    fail=1
+  fi
 fi
 if [ $only = 0 ]; then
   dirs+=("$@")  # after the soup: the likely candidate is measured first
   threads=1
 fi
-fail=0
 pids=()
 for dir in "${dirs[@]}"; do
   name=$(basename "$dir")
