@@ -136,3 +136,51 @@ def test_retire_force_overwrites_another_existing_output(tmp_path):
     r = CliRunner().invoke(main, ["retire", str(full), "-o", str(out), "-f"])
     assert r.exit_code == 0, r.output
     assert json.loads(out.with_suffix(".json").read_text())["decoder_only"] is True
+
+
+def test_encoder_delta_adds_the_mean_change_of_encoder_only_runs_from_one_base(tmp_path):
+    """bench/experiments/encoder_delta.py: the target's analysis moves by the mean of the encoder runs' changes,
+    nothing else moves; a run that did not start from --base is refused before anything is written."""
+    import torch
+
+    from neuralcodec.models import build
+    from neuralcodec.zoo import weights_io
+
+    def train(run, recipe, *extra):
+        r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "--run-dir", str(run), *extra],
+                               catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+
+    joint = _recipe(tmp_path, ema_decay=0.5)
+    train(tmp_path / "trunk", joint)
+    base, other = tmp_path / "base.safetensors", tmp_path / "other.safetensors"
+    assert CliRunner().invoke(main, ["export", str(tmp_path / "trunk"), "-o", str(base)]).exit_code == 0
+    train(tmp_path / "trunk", joint, "--steps", "4")
+    assert CliRunner().invoke(main, ["export", str(tmp_path / "trunk"), "-o", str(other)]).exit_code == 0
+    encoder = tmp_path / "encoder.json"
+    encoder.write_text(json.dumps({**json.loads(joint.read_text()), "train_only": ["g_a.", "h_a.", "mod_a."]}))
+    for name, seed in (("e1", 1), ("e2", 2)):
+        encoder.write_text(json.dumps({**json.loads(encoder.read_text()), "seed": seed}))
+        train(tmp_path / name, encoder, "--init-weights", str(base))
+    train(tmp_path / "target", joint, "--init-weights", str(base))
+
+    script = [sys.executable, str(ROOT / "bench" / "experiments" / "encoder_delta.py")]
+    runs = [str(tmp_path / "target"), str(tmp_path / "e1"), str(tmp_path / "e2")]
+    out = tmp_path / "out"
+    p = subprocess.run([*script, *runs, "--base", str(other), "-o", str(out)], capture_output=True, text=True)
+    assert p.returncode == 1 and "did not start from" in p.stderr and not out.exists()
+    subprocess.run([*script, *runs, "--base", str(base), "-o", str(out)], check=True, capture_output=True)
+
+    load = lambda run: torch.load(run / "last.pt", map_location="cpu", weights_only=False)  # noqa: E731
+    target, e1, e2, got = load(tmp_path / "target"), load(tmp_path / "e1"), load(tmp_path / "e2"), load(out)
+    start = weights_io.network_state(weights_io.load(base))
+    names = [n for n, _ in build("modhp", **json.loads(joint.read_text())["model"]).named_parameters()]
+    moved = 0
+    for i, name in enumerate(names):
+        if name.startswith(("g_a.", "h_a.", "mod_a.")):
+            want = target["ema"][i] + ((e1["ema"][i] - start[name]) + (e2["ema"][i] - start[name])) / 2
+            torch.testing.assert_close(got["ema"][i], want)
+            moved += int(not torch.equal(got["ema"][i], target["ema"][i]))
+        else:
+            assert torch.equal(got["ema"][i], target["ema"][i]), name
+    assert moved > 0 and "e1 at step 3 and" in got["ema_desc"] and "the mean of their changes" in got["ema_desc"]
