@@ -100,7 +100,8 @@ def test_a_slow_moving_average_starts_from_the_first_and_moves_at_its_own_rate(t
     assert (soup / "recipe.json").read_text() == (run / "recipe.json").read_text()  # the run's, as trained
     w = tmp_path / "slow.safetensors"
     assert CliRunner().invoke(main, ["export", str(soup), "-o", str(w)]).exit_code == 0
-    assert "slower exponential moving averages (decay 0.9) at steps 4" in json.loads(w.with_suffix(".json").read_text())["weights"]
+    card = json.loads(w.with_suffix(".json").read_text())
+    assert "slower exponential moving averages (decay 0.9) at steps 4" in card["weights"]
 
 
 def test_sigterm_stops_training_with_a_checkpoint_of_the_last_step(tmp_path):
