@@ -2,9 +2,11 @@
 
     python bench/compare_weights.py bench/results/kodak/neuralcodec.json NEW/neuralcodec.json
 
-For each point of the new curve: its PSNR minus the old curve's PSNR at the same bpp (pchip in log bpp,
-inside the old curve's range only); then BD-rate new vs old (PSNR and MS-SSIM). Exit status 0 when the new
-curve is better at every comparable point and in BD-rate, else 1: the rule for shipping new weights.
+For each point of the new curve: its PSNR minus the old curve's PSNR at the same bpp (pchip in log bpp inside
+the old curve's range; up to 10 % of bpp beyond either end, the end segment's line in log bpp, which for a
+concave curve runs above it: a point there must beat a slightly higher bar; further out, not compared); then
+BD-rate new vs old (PSNR and MS-SSIM). Exit status 0 when the new curve is better at every comparable point and
+in BD-rate, else 1: the rule for shipping new weights.
 """
 
 from __future__ import annotations
@@ -28,10 +30,16 @@ def main():
     f = PchipInterpolator(np.log(old["bpp"]), old["psnr-rgb"])
     better = True
     for q, b, p in zip(new["quality"], new["bpp"], new["psnr-rgb"]):
+        lb, ends = np.log(b), (0, 1) if b < old["bpp"][0] else (-2, -1)
         if old["bpp"][0] <= b <= old["bpp"][-1]:
-            gain = p - float(f(np.log(b)))
+            gain = p - float(f(lb))
             better &= gain > 0
             print(f"q{q:5.1f}  {b:.4f} bpp  {p:.3f} dB  ({gain:+.3f} dB vs old at equal bpp)")
+        elif min(abs(lb - np.log(old["bpp"][0])), abs(lb - np.log(old["bpp"][-1]))) <= np.log(1.1):
+            (b0, b1), (p0, p1) = (np.log([old["bpp"][i] for i in ends]), [old["psnr-rgb"][i] for i in ends])
+            gain = p - (p0 + (p1 - p0) * (lb - b0) / (b1 - b0))
+            better &= gain > 0
+            print(f"q{q:5.1f}  {b:.4f} bpp  {p:.3f} dB  ({gain:+.3f} dB vs old at equal bpp, extrapolated)")
         else:
             print(f"q{q:5.1f}  {b:.4f} bpp  {p:.3f} dB  (outside the old curve's range)")
     bd_p = bd_rate(old["bpp"], old["psnr-rgb"], new["bpp"], new["psnr-rgb"])
