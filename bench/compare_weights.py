@@ -3,8 +3,9 @@
     python bench/compare_weights.py bench/results/kodak/neuralcodec.json NEW/neuralcodec.json
 
 For each point of the new curve: its PSNR minus the old curve's PSNR at the same bpp (pchip in log bpp inside
-the old curve's range; up to 10 % of bpp beyond either end, the end segment's line in log bpp, which for a
-concave curve runs above it: a point there must beat a slightly higher bar; further out, not compared); then
+the old curve's range; within a factor of 1.1 in bpp beyond either end, the higher of two lines there, the end
+segment's and the curve's end tangent, so that the bar is never lower than either continuation; further out, not
+compared); then
 BD-rate new vs old (PSNR and MS-SSIM). Exit status 0 when the new curve is better at every comparable point and
 in BD-rate, else 1: the rule for shipping new weights.
 """
@@ -37,7 +38,10 @@ def main():
             print(f"q{q:5.1f}  {b:.4f} bpp  {p:.3f} dB  ({gain:+.3f} dB vs old at equal bpp)")
         elif min(abs(lb - np.log(old["bpp"][0])), abs(lb - np.log(old["bpp"][-1]))) <= np.log(1.1):
             (b0, b1), (p0, p1) = (np.log([old["bpp"][i] for i in ends]), [old["psnr-rgb"][i] for i in ends])
-            gain = p - (p0 + (p1 - p0) * (lb - b0) / (b1 - b0))
+            end, at = (b0, p0) if ends[0] == 0 else (b1, p1)
+            chord = at + (p1 - p0) / (b1 - b0) * (lb - end)
+            tangent = at + float(f.derivative()(end)) * (lb - end)
+            gain = p - max(chord, tangent)
             better &= gain > 0
             print(f"q{q:5.1f}  {b:.4f} bpp  {p:.3f} dB  ({gain:+.3f} dB vs old at equal bpp, extrapolated)")
         else:

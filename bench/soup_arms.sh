@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 3 ] || usage
       IFS=, read -r -a encs <<< "$2"
       [ ${#encs[@]} -gt 0 ] || usage
-      for e in "${encs[@]}"; do [ -n "$e" ] || usage; done  # "a,,b"
+      case "$2" in ,*|*,|*,,*) usage ;; esac  # an empty entry
       encs=("${encs[@]%/}"); base=$3; shift 3 ;;
     -*) usage ;;
     *) break ;;
@@ -80,20 +80,21 @@ done
 python bench/experiments/soup.py "$@" -o "runs/$soup"
 dirs=("runs/$soup")
 threads=2
-fail=0
+delta_fail=0
 if [ ${#encs[@]} -gt 0 ]; then
   if python bench/experiments/encoder_delta.py "runs/$soup" "${encs[@]}" --base "$base" -o "runs/$soup-enc"; then
     dirs+=("runs/$soup-enc")
     threads=1
   else
     echo "the encoder change was not added: the soup alone is measured" >&2
-    fail=1
+    delta_fail=1
   fi
 fi
 if [ $only = 0 ]; then
   dirs+=("$@")  # after the soup: the likely candidate is measured first
   threads=1
 fi
+fail=0
 pids=()
 for dir in "${dirs[@]}"; do
   name=$(basename "$dir")
@@ -135,4 +136,4 @@ if [ ${#encs[@]} -gt 0 ] && [ -f "runs/eval-$soup/neuralcodec.json" ] \
   echo "== $soup-enc against $soup"
   python bench/compare_weights.py "runs/eval-$soup/neuralcodec.json" "runs/eval-$soup-enc/neuralcodec.json" || true
 fi
-exit $fail
+exit $(( fail || delta_fail ))

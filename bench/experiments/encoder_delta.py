@@ -13,8 +13,9 @@ analysis change made for the old decoder, applied beside the new one. Several en
 is for the Kodak curve to say (bench/kodak_rd.py).
 
 Checked first (also alone with --check, as bench/soup_arms.sh does before it stops any run): each encoder run is
-encoder-only, all train the same parameters of the same model, each started from --base (every parameter it does
-not train still equals the base's), and the target's recipe names the same model.
+encoder-only, all train the same parameters of the same model, every parameter a run does not train still equals
+--base's (so the decoder it trained against is the base's; the analysis it started from is not checked: pass the
+weights the runs were started with), and the target's recipe names the same model.
 """
 import argparse
 import shutil
@@ -37,6 +38,8 @@ ap.add_argument("--check", action="store_true", help="only check the runs and th
 a = ap.parse_args()
 if not (a.check or a.out):
     ap.error("-o/--out is required")
+if a.target == "-" and not a.check:
+    ap.error("TARGET '-' is for --check only")
 if len({run.resolve() for run in a.encoder_runs}) != len(a.encoder_runs):
     raise SystemExit("an encoder run is named twice")
 
@@ -90,7 +93,10 @@ for run in a.encoder_runs:
     del state
 if a.check:
     raise SystemExit(0)
-target = torch.load(Path(a.target) / "last.pt", map_location="cpu", weights_only=False)
+try:
+    target = torch.load(Path(a.target) / "last.pt", map_location="cpu", weights_only=False)
+except (OSError, RuntimeError) as e:
+    raise SystemExit(f"{a.target}: no readable checkpoint ({e})")
 if len(target["ema"]) != len(params) or any(e.shape != p.shape for e, (_, p) in zip(target["ema"], params)):
     raise SystemExit(f"{a.target}'s parameters are not this model's")
 changed = 0
