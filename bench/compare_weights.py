@@ -5,9 +5,8 @@
 For each point of the new curve: its PSNR minus the old curve's PSNR at the same bpp (pchip in log bpp inside
 the old curve's range; within a factor of 1.1 in bpp beyond either end, the higher of two lines there, the end
 segment's and the curve's end tangent, so that the bar is never lower than either continuation; further out, not
-compared); then
-BD-rate new vs old (PSNR and MS-SSIM). Exit status 0 when the new curve is better at every comparable point and
-in BD-rate, else 1: the rule for shipping new weights.
+compared); then BD-rate new vs old (PSNR and MS-SSIM). Exit status 0 when the new curve is better at every
+comparable point and in BD-rate, else 1: the rule for shipping new weights.
 """
 
 from __future__ import annotations
@@ -28,20 +27,20 @@ def main():
     ap.add_argument("new")
     a = ap.parse_args()
     old, new = (json.load(open(p))["results"] for p in (a.old, a.new))
-    f = PchipInterpolator(np.log(old["bpp"]), old["psnr-rgb"])
+    x, y = np.log(old["bpp"]), np.asarray(old["psnr-rgb"])
+    f = PchipInterpolator(x, y)
+    slope = f.derivative()
     better = True
     for q, b, p in zip(new["quality"], new["bpp"], new["psnr-rgb"]):
-        lb, ends = np.log(b), (0, 1) if b < old["bpp"][0] else (-2, -1)
+        lb = np.log(b)
         if old["bpp"][0] <= b <= old["bpp"][-1]:
             gain = p - float(f(lb))
             better &= gain > 0
             print(f"q{q:5.1f}  {b:.4f} bpp  {p:.3f} dB  ({gain:+.3f} dB vs old at equal bpp)")
-        elif min(abs(lb - np.log(old["bpp"][0])), abs(lb - np.log(old["bpp"][-1]))) <= np.log(1.1):
-            (b0, b1), (p0, p1) = (np.log([old["bpp"][i] for i in ends]), [old["psnr-rgb"][i] for i in ends])
-            end, at = (b0, p0) if ends[0] == 0 else (b1, p1)
-            chord = at + (p1 - p0) / (b1 - b0) * (lb - end)
-            tangent = at + float(f.derivative()(end)) * (lb - end)
-            gain = p - max(chord, tangent)
+        elif min(abs(lb - x[0]), abs(lb - x[-1])) <= np.log(1.1):
+            i, j = (0, 1) if lb < x[0] else (-1, -2)  # the end, and its neighbour
+            chord = (y[j] - y[i]) / (x[j] - x[i])
+            gain = p - (y[i] + max(chord * (lb - x[i]), float(slope(x[i])) * (lb - x[i])))
             better &= gain > 0
             print(f"q{q:5.1f}  {b:.4f} bpp  {p:.3f} dB  ({gain:+.3f} dB vs old at equal bpp, extrapolated)")
         else:

@@ -39,7 +39,11 @@ def main():
     core = ov.Core()
     model = core.read_model(str(bundle / "analysis.onnx"))
     model.reshape({"x": [1, 3, H, W], "t": [1]})
-    layer = lambda name: (re.match(r"/?([a-z_]+\.\d+|[a-z_]+)", name) or re.match(r"(.*)", name)).group(1)  # noqa: E731
+
+    def layer(name: str) -> str:  # "/g_a.2/Conv/WithoutBiases" -> "g_a.2"
+        m = re.match(r"/?([a-z_]+\.\d+|[a-z_]+)", name)
+        return m.group(1) if m else name
+
     macs = collections.Counter()
     for op in model.get_ops():
         if op.get_type_name() == "Convolution":

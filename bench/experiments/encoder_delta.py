@@ -67,16 +67,19 @@ if a.target != "-":
     if (t.arch, t.model) != (recipe.arch, recipe.model):
         raise SystemExit(f"{a.target} and {a.encoder_runs[0]} are different models")
 try:
-    w = weights_io.load(a.base)
-    if w.decoder_only:
-        raise weights_io.WeightsError("a decoder-only archive")
-    base = weights_io.network_state(w)
+    base = weights_io.load_state_dict(a.base)  # what `train --init-weights` started from; refuses archives
 except Exception as e:
     raise SystemExit(f"the encoder runs' base {a.base} ({e}): give the weights they started from")
 params = list(build(recipe.arch, **recipe.model).named_parameters())
 trained = tuple(recipe.train_only)
 if missing := [n for n, p in params if n not in base or base[n].shape != p.shape]:
     raise SystemExit(f"{a.base} is not this model's weights ({missing[0]} and {len(missing) - 1} more differ)")
+
+
+def fits(ema) -> bool:
+    return len(ema) == len(params) and all(e.shape == p.shape for e, (_, p) in zip(ema, params))
+
+
 encoders = []  # (moving average, step) of each run; the rest of a checkpoint (Adam's moments) is dropped
 for run in a.encoder_runs:
     try:
@@ -84,7 +87,7 @@ for run in a.encoder_runs:
     except (OSError, RuntimeError) as e:
         raise SystemExit(f"{run}: no readable checkpoint ({e})")
     ema = state["ema"]
-    if len(ema) != len(params) or any(e.shape != p.shape for e, (_, p) in zip(ema, params)):
+    if not fits(ema):
         raise SystemExit(f"{run}'s parameters are not this model's")
     moved = [n for e, (n, _) in zip(ema, params) if not n.startswith(trained) and not torch.equal(e.float(), base[n])]
     if moved:
@@ -97,7 +100,7 @@ try:
     target = torch.load(Path(a.target) / "last.pt", map_location="cpu", weights_only=False)
 except (OSError, RuntimeError) as e:
     raise SystemExit(f"{a.target}: no readable checkpoint ({e})")
-if len(target["ema"]) != len(params) or any(e.shape != p.shape for e, (_, p) in zip(target["ema"], params)):
+if not fits(target["ema"]):
     raise SystemExit(f"{a.target}'s parameters are not this model's")
 changed = 0
 for i, (name, _) in enumerate(params):
