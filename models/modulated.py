@@ -9,6 +9,7 @@ the whole lambda range. The model knows nothing of files or entropy coders: it m
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -54,33 +55,37 @@ class ModulatedHyperprior(CodecModel):
     tile_halo = 2
     variable_rate = True
     synthesis_modules = ("g_s.", "mod_s.")  # what a decoder-only fine-tune may change
-    analysis_modules = ("g_a.", "h_a.", "mod_a.")  # what only an encoder needs (a decoder-only archive drops them)
+    analysis_modules = ("g_a.", "h_a.", "mod_a.", "top.")  # what only an encoder needs (a decoder-only archive
+    # drops them)
     training_only = ("entropy_bottleneck.", "gaussian_conditional.")  # the entropy models' training state
 
     def __init__(self, N: int = 128, M: int = 192, lmbda_min: float = 0.0015, lmbda_max: float = 0.2,
-                 t_min: float = 0.0, inference: bool = False):
+                 t_min: float = 0.0, top_from: float | None = None, inference: bool = False):
         """``inference=True`` builds the coding model without compressai: the same transforms and parameter
-        names (models/layers.py), and of the entropy models only the hyper-latent's medians."""
+        names (models/layers.py), and of the entropy models only the hyper-latent's medians. ``top_from``: rates
+        t >= top_from are encoded by a second analysis (``top``: its own g_a, h_a and mod_a) trained for them
+        alone; the decoder is one for all rates and never knows which analysis made y."""
         super().__init__()
         self.N, self.M = N, M
         self.lmbda_min, self.lmbda_max = lmbda_min, lmbda_max
         if not (isinstance(t_min, (int, float)) and -1.0 <= t_min <= 0.0):
             raise ValueError(f"t_min must be within [-1, 0], got {t_min}")
         self.t_min = t_min
+        if top_from is not None and not (isinstance(top_from, (int, float)) and t_min < top_from < 1.0):
+            raise ValueError(f"top_from must be within (t_min, 1), got {top_from}")
+        self.top_from = None if top_from is None else float(top_from)
         GDN = layers.GDN if inference else layers.training_gdn()  # noqa: N806
-        self.g_a = nn.ModuleList([conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)])
+        self.g_a = self._analysis_module("g_a", GDN)
         self.g_s = nn.ModuleList([
             deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
             deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
         ])
-        self.h_a = nn.Sequential(
-            conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N),
-        )
+        self.h_a = self._analysis_module("h_a", GDN)
         self.h_s = nn.Sequential(
             deconv(N, M), nn.LeakyReLU(inplace=True), deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
             conv(M * 3 // 2, M * 2, 3, 1),
         )
-        self.mod_a = Modulation([N, N, N, M])
+        self.mod_a = self._analysis_module("mod_a", GDN)
         self.mod_s = Modulation([M, N, N, N])
         if inference:
             self.entropy_bottleneck = layers.Quantiles(N)
@@ -88,11 +93,24 @@ class ModulatedHyperprior(CodecModel):
             self.entropy_bottleneck = _compressai().entropy_models.EntropyBottleneck(N)
             self.gaussian_conditional = _compressai().entropy_models.GaussianConditional(None, scale_bound=SCALE_BOUND)
         self.rate_gain = nn.Parameter(torch.tensor(0.5 * math.log(lmbda_max / lmbda_min)))
+        if self.top_from is not None:  # made last: the other modules' initialization stays that of a model without it
+            self.top = nn.ModuleDict({k: self._analysis_module(k, GDN) for k in ("g_a", "h_a", "mod_a")})
         self.inference = inference
         self.interior_dtype: torch.dtype | None = None  # training only: see :meth:`_layer`
         self.wake: tuple[int, float] | None = None  # training only: (k, w): the rate of y's channels from k on
         # (grown by :meth:`grown_state`) enters the loss with weight w in [0, 1] (see :meth:`forward`)
         self.levels = (Level("z", "factorized", "entropy_bottleneck", N, 64), Level("y", "gaussian", "h_s", M, 16))
+
+    def _analysis_module(self, name: str, GDN) -> nn.Module:  # noqa: N803
+        """A fresh g_a, h_a or mod_a: what only an encoder needs."""
+        N, M = self.N, self.M  # noqa: N806
+        if name == "g_a":
+            return nn.ModuleList([conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)])
+        if name == "h_a":
+            return nn.Sequential(
+                conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N),
+            )
+        return Modulation([N, N, N, M])
 
     # -- rate selector ---------------------------------------------------------------------------------
     def lmbda(self, t: torch.Tensor) -> torch.Tensor:
@@ -116,12 +134,55 @@ class ModulatedHyperprior(CodecModel):
             return seq[i](x)
 
     def analysis(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        scales = iter(self.mod_a(t))
-        for i, layer in enumerate(self.g_a):
-            x = self._layer(self.g_a, i, x)
-            if not isinstance(layer, nn.Conv2d) or layer is self.g_a[-1]:  # after each GDN and the last conv
+        return self._by_band(t, x, self._analysis)
+
+    def _analysis(self, enc: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        g_a, scales = enc["g_a"], iter(enc["mod_a"](t))
+        for i, layer in enumerate(g_a):
+            x = self._layer(g_a, i, x)
+            if not isinstance(layer, nn.Conv2d) or layer is g_a[-1]:  # after each GDN and the last conv
                 x = x * next(scales)
         return x * self.gain(t)
+
+    # -- the analysis by rate band ---------------------------------------------------------------------
+    def band(self, t: torch.Tensor) -> torch.Tensor:
+        """Which analysis encodes each sample of ``t`` (shape B): 1 (the top one) where t >= top_from, else 0.
+        Compared in float32, as the ONNX backend compares (``ModelSpec.band``)."""
+        if self.top_from is None:
+            return torch.zeros(t.numel(), dtype=torch.long, device=t.device)
+        return (t.reshape(-1).float() >= torch.tensor(self.top_from, dtype=torch.float32)).long()
+
+    def _encoder(self, band: int) -> dict:
+        if band:
+            return {k: self.top[k] for k in ("g_a", "h_a", "mod_a")}
+        return {"g_a": self.g_a, "h_a": self.h_a, "mod_a": self.mod_a}
+
+    def _by_band(self, t: torch.Tensor, x: torch.Tensor, fn) -> torch.Tensor:
+        """``fn(encoder, x, t)`` with each sample's band's encoder, the outputs in the samples' order."""
+        if self.top_from is None:
+            return fn(self._encoder(0), x, t)
+        t = t.reshape(-1)
+        bands = self.band(t)
+        if t.numel() == 1 or bool((bands == bands[0]).all()):
+            return fn(self._encoder(int(bands[0])), x, t)
+        parts = [torch.nonzero(bands == b).flatten() for b in (0, 1)]  # a batch of both: each part through its own
+        out = torch.cat([fn(self._encoder(b), x[i], t[i]) for b, i in enumerate(parts)])
+        return out[torch.argsort(torch.cat(parts))]
+
+    def band_view(self, band: int) -> "ModulatedHyperprior":
+        """This model with band ``band``'s analysis as its only one (sharing every module): what encodes the
+        rates of that band, as one graph for an exporter."""
+        view = copy.copy(self)
+        view._modules = {k: m for k, m in self._modules.items() if k != "top"}
+        view.top_from = None
+        view._modules.update(self._encoder(band))
+        return view
+
+    def init_top(self) -> None:
+        """The top analysis set to the main one's values (the same encoder at every rate: files unchanged)."""
+        with torch.no_grad():
+            for k, m in self._encoder(1).items():
+                m.load_state_dict(getattr(self, k).state_dict())
 
     def synthesis(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         scales = iter(self.mod_s(t))
@@ -133,7 +194,7 @@ class ModulatedHyperprior(CodecModel):
         return x
 
     def hyper_analysis(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.h_a(y / self.gain(t))
+        return self._by_band(t, y, lambda enc, y, t: enc["h_a"](y / self.gain(t)))
 
     def upper_levels(self, y: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
         return [self.hyper_analysis(y, t)]
@@ -255,4 +316,8 @@ class ModulatedHyperprior(CodecModel):
 
     def config(self) -> dict:
         cfg = {"N": self.N, "M": self.M, "lmbda_min": self.lmbda_min, "lmbda_max": self.lmbda_max}
-        return {**cfg, "t_min": self.t_min} if self.t_min else cfg
+        if self.t_min:
+            cfg["t_min"] = self.t_min
+        if self.top_from is not None:
+            cfg["top_from"] = self.top_from
+        return cfg

@@ -238,16 +238,16 @@ def test_a_failed_compile_into_the_cache_compiles_without_it(monkeypatch):
     before = transforms.analysis(img, 0.5)
     compile_bf16, tries = type(transforms)._compile_bf16, []
 
-    def lost_race(self, cache):
+    def lost_race(self, name, cache):
         tries.append(cache)
         if cache:
             raise RuntimeError("filesystem error: cannot set permissions: No such file or directory")
-        return compile_bf16(self, cache)
+        return compile_bf16(self, name, cache)
 
     monkeypatch.setattr(type(transforms), "_compile_bf16", lost_race)
-    monkeypatch.setattr(transforms, "_openvino", None)
+    monkeypatch.setattr(transforms, "_openvino", {})
     assert np.array_equal(transforms.analysis(img, 0.5), before) and tries == [True, False]
-    assert transforms._openvino.get_property("ENABLE_CPU_PINNING") is False
+    assert transforms._openvino["analysis"].get_property("ENABLE_CPU_PINNING") is False
 
 
 @bf16_here

@@ -3,6 +3,7 @@
     python bench/experiments/encoder_delta.py runs/soup-jk3 runs/enc1 --base flagship -o runs/soup-jk3-enc
     python bench/experiments/encoder_delta.py runs/soup-jk5 runs/enc2 runs/enc3 --base W -o runs/soup-jk5-enc
     neuralcodec export runs/soup-jk3-enc -o runs/soup-jk3-enc.safetensors --prior-bits 8
+    python bench/experiments/encoder_delta.py runs/soup-jk6 runs/ench --top-from 0.5 -o runs/soup-jk6-top
 
 An encoder-only run (recipe ``train_only``: g_a, h_a, mod_a) from the shipped ``--base`` weights learns a change of
 the analysis against that decoder; joint arms from the same weights move the decoder a little at the same time.
@@ -12,13 +13,20 @@ analysis change made for the old decoder, applied beside the new one. Several en
 (other seeds or learning rates) give the mean of their changes, a soup of encoders. Whether it still helps there
 is for the Kodak curve to say (bench/kodak_rd.py).
 
+``--top-from T``: the change goes onto a second analysis instead, which encodes the rates t >= T alone (the model's
+``top_from``: its own g_a, h_a and mod_a, ``top.*``); the target's analysis stays as it is for the rates below. For
+an encoder run that trained the top rates only (recipe ``high_t_share`` 1.0: t from [0.5, 1)), whose change costs
+the rates it never saw. The output's recipe names the model with ``top_from``; its optimizer state is dropped.
+
 Checked first (also alone with --check, as bench/soup_arms.sh does before it stops any run): each encoder run is
 encoder-only, all train the same parameters of the same model, every parameter a run does not train still equals
 --base's (so the decoder it trained against is the base's; the analysis it started from is not checked: pass the
 weights the runs were started with), and the target's recipe names the same model.
 """
 import argparse
+import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -35,6 +43,8 @@ ap.add_argument("encoder_runs", type=Path, nargs="+", metavar="ENCODER_RUN",
 ap.add_argument("--base", default="flagship", help="the weights the encoder runs started from")
 ap.add_argument("-o", "--out", type=Path)
 ap.add_argument("--check", action="store_true", help="only check the runs and their base (see above)")
+ap.add_argument("--top-from", type=float, metavar="T",
+                help="put the change on a new analysis of its own for the rates t >= T (see above)")
 a = ap.parse_args()
 if not (a.check or a.out):
     ap.error("-o/--out is required")
@@ -66,6 +76,13 @@ if a.target != "-":
     t = recipe_of(a.target)
     if (t.arch, t.model) != (recipe.arch, recipe.model):
         raise SystemExit(f"{a.target} and {a.encoder_runs[0]} are different models")
+if a.top_from is not None:
+    if recipe.model.get("top_from") is not None:
+        raise SystemExit(f"the encoder runs' model already has a top analysis (top_from {recipe.model['top_from']})")
+    try:
+        out_model = build(recipe.arch, **{**recipe.model, "top_from": a.top_from})
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--top-from {a.top_from}: {e}")
 try:
     base = weights_io.load_state_dict(a.base)  # what `train --init-weights` started from; refuses archives
 except Exception as e:
@@ -102,20 +119,53 @@ except (OSError, RuntimeError) as e:
     raise SystemExit(f"{a.target}: no readable checkpoint ({e})")
 if not fits(target["ema"]):
     raise SystemExit(f"{a.target}'s parameters are not this model's")
+index = {name: i for i, (name, _) in enumerate(params)}
+
+
+def changed_value(name: str) -> torch.Tensor:
+    """The target's ``name`` plus the encoder runs' mean change of it."""
+    i = index[name]
+    change = sum(ema[i].float() - base[name] for ema, _ in encoders) / len(encoders)
+    return (target["ema"][i].float() + change).to(target["ema"][i].dtype)
+
+
 changed = 0
-for i, (name, _) in enumerate(params):
-    if name.startswith(trained):
-        change = sum(ema[i].float() - base[name] for ema, _ in encoders) / len(encoders)
-        target["ema"][i] = (target["ema"][i].float() + change).to(target["ema"][i].dtype)
-        changed += change.numel()
+if a.top_from is None:
+    for name, i in index.items():
+        if name.startswith(trained):
+            target["ema"][i] = changed_value(name)
+            changed += target["ema"][i].numel()
+else:  # the same parameters, then the top analysis: the target's analysis with the change
+    ema = []
+    for name, _ in out_model.named_parameters():
+        low = name.removeprefix("top.")
+        if name != low and low.startswith(trained):
+            ema.append(changed_value(low))
+            changed += ema[-1].numel()
+        else:
+            ema.append(target["ema"][index[low]].clone())
+    raw = build(recipe.arch, **recipe.model)
+    raw.load_state_dict(target["model"])
+    missing, unexpected = out_model.load_state_dict(raw.state_dict(), strict=False)
+    assert all(k.startswith("top.") for k in missing) and not unexpected, (missing, unexpected)
+    out_model.init_top()  # the last step's weights: one analysis at every rate
+    target = {"model": out_model.state_dict(), "ema": ema, "step": target["step"],
+              "ema_desc": target.get("ema_desc")}  # Adam's moments fit the old parameters only: dropped
+    if target["ema_desc"] is None:
+        del target["ema_desc"]
 target.pop("slow_ema", None)  # the output holds one average, the one with the change
 runs = " and ".join(f"{run} at step {step}" for run, (_, step) in zip(a.encoder_runs, encoders))
 mean = ", the mean of their changes" if len(encoders) > 1 else ""
+where = "" if a.top_from is None else f" as the analysis of the rates t >= {a.top_from:g}"
 target["ema_desc"] = (f"{target.get('ema_desc', f'the exponential moving average of {a.target}')}, plus the analysis "
-                      f"change of the encoder-only run{'s' if len(encoders) > 1 else ''} {runs} (from {a.base}{mean})")
+                      f"change of the encoder-only run{'s' if len(encoders) > 1 else ''} {runs} (from {a.base}{mean})"
+                      + where)
 a.out.mkdir(parents=True, exist_ok=True)
-for name in ("recipe.json", "log.jsonl"):
-    shutil.copy(Path(a.target) / name, a.out / name)
+shutil.copy(Path(a.target) / "log.jsonl", a.out / "log.jsonl")
+out_recipe = recipe_of(a.target)
+if a.top_from is not None:
+    out_recipe.model = {**out_recipe.model, "top_from": a.top_from}
+(a.out / "recipe.json").write_text(json.dumps(asdict(out_recipe), indent=1))
 torch.save(target, a.out / "last.pt")
 print(f"{a.out}: {a.target}'s moving average with {changed:,} analysis parameters moved as in "
-      f"{' and '.join(map(str, a.encoder_runs))}{' (the mean change)' if len(encoders) > 1 else ''}")
+      f"{' and '.join(map(str, a.encoder_runs))}{' (the mean change)' if len(encoders) > 1 else ''}{where}")

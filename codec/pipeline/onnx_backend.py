@@ -202,6 +202,16 @@ def _build(weights, target: Path) -> Path:
     return target
 
 
+def bands(spec: ModelSpec) -> range:
+    """The analyses of a model: one, or two where the top rates have their own (``spec.top_from``)."""
+    return range(1 if spec.top_from is None else 2)
+
+
+def part(name: str, band: int) -> str:
+    """The bundle's graph of the encoder network ``name`` (analysis, upper) for rate band ``band``."""
+    return name if band == 0 else f"{name}_top"
+
+
 def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
     import copy
 
@@ -212,11 +222,11 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
     model = subpixel_deconvs(copy.deepcopy(model))  # transposed convolutions as convolutions + pixel shuffles
 
     class Method(torch.nn.Module):
-        """One of the model's methods as a module: one graph each."""
+        """One of a model's methods as a module: one graph each."""
 
-        def __init__(self, name: str):
+        def __init__(self, name: str, of=model):
             super().__init__()
-            self.m, self.name = model, name
+            self.m, self.name = of, name
 
         def forward(self, *args):
             out = getattr(self.m, self.name)(*args)
@@ -234,11 +244,13 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
                 for n, s in zip(spec.synthesis_levels, shapes)]
     dyn = {0: "n", 2: "h", 3: "w"}
     jobs = [("synthesis", Method("synthesis"), (*hats, t), [f"hat{i}" for i in range(len(hats))], ["x"])]
-    if encoder:
-        jobs.append(("analysis", Method("analysis"), (x, t), ["x"], ["y"]))
+    for band in bands(spec) if encoder else ():  # each analysis as graphs of its own: a model of one band each
+        view = model.band_view(band) if spec.top_from is not None else model
+        jobs.append((part("analysis", band), Method("analysis", view), (x, t), ["x"], ["y"]))
         if len(spec.levels) > 1:
             n_up = len(spec.levels) - 1
-            jobs.append(("upper", Method("upper_levels"), (y, t), ["y"], [f"u{i}" for i in range(n_up)]))
+            jobs.append((part("upper", band), Method("upper_levels", view), (y, t), ["y"],
+                         [f"u{i}" for i in range(n_up)]))
     import warnings
 
     for name, module, args, inputs, outputs in jobs:
@@ -263,11 +275,12 @@ def _check(model, spec: ModelSpec, directory: Path, encoder: bool) -> None:
     pairs = []
     with torch.no_grad():
         levels = {lv.name: lv for lv in spec.levels}
-        if encoder:
-            y = model.analysis(torch.from_numpy(x), tt)
-            pairs.append((tr._analysis(x, t), y.numpy()))
+        for band in bands(spec) if encoder else ():
+            tb = t if band == 0 else (1.0 + spec.top_from) / 2  # a rate of the band
+            y = model.analysis(torch.from_numpy(x), torch.full((1,), tb))
+            pairs.append((tr._analysis(x, tb), y.numpy()))
             if len(spec.levels) > 1:
-                for a, b in zip(tr._upper_levels(y.numpy(), t), model.upper_levels(y, tt)):
+                for a, b in zip(tr._upper_levels(y.numpy(), tb), model.upper_levels(y, torch.full((1,), tb))):
                     pairs.append((a, b.numpy()))
         hats = []
         for n in spec.synthesis_levels:
@@ -300,7 +313,7 @@ class OrtTransforms(TiledTransforms):
                                "with bfloat16 arithmetic (AMX or AVX512-BF16)")
         self.directory = directory
         self.analysis_precision = analysis_precision
-        self._openvino = None  # the compiled bfloat16 analysis (OpenVINO), made on first use
+        self._openvino = {}  # graph name -> the compiled bfloat16 analysis (OpenVINO), made on first use
         self._requests = threading.local()  # an OpenVINO infer request per thread (they are not shared)
         self._sessions: dict = {}
         self._many = False  # this process codes many images: a one-tile analysis keeps the arena too
@@ -394,9 +407,9 @@ class OrtTransforms(TiledTransforms):
     def _analysis(self, x, t):
         if self.analysis_precision == "bf16":
             return self._analysis_bf16(x, t)
-        return self._run("analysis", {"x": x}, t, len(x))[0]
+        return self._run(part("analysis", self.spec.band(t)), {"x": x}, t, len(x))[0]
 
-    def _compile_bf16(self, cache: bool):
+    def _compile_bf16(self, name: str, cache: bool):
         """The analysis graph compiled by OpenVINO for bfloat16; ``cache``: load or store the compiled form in the
         bundle's openvino/ folder (skipped where that folder cannot be written)."""
         import openvino as ov
@@ -411,7 +424,7 @@ class OrtTransforms(TiledTransforms):
         # the graph reads pixels 0..255, exact in bfloat16, and OpenVINO folds the / 255 into the first convolution's
         # float32 weights; pixels in [0, 1] would be rounded to bfloat16 first (Kodak, t = 0.5: 0.107 % of y's
         # rounded values moved instead of 0.143 %; bench/README.md)
-        ppp = PrePostProcessor(core.read_model(str(self.directory / "analysis.onnx")))
+        ppp = PrePostProcessor(core.read_model(str(self.directory / f"{name}.onnx")))
         ppp.input("x").preprocess().scale(255.0)
         # no pinning: OpenVINO pins its threads to cores, and two -j workers of one thread each both took core 0
         # (Kodak, two processes at once: 0.47 s an image each, unpinned 0.27; bench/experiments/dir_threads.py)
@@ -422,17 +435,18 @@ class OrtTransforms(TiledTransforms):
     def _analysis_bf16(self, x, t):
         """The analysis graph on OpenVINO in bfloat16 (compiled once; its compiled form cached beside the bundle,
         so a later process loads it in ~0.03 s instead of compiling in ~0.13 s)."""
-        compiled = self._openvino
+        name = part("analysis", self.spec.band(t))
+        compiled = self._openvino.get(name)
         if compiled is None:
             try:
-                compiled = self._compile_bf16(cache=True)
+                compiled = self._compile_bf16(name, cache=True)
             except Exception:  # noqa: BLE001 - e.g. two processes writing the same cache entry at once (the first
                 try:  # files of a -j run on a fresh cache: OpenVINO lost a race for the blob's permissions): no cache
-                    compiled = self._compile_bf16(cache=False)
+                    compiled = self._compile_bf16(name, cache=False)
                 except Exception as e:  # noqa: BLE001 - OpenVINO's own exception types: named as ours
                     text = " ".join(str(e).split())[-200:] if str(e) else type(e).__name__
                     raise BackendError(f"OpenVINO cannot compile the analysis: {text}") from None
-            self._openvino = compiled
+            self._openvino[name] = compiled
         mine = getattr(self._requests, "entry", None)  # (compiled model, its request) of this thread
         if mine is None or mine[0] is not compiled:
             mine = self._requests.entry = (compiled, compiled.create_infer_request())
@@ -450,7 +464,7 @@ class OrtTransforms(TiledTransforms):
         return np.array(out[compiled.outputs[0]])  # a copy: the request's buffer is reused by its next run
 
     def _upper_levels(self, y, t):
-        return self._run("upper", {"y": y}, t, len(y))
+        return self._run(part("upper", self.spec.band(t)), {"y": y}, t, len(y))
 
     def _synthesis(self, hats, t):
         return self._run("synthesis", {f"hat{i}": h for i, h in enumerate(hats)}, t, len(hats[0]))[0]
@@ -476,7 +490,8 @@ def load(weights, analysis_precision: str = "fp32") -> tuple[ModelSpec, OrtTrans
         raise BackendError(f"unreadable ONNX bundle {directory}: {e}; delete it to rebuild") from None
     if spec.arch != weights.arch:
         raise BackendError(f"ONNX bundle {directory} is for {spec.arch}, not {weights.arch}; delete it to rebuild")
-    parts = ["synthesis"] + (["analysis"] + (["upper"] if len(spec.levels) > 1 else []) if not weights.decoder_only else [])
+    encoder = ("analysis", "upper") if len(spec.levels) > 1 else ("analysis",)
+    parts = ["synthesis"] + ([part(p, band) for band in bands(spec) for p in encoder] if not weights.decoder_only else [])
     missing = [p for p in parts if not (directory / f"{p}.onnx").is_file()]
     if missing:
         raise BackendError(f"ONNX bundle {directory} lacks {', '.join(missing)}; delete it to rebuild")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from neuralcodec.models import Level
 
 
@@ -24,6 +26,7 @@ class ModelSpec:
     medians: dict[str, list[float]] = field(default_factory=dict)  # factorized level -> per-channel medians
     integer: dict[str, list[dict]] = field(default_factory=dict)  # prior module -> IntegerStack.description()
     context_modules: tuple[str, ...] = ()
+    top_from: float | None = None  # rates t >= top_from have an analysis of their own (models/modulated.py)
 
     @classmethod
     def of(cls, model, arch: str) -> "ModelSpec":
@@ -40,7 +43,13 @@ class ModelSpec:
                 geo = IntegerStack.geometry(getattr(model, name))
                 integer[name] = [{k: v for k, v in g.items() if k != "module"} for g in geo]
         return cls(arch, tuple(model.levels), tuple(model.synthesis_levels), int(model.stride), int(model.tile_halo),
-                   float(model.t_min), bool(model.variable_rate), medians, integer, tuple(model.context_modules))
+                   float(model.t_min), bool(model.variable_rate), medians, integer, tuple(model.context_modules),
+                   getattr(model, "top_from", None))
+
+    def band(self, t: float) -> int:
+        """Which analysis encodes rate ``t``: 1 (the top one) from ``top_from`` on, else 0; compared in float32,
+        as the model compares (``ModulatedHyperprior.band``)."""
+        return int(self.top_from is not None and np.float32(t) >= np.float32(self.top_from))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -361,7 +361,13 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         if any(k in own and own[k].shape != v.shape for k, v in init.items()):
             init = model.grown_state(init)  # a narrower model: grown function-preservingly (or ValueError)
             say(f"grew {init_weights} to {recipe.model}")
-        model.load_state_dict(init, strict=False)
+        missing, unexpected = model.load_state_dict(init, strict=False)
+        if unexpected := [k for k in unexpected if not k.startswith(model.training_only)]:
+            raise TrainingError(f"{init_weights} has parameters this recipe's model lacks ({unexpected[0]} and "
+                                f"{len(unexpected) - 1} more): its config is {weights_io.load(init_weights).config}")
+        if any(k.startswith("top.") for k in missing):
+            model.init_top()  # a model with a top analysis from one without: it starts as the main one
+            say(f"the top analysis (t >= {model.top_from}) starts as {init_weights}'s analysis")
         say(f"initialized from shipped weights {init_weights} (fresh optimizer, warm-up {recipe.warmup})")
     ema = [p.detach().clone() for p in model.parameters()] if recipe.ema_decay else None
     if ema and ckpt.exists() and "ema" in state:
