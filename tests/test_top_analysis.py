@@ -107,7 +107,17 @@ def test_the_change_goes_to_the_top_analysis_alone(split):
     script = [sys.executable, str(ROOT / "bench" / "experiments" / "encoder_delta.py")]
     p = subprocess.run([*script, str(out), str(enc), "--base", str(base), "--top-from", "1.5", "-o", str(tmp / "x")],
                        capture_output=True, text=True)
-    assert p.returncode == 1 and not (tmp / "x").exists()
+    assert p.returncode == 1 and "already has a top analysis" in p.stderr and not (tmp / "x").exists()
+    # a change of the main analysis onto weights with a top one: the main one moves, the top one stays
+    subprocess.run([*script, str(out), str(enc), "--base", str(base), "-o", str(tmp / "both")], check=True,
+                   capture_output=True)
+    both = load(tmp / "both")
+    for i, name in enumerate(new):
+        j = names.index(name.removeprefix("top."))
+        if name.startswith(("g_a.", "h_a.", "mod_a.")):
+            torch.testing.assert_close(both["ema"][i], got["ema"][i] + e["ema"][j] - start[name])
+        else:
+            assert torch.equal(both["ema"][i], got["ema"][i]), name
 
 
 def test_files_below_and_above_the_split_decode_alike_on_both_backends(split):

@@ -72,10 +72,14 @@ for run, r in zip(a.encoder_runs, recipes):
         raise SystemExit(f"{run} and {a.encoder_runs[0]} are different models")
     if sorted(r.train_only) != sorted(recipe.train_only):
         raise SystemExit(f"{run} and {a.encoder_runs[0]} train different parameters (train_only)")
+target_model = recipe.model
 if a.target != "-":
     t = recipe_of(a.target)
-    if (t.arch, t.model) != (recipe.arch, recipe.model):
+    target_model = t.model
+    if (t.arch, {k: v for k, v in t.model.items() if k != "top_from"}) != (recipe.arch, recipe.model):
         raise SystemExit(f"{a.target} and {a.encoder_runs[0]} are different models")
+    if a.top_from is not None and t.model.get("top_from") is not None:
+        raise SystemExit(f"{a.target} already has a top analysis (top_from {t.model['top_from']})")
 if a.top_from is not None:
     if recipe.model.get("top_from") is not None:
         raise SystemExit(f"the encoder runs' model already has a top analysis (top_from {recipe.model['top_from']})")
@@ -117,15 +121,18 @@ try:
     target = torch.load(Path(a.target) / "last.pt", map_location="cpu", weights_only=False)
 except (OSError, RuntimeError) as e:
     raise SystemExit(f"{a.target}: no readable checkpoint ({e})")
-if not fits(target["ema"]):
-    raise SystemExit(f"{a.target}'s parameters are not this model's")
-index = {name: i for i, (name, _) in enumerate(params)}
+target_params = list(build(recipe.arch, **target_model).named_parameters())  # the runs' model, maybe with a top
+if len(target["ema"]) != len(target_params) or any(e.shape != p.shape for e, (_, p) in zip(target["ema"], target_params)):
+    raise SystemExit(f"{a.target}'s parameters are not its recipe's model's")
+runs_index = {name: i for i, (name, _) in enumerate(params)}
+index = {name: i for i, (name, _) in enumerate(target_params)}  # the target's (a top analysis, if it has one, is left
+# as it is: the runs' names are the main analysis')
 
 
 def changed_value(name: str) -> torch.Tensor:
     """The target's ``name`` plus the encoder runs' mean change of it."""
-    i = index[name]
-    change = sum(ema[i].float() - base[name] for ema, _ in encoders) / len(encoders)
+    i, j = index[name], runs_index[name]
+    change = sum(ema[j].float() - base[name] for ema, _ in encoders) / len(encoders)
     return (target["ema"][i].float() + change).to(target["ema"][i].dtype)
 
 
