@@ -60,7 +60,7 @@ class ModulatedHyperprior(CodecModel):
     training_only = ("entropy_bottleneck.", "gaussian_conditional.")  # the entropy models' training state
 
     def __init__(self, N: int = 128, M: int = 192, lmbda_min: float = 0.0015, lmbda_max: float = 0.2,
-                 t_min: float = 0.0, top_from: float | None = None, inference: bool = False):
+                 t_min: float = 0.0, inference: bool = False, *, top_from: float | None = None):
         """``inference=True`` builds the coding model without compressai: the same transforms and parameter
         names (models/layers.py), and of the entropy models only the hyper-latent's medians. ``top_from``: rates
         t >= top_from are encoded by a second analysis (``top``: its own g_a, h_a and mod_a) trained for them
