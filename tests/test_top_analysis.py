@@ -166,3 +166,19 @@ def test_training_goes_on_from_weights_with_a_top_analysis_and_refuses_a_model_w
     r = CliRunner().invoke(main, ["train", "--recipe", str(tmp / "joint.json"), "--run-dir", str(tmp / "off"),
                                   "--init-weights", str(weights)])
     assert r.exit_code != 0 and "top_from" in r.output
+
+
+def test_an_encoder_only_run_ships_its_base_prior_bit_for_bit_and_a_changed_prior_is_refused(split):
+    """export --prior-from: the base's integer prior as it is (so files whose analysis did not change stay the
+    same bytes), refused for a run whose prior network moved."""
+    tmp, base, enc, _, _ = split
+    out = tmp / "enc-prior.safetensors"
+    _invoke("export", enc, "-o", out, "--prior-from", base)
+    mine, theirs = weights_io.load(str(out)), weights_io.load(str(base))
+    prior = [k for k in theirs.tensors if k.startswith(("int.", "int8."))]
+    assert prior and all(np.array_equal(mine.tensors[k], theirs.tensors[k]) for k in prior)
+    img = photo(64, 64, 2)
+    assert neuralcodec.compress(img, 30, weights=str(out)) != neuralcodec.compress(img, 30, weights=str(base))  # moved y
+    r = CliRunner().invoke(main, ["export", str(tmp / "trunk"), "-o", str(tmp / "x.safetensors"), "--prior-from",
+                                  str(base)])  # the trunk's float prior is not the one the base loads as
+    assert r.exit_code != 0 and "not base.safetensors's" in r.output and not (tmp / "x.safetensors").exists()

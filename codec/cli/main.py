@@ -605,7 +605,11 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, effort, outpu
                    "docs/bitstream.md). 8 fits one step per layer on training images (--calibration).")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Images to fit the 8-bit prior's steps on (default: the recipe's training data).")
-def export_weights(run_dir, output, note, decodes, raw, prior_bits, calibration):
+@click.option("--prior-from", default=None, metavar="NAME|PATH",
+              help="Ship these weights' integer prior bit for bit instead of making one (refused unless the run's "
+                   "prior network is theirs, e.g. only an analysis trained): files of every rate whose analysis "
+                   "did not change stay byte for byte the same.")
+def export_weights(run_dir, output, note, decodes, raw, prior_bits, calibration, prior_from):
     """Export a training run's checkpoint as shipped fp16 safetensors weights with their card."""
     from neuralcodec.train.calibrate import CalibrationError
     from neuralcodec.train.loop import export_run
@@ -618,7 +622,7 @@ def export_weights(run_dir, output, note, decodes, raw, prior_bits, calibration)
         _check_weights(decodes, "be fine-tuned")
     try:
         d = export_run(run_dir, output, note, decodes=decodes, raw=raw, prior_bits=int(prior_bits),
-                       calibration=calibration)
+                       calibration=calibration, prior_from=prior_from)
     except (WeightsError, CalibrationError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"wrote {output} (digest {d.hex()[:16]})")

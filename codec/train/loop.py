@@ -566,12 +566,12 @@ def default_recipe(arch: str = "modhp") -> Path:
 
 
 def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None = None, raw: bool = False,
-               prior_bits: int = 16, calibration: Path | None = None) -> bytes:
+               prior_bits: int = 16, calibration: Path | None = None, prior_from: str | None = None) -> bytes:
     """Export ``run_dir``'s last checkpoint as fp16 safetensors plus a card with its recipe and progress;
     ``decodes``: the weights whose files this decoder-only fine-tune decodes (see weights_io.export); ``raw``:
     the last step's weights instead of their moving average (what ships), for comparing the two;
     ``prior_bits`` 8: the prior in the 8-bit layout, its steps fitted on ``calibration``'s images (default: the
-    recipe's training data; ``neuralcodec.train.calibrate``)."""
+    recipe's training data; ``neuralcodec.train.calibrate``), or ``prior_from``: those weights' prior, bit for bit (weights_io.export)."""
     import torch
 
     from neuralcodec.zoo import weights_io
@@ -603,7 +603,12 @@ def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None 
     steps = None
     if prior_bits == 8 and decodes:
         raise TrainingError("a decoder-only fine-tune keeps its base's prior: no --prior-bits")
-    if prior_bits == 8:
+    if prior_from and (prior_bits != 16 or calibration or decodes):
+        raise TrainingError("a prior from other weights is shipped as it is: no --prior-bits, --calibration or --decodes")
+    if prior_from:
+        kept = weights_io.load(prior_from)
+        card["prior"] = {"from": f"{kept.path.name} ({kept.digest.hex()[:16]}), bit for bit"}
+    elif prior_bits == 8:
         from neuralcodec.train import calibrate
 
         images = calibrate.image_paths(calibration or recipe.data, calibrate.IMAGES)
@@ -613,4 +618,4 @@ def export_run(run_dir: Path, output: Path, note: str = "", decodes: str | None 
     elif prior_bits != 16:
         raise TrainingError(f"a prior has 16 or 8 bits, not {prior_bits}")
     return weights_io.export(model, Path(output), card, decodes=weights_io.load(decodes) if decodes else None,
-                             prior_steps=steps)
+                             prior_steps=steps, prior_from=kept if prior_from else None)

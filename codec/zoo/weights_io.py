@@ -142,14 +142,16 @@ def _is_derived_buffer(name: str) -> bool:
 
 
 def export(model, path: Path, card: dict | None = None, decodes: Weights | None = None,
-           prior_steps: dict[str, list[float]] | None = None) -> bytes:
+           prior_steps: dict[str, list[float]] | None = None, prior_from: Weights | None = None) -> bytes:
     """Write ``model`` as fp16 safetensors with its entropy tables and integer prior networks; returns the
     digest. Writes a card too.
 
     ``decodes``: ``model`` is a decoder-only fine-tune (e.g. a GAN texture decoder) of those weights; every
     tensor outside the model's ``synthesis_modules`` must be theirs, so it decodes their files exactly.
     ``prior_steps``: prior networks to ship in the 8-bit layout (codec/coding/integer8.py), each with the input
-    steps of its layers after the first (``neuralcodec.train.calibrate.prior_steps``); the others ship in int16."""
+    steps of its layers after the first (``neuralcodec.train.calibrate.prior_steps``); the others ship in int16.
+    ``prior_from``: weights whose integer prior networks ship here bit for bit (``model``'s must be the ones they
+    load as: e.g. only an analysis changed), so every file whose analysis did not change stays byte for byte."""
     import torch
     from safetensors.numpy import save_file
 
@@ -167,13 +169,20 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
     integer = {}
     prior_steps = prior_steps or {}
     unknown = sorted(set(prior_steps) - set(priors))
-    if unknown or (prior_steps and decodes is not None):
-        raise WeightsError(f"no 8-bit prior for {', '.join(unknown) or 'a decoder-only fine-tune'}")
+    if unknown or (prior_steps and decodes is not None) or (prior_from is not None and (prior_steps or decodes)):
+        raise WeightsError(f"no 8-bit prior for {', '.join(unknown) or 'a decoder-only fine-tune'}"
+                           if not prior_from else "a prior from other weights is the only prior: no steps, no decodes")
+    kept = decodes if decodes is not None else prior_from
+    if prior_from is not None:
+        theirs = build_model(prior_from).state_dict()
+        ours = {k: v for k, v in model.state_dict().items() if k.startswith(tuple(f"{n}." for n in priors))}
+        if not ours or any(k not in theirs or not torch.equal(v.float(), theirs[k].float()) for k, v in ours.items()):
+            raise WeightsError(f"the prior networks are not {prior_from.path.name}'s: fit steps for them instead")
     for name in priors:
-        base = {k: v for k, v in (decodes.tensors if decodes is not None else {}).items()
+        base = {k: v for k, v in (kept.tensors if kept is not None else {}).items()
                 if k.startswith((f"int.{name}.", f"int8.{name}."))}
         try:
-            if base:  # a decoder-only fine-tune keeps its base's prior as shipped, bit for bit
+            if base:  # a decoder-only fine-tune (or prior_from) keeps that prior as shipped, bit for bit
                 integer.update(base)
             elif name in prior_steps:
                 integer.update(Int8Stack.quantize(getattr(model, name), prior_steps[name]).tensors(f"int8.{name}"))
