@@ -108,6 +108,15 @@ def test_the_change_goes_to_the_top_analysis_alone(split):
     p = subprocess.run([*script, str(out), str(enc), "--base", str(base), "--top-from", "1.5", "-o", str(tmp / "x")],
                        capture_output=True, text=True)
     assert p.returncode == 1 and "already has a top analysis" in p.stderr and not (tmp / "x").exists()
+    # onto the base itself: the base's weights with the encoder run's analysis as the top one
+    subprocess.run([*script, "base", str(enc), "--base", str(base), "--top-from", str(TOP_FROM), "-o",
+                    str(tmp / "on-base")], check=True, capture_output=True)
+    on_base = load(tmp / "on-base")
+    for i, name in enumerate(new):
+        low = name.removeprefix("top.")
+        want = e["ema"][names.index(low)] if name != low else start[name]
+        torch.testing.assert_close(on_base["ema"][i].float(), want.float())
+    assert json.loads((tmp / "on-base" / "recipe.json").read_text())["train_only"] == []
     # a change of the main analysis onto weights with a top one: the main one moves, the top one stays
     subprocess.run([*script, str(out), str(enc), "--base", str(base), "-o", str(tmp / "both")], check=True,
                    capture_output=True)

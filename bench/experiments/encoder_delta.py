@@ -4,6 +4,7 @@
     python bench/experiments/encoder_delta.py runs/soup-jk5 runs/enc2 runs/enc3 --base W -o runs/soup-jk5-enc
     neuralcodec export runs/soup-jk3-enc -o runs/soup-jk3-enc.safetensors --prior-bits 8
     python bench/experiments/encoder_delta.py runs/soup-jk6 runs/ench --top-from 0.5 -o runs/soup-jk6-top
+    python bench/experiments/encoder_delta.py base runs/ench --top-from 0.5 -o runs/flagship-top
 
 An encoder-only run (recipe ``train_only``: g_a, h_a, mod_a) from the shipped ``--base`` weights learns a change of
 the analysis against that decoder; joint arms from the same weights move the decoder a little at the same time.
@@ -36,7 +37,8 @@ from neuralcodec.train.loop import Recipe
 from neuralcodec.zoo import weights_io
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-ap.add_argument("target", help="run directory whose moving average gets the change ('-' with --check: none)")
+ap.add_argument("target", help="run directory whose moving average gets the change ('-' with --check: none; "
+                "'base': --base's weights themselves, e.g. with --top-from: the shipped weights plus a top analysis)")
 ap.add_argument("encoder_runs", type=Path, nargs="+", metavar="ENCODER_RUN",
                 help="encoder-only runs from --base (their recipes' train_only names what moved); several: their mean "
                 "change")
@@ -73,7 +75,8 @@ for run, r in zip(a.encoder_runs, recipes):
     if sorted(r.train_only) != sorted(recipe.train_only):
         raise SystemExit(f"{run} and {a.encoder_runs[0]} train different parameters (train_only)")
 target_model = recipe.model
-if a.target != "-":
+on_base = a.target == "base"
+if a.target not in ("-", "base"):
     t = recipe_of(a.target)
     target_model = t.model
     if (t.arch, {k: v for k, v in t.model.items() if k != "top_from"}) != (recipe.arch, recipe.model):
@@ -117,10 +120,18 @@ for run in a.encoder_runs:
     del state
 if a.check:
     raise SystemExit(0)
-try:
-    target = torch.load(Path(a.target) / "last.pt", map_location="cpu", weights_only=False)
-except (OSError, RuntimeError) as e:
-    raise SystemExit(f"{a.target}: no readable checkpoint ({e})")
+if on_base:  # the base as a run: its weights as the moving average and the raw weights, the first run's recipe
+    model = build(recipe.arch, **recipe.model)
+    model.load_state_dict(base, strict=False)
+    target = {"model": model.state_dict(), "ema": [base[n].clone() for n, _ in params], "step": 0,
+              "ema_desc": f"the weights {a.base}"}
+    shown, a.target = f"{a.base} (the weights)", a.encoder_runs[0]  # whose recipe (the model's) and log it carries
+else:
+    shown = a.target
+    try:
+        target = torch.load(Path(a.target) / "last.pt", map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError) as e:
+        raise SystemExit(f"{a.target}: no readable checkpoint ({e})")
 target_params = list(build(recipe.arch, **target_model).named_parameters())  # the runs' model, maybe with a top
 if len(target["ema"]) != len(target_params) or any(e.shape != p.shape for e, (_, p) in zip(target["ema"], target_params)):
     raise SystemExit(f"{a.target}'s parameters are not its recipe's model's")
@@ -170,9 +181,11 @@ target["ema_desc"] = (f"{target.get('ema_desc', f'the exponential moving average
 a.out.mkdir(parents=True, exist_ok=True)
 shutil.copy(Path(a.target) / "log.jsonl", a.out / "log.jsonl")
 out_recipe = recipe_of(a.target)
+if on_base:
+    out_recipe.train_only = []  # the encoder run's restriction is not the output's
 if a.top_from is not None:
     out_recipe.model = {**out_recipe.model, "top_from": a.top_from}
 (a.out / "recipe.json").write_text(json.dumps(asdict(out_recipe), indent=1))
 torch.save(target, a.out / "last.pt")
-print(f"{a.out}: {a.target}'s moving average with {changed:,} analysis parameters moved as in "
+print(f"{a.out}: {shown}'s moving average with {changed:,} analysis parameters moved as in "
       f"{' and '.join(map(str, a.encoder_runs))}{' (the mean change)' if len(encoders) > 1 else ''}{where}")
