@@ -163,9 +163,11 @@ class ModulatedHyperprior(CodecModel):
             return fn(self._encoder(0), x, t)
         t = t.reshape(-1)
         bands = self.band(t)
-        if t.numel() == 1 or bool((bands == bands[0]).all()):
+        if not self.training and (t.numel() == 1 or bool((bands == bands[0]).all())):
             return fn(self._encoder(int(bands[0])), x, t)
-        parts = [torch.nonzero(bands == b).flatten() for b in (0, 1)]  # a batch of both: each part through its own
+        # each part through its own analysis; in training both run, an empty part too, so that every parameter gets
+        # a gradient each step (zero for an unused analysis), as DistributedDataParallel expects
+        parts = [torch.nonzero(bands == b).flatten() for b in (0, 1)]
         out = torch.cat([fn(self._encoder(b), x[i], t[i]) for b, i in enumerate(parts)])
         return out[torch.argsort(torch.cat(parts))]
 
@@ -309,7 +311,7 @@ class ModulatedHyperprior(CodecModel):
 
     def fast_parameters(self) -> list[str]:
         """Names of the few rate-control parameters that train at a higher learning rate."""
-        return [n for n, _ in self.named_parameters() if n.startswith(("mod_a.", "mod_s.", "rate_gain"))]
+        return [n for n, _ in self.named_parameters() if n.startswith(("mod_a.", "mod_s.", "top.mod_a.", "rate_gain"))]
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()

@@ -65,9 +65,12 @@ def recipe_of(run) -> Recipe:
 
 recipes = [recipe_of(run) for run in a.encoder_runs]
 recipe = recipes[0]
+analysis = build(recipe.arch, **recipe.model).analysis_modules
 for run, r in zip(a.encoder_runs, recipes):
     if not r.train_only:
         raise SystemExit(f"{run} trained everything: not an encoder-only run")
+    if not all(prefix.startswith(analysis) for prefix in r.train_only):
+        raise SystemExit(f"{run} trained {r.train_only}: more than the analysis ({', '.join(analysis)})")
     if not r.ema_decay:
         raise SystemExit(f"{run} keeps no moving average (ema_decay 0)")
     if (r.arch, r.model) != (recipe.arch, recipe.model):
@@ -79,7 +82,9 @@ on_base = a.target == "base"
 if a.target not in ("-", "base"):
     t = recipe_of(a.target)
     target_model = t.model
-    if (t.arch, {k: v for k, v in t.model.items() if k != "top_from"}) != (recipe.arch, recipe.model):
+    plain = lambda m: {k: v for k, v in m.items() if k != "top_from"}  # noqa: E731
+    if (t.arch, plain(t.model)) != (recipe.arch, plain(recipe.model)) or (
+            recipe.model.get("top_from") is not None and t.model != recipe.model):
         raise SystemExit(f"{a.target} and {a.encoder_runs[0]} are different models")
     if a.top_from is not None and t.model.get("top_from") is not None:
         raise SystemExit(f"{a.target} already has a top analysis (top_from {t.model['top_from']})")
@@ -122,7 +127,9 @@ if a.check:
     raise SystemExit(0)
 if on_base:  # the base as a run: its weights as the moving average and the raw weights, the first run's recipe
     model = build(recipe.arch, **recipe.model)
-    model.load_state_dict(base, strict=False)
+    if extra := [k for k in model.load_state_dict(base, strict=False).unexpected_keys
+                 if not k.startswith(model.training_only)]:
+        raise SystemExit(f"{a.base} has parameters the runs' model lacks ({extra[0]}): not their model's weights")
     target = {"model": model.state_dict(), "ema": [base[n].clone() for n, _ in params], "step": 0,
               "ema_desc": f"the weights {a.base}"}
     shown, a.target = f"{a.base} (the weights)", a.encoder_runs[0]  # whose recipe (the model's) and log it carries
@@ -179,10 +186,11 @@ target["ema_desc"] = (f"{target.get('ema_desc', f'the exponential moving average
                       f"change of the encoder-only run{'s' if len(encoders) > 1 else ''} {runs} (from {a.base}{mean})"
                       + where)
 a.out.mkdir(parents=True, exist_ok=True)
-shutil.copy(Path(a.target) / "log.jsonl", a.out / "log.jsonl")
 out_recipe = recipe_of(a.target)
-if on_base:
-    out_recipe.train_only = []  # the encoder run's restriction is not the output's
+if on_base:  # the runs' model, not their training: no encoder-only restriction, no top-only sampling, no log
+    out_recipe.train_only, out_recipe.high_t_share = [], 0.0
+else:
+    shutil.copy(Path(a.target) / "log.jsonl", a.out / "log.jsonl")
 if a.top_from is not None:
     out_recipe.model = {**out_recipe.model, "top_from": a.top_from}
 (a.out / "recipe.json").write_text(json.dumps(asdict(out_recipe), indent=1))

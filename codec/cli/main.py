@@ -606,9 +606,9 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, effort, outpu
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Images to fit the 8-bit prior's steps on (default: the recipe's training data).")
 @click.option("--prior-from", default=None, metavar="NAME|PATH",
-              help="Ship these weights' integer prior bit for bit instead of making one (refused unless the run's "
-                   "prior network is theirs, e.g. only an analysis trained): files of every rate whose analysis "
-                   "did not change stay byte for byte the same.")
+              help="Ship these weights' integer prior bit for bit instead of making one (refused unless all but "
+                   "the run's analysis is theirs: an encoder-only run): files of every rate whose analysis did not "
+                   "change stay byte for byte the same.")
 def export_weights(run_dir, output, note, decodes, raw, prior_bits, calibration, prior_from):
     """Export a training run's checkpoint as shipped fp16 safetensors weights with their card."""
     from neuralcodec.train.calibrate import CalibrationError

@@ -202,12 +202,12 @@ def _build(weights, target: Path) -> Path:
     return target
 
 
-def bands(spec: ModelSpec) -> range:
+def analysis_bands(spec: ModelSpec) -> range:
     """The analyses of a model: one, or two where the top rates have their own (``spec.top_from``)."""
     return range(1 if spec.top_from is None else 2)
 
 
-def part(name: str, band: int) -> str:
+def graph_name(name: str, band: int) -> str:
     """The bundle's graph of the encoder network ``name`` (analysis, upper) for rate band ``band``."""
     return name if band == 0 else f"{name}_top"
 
@@ -244,12 +244,12 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
                 for n, s in zip(spec.synthesis_levels, shapes)]
     dyn = {0: "n", 2: "h", 3: "w"}
     jobs = [("synthesis", Method("synthesis"), (*hats, t), [f"hat{i}" for i in range(len(hats))], ["x"])]
-    for band in bands(spec) if encoder else ():  # each analysis as graphs of its own: a model of one band each
+    for band in analysis_bands(spec) if encoder else ():  # each analysis as graphs of its own: a model of one band each
         view = model.band_view(band) if spec.top_from is not None else model
-        jobs.append((part("analysis", band), Method("analysis", view), (x, t), ["x"], ["y"]))
+        jobs.append((graph_name("analysis", band), Method("analysis", view), (x, t), ["x"], ["y"]))
         if len(spec.levels) > 1:
             n_up = len(spec.levels) - 1
-            jobs.append((part("upper", band), Method("upper_levels", view), (y, t), ["y"],
+            jobs.append((graph_name("upper", band), Method("upper_levels", view), (y, t), ["y"],
                          [f"u{i}" for i in range(n_up)]))
     import warnings
 
@@ -275,8 +275,9 @@ def _check(model, spec: ModelSpec, directory: Path, encoder: bool) -> None:
     pairs = []
     with torch.no_grad():
         levels = {lv.name: lv for lv in spec.levels}
-        for band in bands(spec) if encoder else ():
-            tb = t if band == 0 else (1.0 + spec.top_from) / 2  # a rate of the band
+        for band in analysis_bands(spec) if encoder else ():
+            # a rate of the band: the middle of [t_min, top_from) or [top_from, 1]
+            tb = t if spec.top_from is None else (spec.top_from + (spec.t_min, 1.0)[band]) / 2
             y = model.analysis(torch.from_numpy(x), torch.full((1,), tb))
             pairs.append((tr._analysis(x, tb), y.numpy()))
             if len(spec.levels) > 1:
@@ -347,7 +348,8 @@ class OrtTransforms(TiledTransforms):
 
     def many_images(self) -> None:
         self._many = True
-        self._sessions.pop(("analysis", False), None)  # not used again (a run in progress holds its own reference)
+        for band in analysis_bands(self.spec):  # not used again (a run in progress holds its own reference)
+            self._sessions.pop((graph_name("analysis", band), False), None)
 
     def analysis(self, rgb, t, tile=None):
         yh, yw = self.latent_size(*rgb.shape[:2])
@@ -407,7 +409,7 @@ class OrtTransforms(TiledTransforms):
     def _analysis(self, x, t):
         if self.analysis_precision == "bf16":
             return self._analysis_bf16(x, t)
-        return self._run(part("analysis", self.spec.band(t)), {"x": x}, t, len(x))[0]
+        return self._run(graph_name("analysis", self.spec.band(t)), {"x": x}, t, len(x))[0]
 
     def _compile_bf16(self, name: str, cache: bool):
         """The analysis graph compiled by OpenVINO for bfloat16; ``cache``: load or store the compiled form in the
@@ -435,7 +437,7 @@ class OrtTransforms(TiledTransforms):
     def _analysis_bf16(self, x, t):
         """The analysis graph on OpenVINO in bfloat16 (compiled once; its compiled form cached beside the bundle,
         so a later process loads it in ~0.03 s instead of compiling in ~0.13 s)."""
-        name = part("analysis", self.spec.band(t))
+        name = graph_name("analysis", self.spec.band(t))
         compiled = self._openvino.get(name)
         if compiled is None:
             try:
@@ -464,7 +466,7 @@ class OrtTransforms(TiledTransforms):
         return np.array(out[compiled.outputs[0]])  # a copy: the request's buffer is reused by its next run
 
     def _upper_levels(self, y, t):
-        return self._run(part("upper", self.spec.band(t)), {"y": y}, t, len(y))
+        return self._run(graph_name("upper", self.spec.band(t)), {"y": y}, t, len(y))
 
     def _synthesis(self, hats, t):
         return self._run("synthesis", {f"hat{i}": h for i, h in enumerate(hats)}, t, len(hats[0]))[0]
@@ -491,7 +493,7 @@ def load(weights, analysis_precision: str = "fp32") -> tuple[ModelSpec, OrtTrans
     if spec.arch != weights.arch:
         raise BackendError(f"ONNX bundle {directory} is for {spec.arch}, not {weights.arch}; delete it to rebuild")
     encoder = ("analysis", "upper") if len(spec.levels) > 1 else ("analysis",)
-    parts = ["synthesis"] + ([part(p, band) for band in bands(spec) for p in encoder] if not weights.decoder_only else [])
+    parts = ["synthesis"] + ([graph_name(p, band) for band in analysis_bands(spec) for p in encoder] if not weights.decoder_only else [])
     missing = [p for p in parts if not (directory / f"{p}.onnx").is_file()]
     if missing:
         raise BackendError(f"ONNX bundle {directory} lacks {', '.join(missing)}; delete it to rebuild")

@@ -338,6 +338,8 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         step = start = state["step"]
         spent = state.get("spent", 0.0)
         rng = ranks.rng(recipe.seed, step, state)  # each rank's own data stream
+        if any(k.startswith("top.") for k in missing) and not any(k.startswith("top.") for k in state["model"]):
+            model.init_top()  # top_from added to the run's recipe: the top analysis starts as the main one
         try:
             if missing or unexpected:
                 raise ValueError(f"architecture changed (new {missing}, dropped {unexpected})")
@@ -358,6 +360,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
     elif init_weights:
         init = weights_io.load_state_dict(init_weights)
         own = model.state_dict()
+        no_top = not any(k.startswith("top.") for k in init)
         if any(k in own and own[k].shape != v.shape for k, v in init.items()):
             init = model.grown_state(init)  # a narrower model: grown function-preservingly (or ValueError)
             say(f"grew {init_weights} to {recipe.model}")
@@ -365,7 +368,7 @@ def _train(recipe: Recipe, run_dir: Path, init_weights, max_minutes, progress, s
         if unexpected := [k for k in unexpected if not k.startswith(model.training_only)]:
             raise TrainingError(f"{init_weights} has parameters this recipe's model lacks ({unexpected[0]} and "
                                 f"{len(unexpected) - 1} more): its config is {weights_io.load(init_weights).config}")
-        if any(k.startswith("top.") for k in missing):
+        if no_top and getattr(model, "top_from", None) is not None:
             model.init_top()  # a model with a top analysis from one without: it starts as the main one
             say(f"the top analysis (t >= {model.top_from}) starts as {init_weights}'s analysis")
         say(f"initialized from shipped weights {init_weights} (fresh optimizer, warm-up {recipe.warmup})")

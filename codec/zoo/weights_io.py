@@ -150,8 +150,9 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
     tensor outside the model's ``synthesis_modules`` must be theirs, so it decodes their files exactly.
     ``prior_steps``: prior networks to ship in the 8-bit layout (codec/coding/integer8.py), each with the input
     steps of its layers after the first (``neuralcodec.train.calibrate.prior_steps``); the others ship in int16.
-    ``prior_from``: weights whose integer prior networks ship here bit for bit (``model``'s must be the ones they
-    load as: e.g. only an analysis changed), so every file whose analysis did not change stays byte for byte."""
+    ``prior_from``: weights whose integer prior networks ship here bit for bit; everything of ``model`` but its
+    analysis must be what they load as (only an analysis changed), so every file whose analysis did not change
+    stays byte for byte the same."""
     import torch
     from safetensors.numpy import save_file
 
@@ -173,11 +174,12 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
         raise WeightsError(f"no 8-bit prior for {', '.join(unknown) or 'a decoder-only fine-tune'}"
                            if not prior_from else "a prior from other weights is the only prior: no steps, no decodes")
     kept = decodes if decodes is not None else prior_from
-    if prior_from is not None:
+    if prior_from is not None:  # the prior networks must be the ones theirs load as (the rest: checked below)
         theirs = build_model(prior_from).state_dict()
         ours = {k: v for k, v in model.state_dict().items() if k.startswith(tuple(f"{n}." for n in priors))}
         if not ours or any(k not in theirs or not torch.equal(v.float(), theirs[k].float()) for k, v in ours.items()):
-            raise WeightsError(f"the prior networks are not {prior_from.path.name}'s: fit steps for them instead")
+            raise WeightsError(f"more than the analysis differs from {prior_from.path.name} (the prior): export "
+                               "without --prior-from")
     for name in priors:
         base = {k: v for k, v in (kept.tensors if kept is not None else {}).items()
                 if k.startswith((f"int.{name}.", f"int8.{name}."))}
@@ -220,6 +222,14 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
             raise WeightsError(f"not a decoder-only fine-tune of {decodes.path.name}: {changed[:3] or decodes.arch} "
                                "differ")
         meta["decodes"] = decodes.digest.hex()
+    if prior_from is not None:  # every tensor a decoder reads is theirs
+        changed = sorted(k for k in set(tensors) | set(prior_from.tensors) if not k.startswith(model.analysis_modules)
+                         and (k not in tensors or k not in prior_from.tensors
+                              or not np.array_equal(tensors[k], prior_from.tensors[k])))
+        if prior_from.arch != meta["arch"] or changed:
+            what = changed[:3] or prior_from.arch
+            raise WeightsError(f"more than the analysis differs from {prior_from.path.name} ({what}): export without "
+                               "--prior-from")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
     d = digest(tensors)
