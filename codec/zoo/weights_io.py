@@ -215,17 +215,13 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
                         "tables.scale_table": SCALE_TABLE})
     meta = {"arch": model_arch(model), "config": json.dumps(model.config())}
     if decodes is not None:
-        mine = model.synthesis_modules
-        changed = sorted(k for k in set(tensors) | set(decodes.tensors) if not k.startswith(mine) and (
-            k not in tensors or k not in decodes.tensors or not np.array_equal(tensors[k], decodes.tensors[k])))
+        changed = _differing(tensors, decodes, model.synthesis_modules)
         if decodes.arch != meta["arch"] or changed:
             raise WeightsError(f"not a decoder-only fine-tune of {decodes.path.name}: {changed[:3] or decodes.arch} "
                                "differ")
         meta["decodes"] = decodes.digest.hex()
     if prior_from is not None:  # every tensor a decoder reads is theirs
-        changed = sorted(k for k in set(tensors) | set(prior_from.tensors) if not k.startswith(model.analysis_modules)
-                         and (k not in tensors or k not in prior_from.tensors
-                              or not np.array_equal(tensors[k], prior_from.tensors[k])))
+        changed = _differing(tensors, prior_from, model.analysis_modules)
         if prior_from.arch != meta["arch"] or changed:
             what = changed[:3] or prior_from.arch
             raise WeightsError(f"more than the analysis differs from {prior_from.path.name} ({what}): export without "
@@ -269,6 +265,12 @@ def write_archive(src: Weights, path: Path, card: dict | None = None) -> bytes:
     write_atomic(path, data)  # each file whole; the card last, so a card never names a file not yet there
     write_atomic(path.with_suffix(".json"), (json.dumps(card, indent=1) + "\n").encode())
     return d
+
+
+def _differing(tensors: dict[str, np.ndarray], other: Weights, free: tuple[str, ...]) -> list[str]:
+    """The names outside the prefixes ``free`` whose tensors are not ``other``'s (or only one side has)."""
+    return sorted(k for k in set(tensors) | set(other.tensors) if not k.startswith(free) and (
+        k not in tensors or k not in other.tensors or not np.array_equal(tensors[k], other.tensors[k])))
 
 
 def model_arch(model) -> str:
