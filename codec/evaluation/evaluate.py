@@ -5,6 +5,7 @@ Pillow, BD-rates against anchor curves, an RD plot. Reports use the anchors' JSO
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import statistics
@@ -84,7 +85,9 @@ def available_classic() -> list[str]:
 
 def curve(name: str, coders: list[tuple[float, callable]], images: list[Path], bar=None,
           with_msssim: bool = True) -> dict:
-    """One RD curve: for each (quality, coder), mean bpp/PSNR/MS-SSIM and median seconds over ``images``."""
+    """One RD curve: for each (quality, coder), mean bpp/PSNR/MS-SSIM and median seconds over ``images``; per image
+    also the file's size and the decoded pixels' SHA-256 (two curves whose point has the same of both for every image
+    coded the same pictures at the same cost, whatever float noise says)."""
     res = {k: [] for k in ("quality", "bpp", "psnr-rgb", "ms-ssim", "enc_s", "dec_s")}
     per_image = []
     for q, code in coders:
@@ -93,7 +96,8 @@ def curve(name: str, coders: list[tuple[float, callable]], images: list[Path], b
             img = np.asarray(Image.open(f).convert("RGB"))
             nbytes, out, enc, dec = code(img)
             row = {"image": f.name, "quality": q, "bpp": 8 * nbytes / (img.shape[0] * img.shape[1]),
-                   "psnr-rgb": psnr(out, img), "enc_s": enc, "dec_s": dec}
+                   "psnr-rgb": psnr(out, img), "enc_s": enc, "dec_s": dec, "bytes": nbytes,
+                   "decoded_sha256": hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest()}
             if with_msssim:
                 row["ms-ssim"] = ms_ssim(out, img)
             rows.append(row)
