@@ -42,6 +42,10 @@ def main():
     ap.add_argument("--retire-as", required=True, metavar="NAME", help="the shipped flagship's new name")
     ap.add_argument("--steps-total", type=int, required=True, help="NEW's training steps from scratch")
     ap.add_argument("--init", required=True, help="what NEW's run started from (the card's init_weights)")
+    ap.add_argument("--old", type=Path, default=KODAK / "neuralcodec.json", help="the shipped flagship's curve to "
+                    "beat (default the curve of record; pass a re-measure from this machine, `kodak_rd.py --weights "
+                    "flagship -o runs/eval-flagship` with NEW's --threads, for compare_weights.py to see unchanged "
+                    "points: same files and pixels)")
     ap.add_argument("--golden-quality", type=float, default=40.0)
     a = ap.parse_args()
 
@@ -53,7 +57,7 @@ def main():
     retired = WEIGHTS / f"{a.retire_as}.safetensors"
     if retired.exists() or retired.with_suffix(".json").exists():
         sys.exit(f"{retired} exists: pick another --retire-as")
-    if subprocess.run([sys.executable, "bench/compare_weights.py", str(KODAK / "neuralcodec.json"),
+    if subprocess.run([sys.executable, "bench/compare_weights.py", str(a.old),
                        str(a.eval / "neuralcodec.json")], cwd=ROOT).returncode:
         sys.exit("not shipped: the new weights must be better at every rate")
     new = weights_io.load(a.new)  # checks its card's digest
