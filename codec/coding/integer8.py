@@ -46,6 +46,10 @@ PRODUCT_LIMIT = 2**31  # a layer's sums of code x weight products (int32 in ONNX
 BIAS_UNITS = 2.0**40  # the largest bias quantize makes, in units of acc
 ACC_LIMIT = 2**47  # acc with its bias: times a multiplier (< 2^15) or the leak (< 2^13), still within int64
 EXACT = 2**53
+# the first layer on an integer product: a + DIGIT_OFFSET (0 < . < 128^4 for |a| <= 2^23) in DIGIT_PLANES 7-bit
+# digits, each read with the zero point DIGIT_ZERO; DIGIT_OFFSET has that digit in every plane
+DIGIT_PLANES, DIGIT_ZERO = 4, 4
+DIGIT_OFFSET = DIGIT_ZERO * sum(128**k for k in range(DIGIT_PLANES))
 COLUMN_BYTES = 1 << 26  # uint8 columns of one matrix product (64 MB); bigger outputs take several, row by row
 
 
@@ -89,6 +93,7 @@ class Int8Stack(IntegerStack):
     def __init__(self, layers: list[Int8Layer], matmul=None):
         self.layers = layers
         self.matmul = matmul or numpy_matmul
+        self.digits = True  # the first layer as digit planes on an integer product (False: float64, as numpy's)
         if not layers:
             raise ValueError("an empty 8-bit stack")
         for i, layer in enumerate(layers):
@@ -183,44 +188,72 @@ class Int8Stack(IntegerStack):
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def _run(self, x: np.ndarray, wanted: list[tuple[int, int]], heights: list[int]) -> np.ndarray:
-        """The first layer on the fixed point (C, H, W) in float64 (as the int16 stack's), the later ones on codes
-        laid out (H, W, C): each output position's input window is then a few contiguous runs of C bytes, and the
-        products' (positions, channels) output is the next layer's input as it comes."""
-        a = np.ascontiguousarray(x, np.float64)
+        """The first layer on the fixed point (C, H, W) (``_first``), the later ones on codes laid out (H, W, C): each
+        output position's input window is then a few contiguous runs of C bytes, and the products' (positions,
+        channels) output is the next layer's input as it comes."""
+        a = x
         for i, layer in enumerate(self.layers):
             o0, o1 = wanted[i + 1]
             p = layer.padding
             before, after = band_window(layer, wanted[i], (o0, o1), heights[i])
-            if layer.transposed:
-                if i == 0:
-                    acc = _conv_transpose2d(a, layer, after).transpose(1, 2, 0)
-                else:
-                    acc = self._conv_transpose(a, layer, after)
-                acc = acc[before:before + o1 - o0]
-            elif i == 0:
-                a = np.pad(a, ((0, 0), (before, after), (0, 0)))
-                acc = _conv2d(a, layer.weight.shape, layer.kernels()[0][4], layer.stride, p,
-                              rows_padded=False).transpose(1, 2, 0)
+            if i == 0:
+                acc = self._first(a, layer, before, after)
+            elif layer.transposed:
+                acc = self._conv_transpose(a, layer, after)
             else:
                 a = np.pad(a, ((before, after), (p, p), (0, 0)), constant_values=CODE_ZERO)
                 acc = self._conv(a, layer, 0, layer.stride)
-            acc = acc.astype(np.int64)  # exact integers (float64 below 2^53 in the first layer)
-            acc += layer.bias
-            if layer.leaky:
-                acc = np.where(acc < 0, (acc * LEAK_NUM) >> LEAK_SHIFT, acc)
+            if layer.transposed:
+                acc = acc[before:before + o1 - o0]
             s = layer.shift.astype(np.int64)
-            acc *= layer.multiplier
-            acc += np.where(s > 0, np.left_shift(1, np.maximum(s - 1, 0)), 0)
+            rounding = np.where(s > 0, np.left_shift(1, np.maximum(s - 1, 0)), 0)
+            if layer.leaky:  # max(acc, floor(acc * leak)): acc where acc >= 0, the leak's floor below (integers)
+                acc += layer.bias
+                np.maximum(acc, (acc * LEAK_NUM) >> LEAK_SHIFT, out=acc)
+                acc *= layer.multiplier
+                acc += rounding
+            else:  # (acc + bias) * m + rounding in two passes: acc * m and the sum stay below 2^62 + 2^61 (ACC_LIMIT)
+                acc *= layer.multiplier
+                acc += layer.bias * layer.multiplier + rounding
             acc >>= s  # floor: an arithmetic shift
             if i == len(self.layers) - 1:
-                return np.ascontiguousarray(np.clip(acc, -ACT_LIMIT, ACT_LIMIT).transpose(2, 0, 1))
+                return np.clip(acc, -ACT_LIMIT, ACT_LIMIT, out=acc).transpose(2, 0, 1).copy()
             acc += CODE_ZERO
             a = np.ascontiguousarray(np.clip(acc, 0, CODE_MAX, out=acc), np.uint8)
         raise AssertionError("unreachable")
 
-    def _conv(self, codes: np.ndarray, layer: Int8Layer, phase: int, stride: int) -> np.ndarray:
+    def _first(self, a: np.ndarray, layer: Int8Layer, before: int, after: int) -> np.ndarray:
+        """The first layer's exact sums (H', W', O) int64 on the fixed point ``a`` (C, H, W), whose values reach
+        2^23: in float64 on numpy's product; on an integer product as four 7-bit digit planes of a + OFFSET, each
+        with the zero point DIGIT_ZERO (so padding, a = 0, is that digit in every plane), summed as
+        sum_k 128^k * conv(digit_k - DIGIT_ZERO) = conv(a): the same integers (every plane's sums < 2^31)."""
+        if self.matmul is numpy_matmul or not self.digits:
+            a = np.ascontiguousarray(a, np.float64)
+            if layer.transposed:
+                return _conv_transpose2d(a, layer, after).transpose(1, 2, 0).astype(np.int64)
+            a = np.pad(a, ((0, 0), (before, after), (0, 0)))
+            return _conv2d(a, layer.weight.shape, layer.kernels()[0][4], layer.stride, layer.padding,
+                           rows_padded=False).transpose(1, 2, 0).astype(np.int64)
+        u = np.asarray(a, np.int64).transpose(1, 2, 0) + DIGIT_OFFSET  # (H, W, C), 0 < u < 128^4
+        acc = None
+        for k in range(DIGIT_PLANES):
+            codes = np.ascontiguousarray((u >> (7 * k)) & 127, np.uint8)
+            if layer.transposed:
+                part = self._conv_transpose(codes, layer, after, DIGIT_ZERO)
+            else:
+                p = layer.padding
+                codes = np.pad(codes, ((before, after), (p, p), (0, 0)), constant_values=DIGIT_ZERO)
+                part = self._conv(codes, layer, 0, layer.stride, DIGIT_ZERO)
+            if acc is None:
+                acc = part
+            else:
+                part <<= 7 * k
+                acc += part
+        return acc
+
+    def _conv(self, codes: np.ndarray, layer: Int8Layer, phase: int, stride: int, zero: int = CODE_ZERO) -> np.ndarray:
         """Cross-correlation of padded codes (H, W, C) with kernel ``phase`` of ``layer``: (H', W', O) holding the
-        exact sums of (code - 8) * weight, a few output rows per product."""
+        exact sums of (code - zero) * weight, a few output rows per product."""
         kh, kw = layer.taps(phase)
         bt = layer.columns(phase)  # (kh * kw * C, O) int8
         c, o = codes.shape[2], bt.shape[1]
@@ -230,22 +263,23 @@ class Int8Stack(IntegerStack):
         step = max(1, COLUMN_BYTES // max(1, c * kh * kw * ww))
         for r in range(0, hh, step):
             cols = np.ascontiguousarray(patches[r:r + step].transpose(0, 1, 3, 4, 2)).reshape(-1, kh * kw * c)
-            out[r:r + step] = self.matmul(cols, bt, CODE_ZERO).reshape(-1, ww, o)
+            out[r:r + step] = self.matmul(cols, bt, zero).reshape(-1, ww, o)
         return out
 
-    def _conv_transpose(self, codes: np.ndarray, layer: Int8Layer, extra_rows: int = 0) -> np.ndarray:
+    def _conv_transpose(self, codes: np.ndarray, layer: Int8Layer, extra_rows: int = 0,
+                        zero: int = CODE_ZERO) -> np.ndarray:
         """torch's conv_transpose2d in polyphase form (as the int16 stack's ``_conv_transpose2d``), on codes
-        (H, W, C) padded with the code for 0; (H', W', O)."""
+        (H, W, C) padded with the code for 0 (``zero``); (H', W', O)."""
         h, wd, c = codes.shape
         o, stride = layer.weight.shape[1], layer.stride
         out_h, out_w, phases = phase_windows(layer, h, wd, extra_rows)
         out = np.zeros((out_h, out_w, o), np.int64)
         for ph in phases:
-            window = np.full((ph.rows, ph.cols, c), CODE_ZERO, np.uint8)
+            window = np.full((ph.rows, ph.cols, c), zero, np.uint8)
             if ph.overlap:
                 (wr, wc), (ir, ic) = ph.overlap
                 window[wr, wc] = codes[ir, ic]
-            out[ph.row::stride, ph.col::stride] = self._conv(window, layer, ph.index, 1)
+            out[ph.row::stride, ph.col::stride] = self._conv(window, layer, ph.index, 1, zero)
         return out
 
 
@@ -317,11 +351,12 @@ def ort_matmul(threads: int = 1):
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     session = ort.InferenceSession(MATMUL_INTEGER_ONNX, so, providers=["CPUExecutionProvider"])
-    zero = np.array(CODE_ZERO, np.uint8)
+
+    zeros = {z: np.array(z, np.uint8) for z in (CODE_ZERO, DIGIT_ZERO)}
 
     def matmul(cols: np.ndarray, bt: np.ndarray, zero_point: int) -> np.ndarray:
-        if zero_point != CODE_ZERO:
-            raise ValueError(f"the 8-bit product's zero point is {CODE_ZERO}")
-        return session.run(None, {"a": cols, "b": bt, "az": zero})[0]
+        if zero_point not in zeros:
+            raise ValueError(f"the 8-bit product's zero point is {CODE_ZERO} (codes) or {DIGIT_ZERO} (digits)")
+        return session.run(None, {"a": cols, "b": bt, "az": zeros[zero_point]})[0]
 
     return matmul
