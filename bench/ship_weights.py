@@ -9,6 +9,11 @@ only if `bench/compare_weights.py` finds NEW better at every rate than the shipp
 1. `git mv` the shipped flagship (and card) to `weights/RETIRE_AS.*`, its card's `superseded_by` set;
 2. makes it a decoder-only archive in place (`neuralcodec retire`);
 3. copies NEW and its card in as `weights/flagship.*`, with `steps_total` and `init_weights`;
+
+(NEW made with `neuralcodec export --prior-from flagship`, a new analysis alone, decodes the shipped flagship's
+files itself (its `same_decoder_as`): steps 1 and 2 are skipped and the shipped flagship is replaced, no archive,
+no --retire-as.)
+
 4. copies EVAL's results to `bench/results/kodak/`;
 5. adds a golden file made with NEW (`tests/golden/make_golden.py --weights flagship`);
 6. stages all of it and reruns `bench/training_trend.py`.
@@ -39,7 +44,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("new", type=Path, help="the new weights (.safetensors with a card holding its Kodak curve)")
     ap.add_argument("--eval", type=Path, required=True, help="bench/kodak_rd.py's output directory for NEW")
-    ap.add_argument("--retire-as", required=True, metavar="NAME", help="the shipped flagship's new name")
+    ap.add_argument("--retire-as", metavar="NAME", help="the shipped flagship's new name (its archive's)")
     ap.add_argument("--steps-total", type=int, required=True, help="NEW's training steps from scratch")
     ap.add_argument("--init", required=True, help="what NEW's run started from (the card's init_weights)")
     ap.add_argument("--old", type=Path, default=KODAK / "neuralcodec.json", help="the shipped flagship's curve to "
@@ -48,27 +53,32 @@ def main():
                     "points: same files and pixels)")
     ap.add_argument("--golden-quality", type=float, default=40.0)
     a = ap.parse_args()
-
     from neuralcodec.zoo import weights_io
 
     new_card = json.loads(a.new.with_suffix(".json").read_text())
     if "kodak" not in new_card or not (a.eval / "neuralcodec.json").is_file():
         sys.exit(f"{a.new}: measure it first (bench/kodak_rd.py --weights {a.new} --card -o {a.eval})")
+    new = weights_io.load(a.new)  # checks its card's digest
+    shipped = weights_io.load(WEIGHTS / "flagship.safetensors")
+    replaces = shipped.digest in new.same_decoder_as  # NEW decodes its files: no archive
+    if replaces == bool(a.retire_as):
+        sys.exit(f"{a.new} decodes the shipped flagship's files itself: no --retire-as" if replaces else
+                 "--retire-as NAME: the shipped flagship's archive")
     retired = WEIGHTS / f"{a.retire_as}.safetensors"
-    if retired.exists() or retired.with_suffix(".json").exists():
+    if not replaces and (retired.exists() or retired.with_suffix(".json").exists()):
         sys.exit(f"{retired} exists: pick another --retire-as")
     if subprocess.run([sys.executable, "bench/compare_weights.py", str(a.old),
                        str(a.eval / "neuralcodec.json")], cwd=ROOT).returncode:
         sys.exit("not shipped: the new weights must be better at every rate")
-    new = weights_io.load(a.new)  # checks its card's digest
 
-    old_card = json.loads((WEIGHTS / "flagship.json").read_text())
-    run("git", "mv", "weights/flagship.safetensors", str(retired.relative_to(ROOT)))
-    run("git", "mv", "weights/flagship.json", str(retired.with_suffix(".json").relative_to(ROOT)))
-    old_card["file"] = retired.name
-    old_card["superseded_by"] = (f"flagship.safetensors ({new.digest.hex()[:8]}); kept so that files made with "
-                                 "these weights keep decoding")
-    weights_io.write_archive(weights_io.load(retired), retired, old_card)
+    if not replaces:
+        old_card = json.loads((WEIGHTS / "flagship.json").read_text())
+        run("git", "mv", "weights/flagship.safetensors", str(retired.relative_to(ROOT)))
+        run("git", "mv", "weights/flagship.json", str(retired.with_suffix(".json").relative_to(ROOT)))
+        old_card["file"] = retired.name
+        old_card["superseded_by"] = (f"flagship.safetensors ({new.digest.hex()[:8]}); kept so that files made "
+                                     "with these weights keep decoding")
+        weights_io.write_archive(weights_io.load(retired), retired, old_card)
 
     shutil.copyfile(a.new, WEIGHTS / "flagship.safetensors")
     new_card.update({"file": "flagship.safetensors", "steps_total": a.steps_total, "init_weights": a.init})
@@ -83,8 +93,10 @@ def main():
     run("git", "add", "weights", "bench/results/kodak", "tests/golden")
     run(sys.executable, "bench/training_trend.py")
     run("git", "add", "bench/results/training_trend.json")
-    print(f"shipped {new.digest.hex()[:16]} as weights/flagship.safetensors; {a.retire_as} is a decoder-only "
-          "archive. Now update README.md, weights/README.md and bench/README.md, run the tests and commit.")
+    print(f"shipped {new.digest.hex()[:16]} as weights/flagship.safetensors; " + (
+        f"it decodes {shipped.digest.hex()[:16]}'s files itself" if replaces else
+        f"{a.retire_as} is a decoder-only archive") + ". Now update README.md, weights/README.md and "
+        "bench/README.md, run the tests and commit.")
 
 
 if __name__ == "__main__":

@@ -174,6 +174,8 @@ def test_golden_files_are_reencoded_byte_for_byte(case):
     name = catalog.shipped()[bitstream.unpack(made).header.weights_digest]  # its name now
     if catalog.is_decoder_only(name):
         pytest.skip(f"{name} ships decoder-only now")
+    if catalog.card(name)["digest"] != bitstream.unpack(made).header.weights_digest.hex():
+        pytest.skip(f"{name} decodes it (the same decoder, a newer analysis: same_decoder_as)")
     args = (Image.open(GOLDEN / case["source"]), case["quality"])
     old = bitstream.unpack(made)
     grid = load_codec(name, "cpu").grid  # pixels per latent of y: the file's own tile, as it was made

@@ -191,3 +191,37 @@ def test_an_encoder_only_run_ships_its_base_prior_bit_for_bit_and_a_changed_prio
     r = CliRunner().invoke(main, ["export", str(tmp / "trunk"), "-o", str(tmp / "x.safetensors"), "--prior-from",
                                   str(base)])  # the trunk's float prior is not the one the base loads as
     assert r.exit_code != 0 and "differs from base.safetensors" in r.output and not (tmp / "x.safetensors").exists()
+
+
+def test_a_new_analysis_alone_decodes_its_base_files_and_replaces_it_in_the_catalog(split, tmp_path, monkeypatch):
+    """export --prior-from records the base as ``same_decoder_as``: the new weights decode the base's files to the
+    same pixels (so the base ships no archive), an archive of the new weights does too, and the catalog finds a
+    file for the base's digest with no file of the base left; a fine-tune or another decoder is refused."""
+    from neuralcodec.zoo import catalog
+
+    tmp, base, enc, _, _ = split
+    new = tmp_path / "flagship.safetensors"
+    _invoke("export", enc, "-o", new, "--prior-from", base)
+    b, w = weights_io.load(str(base)), weights_io.load(str(new))
+    assert w.same_decoder_as == (b.digest,) and w.decodes is None and not w.decoder_only
+    assert json.loads(new.with_suffix(".json").read_text())["same_decoder_as"] == [b.digest.hex()]
+    img = photo(64, 64, 3)
+    old_file = neuralcodec.compress(img, 20, weights=str(base))
+    expected = np.asarray(neuralcodec.decompress(old_file, weights=str(base)))
+    for backend in ("torch", "onnx"):
+        assert np.array_equal(np.asarray(neuralcodec.decompress(old_file, weights=str(new), backend=backend)), expected)
+    archive = tmp_path / "flagship-old.safetensors"
+    weights_io.write_archive(w, archive)
+    a = weights_io.load(str(archive))
+    assert a.same_decoder_as == (b.digest,) and a.decodes_files_of() == (w.digest, b.digest)
+    assert np.array_equal(np.asarray(neuralcodec.decompress(old_file, weights=str(archive))), expected)
+    monkeypatch.setattr(catalog, "_weights_dir", lambda: tmp_path)
+    assert catalog.shipped() == {w.digest: "flagship", b.digest: "flagship-old"}  # own digests first; then by name
+    archive.unlink()
+    assert catalog.shipped() == {w.digest: "flagship", b.digest: "flagship"}
+    with pytest.raises(Exception, match="made with weights"):  # the base does not decode the new weights' files
+        neuralcodec.decompress(neuralcodec.compress(img, 20, weights=str(new)), weights=str(base))
+    weights_io.write_archive(b, tmp_path / "base-archive.safetensors")
+    r = CliRunner().invoke(main, ["export", str(enc), "-o", str(tmp_path / "x.safetensors"), "--prior-from",
+                                  str(tmp_path / "base-archive.safetensors")])
+    assert r.exit_code != 0 and "archive or a decoder-only fine-tune" in r.output

@@ -608,7 +608,8 @@ def eval_cmd(dataset, qualities, against, anchors, weights, limit, effort, outpu
 @click.option("--prior-from", default=None, metavar="NAME|PATH",
               help="Ship these weights' integer prior bit for bit instead of making one (refused unless all but "
                    "the run's analysis is theirs: an encoder-only run): files of every rate whose analysis did not "
-                   "change stay byte for byte the same.")
+                   "change stay the same but for the digest they name, and the new weights decode those weights' "
+                   "files too (same_decoder_as).")
 def export_weights(run_dir, output, note, decodes, raw, prior_bits, calibration, prior_from):
     """Export a training run's checkpoint as shipped fp16 safetensors weights with their card."""
     from neuralcodec.train.calibrate import CalibrationError

@@ -44,18 +44,23 @@ def shipped() -> dict[bytes, str]:
     """Digest -> name of every weights file shipped in the package (read from the cards, cheap).
 
     Weights that made files of an earlier release stay shipped, so those files keep decoding: superseded ones
-    as decoder-only archives (see ``write_archive``), listed under the digest of the weights they decode.
+    as decoder-only archives (see ``write_archive``), listed under the digest of the weights they decode, or
+    within the weights that replaced them with a new analysis alone (``same_decoder_as``: the same decoder, so
+    their files decode there exactly), listed under each such digest that no file of its own holds.
     """
-    out = {}
+    out, same = {}, {}
     for card in sorted(_weights_dir().glob("*.json")):
         try:
             c = json.loads(card.read_text())
             d = bytes.fromhex(c["decodes"] if c.get("decoder_only") else c["digest"])
+            earlier = [bytes.fromhex(h) for h in c.get("same_decoder_as", [])]
         except (ValueError, KeyError, TypeError, AttributeError, OSError):
             continue
         if card.with_suffix(".safetensors").is_file():
             out[d] = card.stem
-    return out
+            for e in earlier:  # any file with that decoder does (the first by name)
+                same.setdefault(e, card.stem)
+    return {**same, **out}
 
 
 def archive_refusal(name: str, action: str) -> str:

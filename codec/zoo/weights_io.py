@@ -44,6 +44,14 @@ class Weights:
     digest: bytes
     decodes: bytes | None = None  # a decoder-only fine-tune or archive: the digest of the weights whose files it decodes
     decoder_only: bool = False  # an archive of superseded weights without the analysis transforms: decodes only
+    same_decoder_as: tuple[bytes, ...] = ()  # earlier weights whose every tensor a decoder reads is this file's (a new
+    # analysis alone: `export --prior-from`): their files decode here to the same latents and pixels
+
+    def decodes_files_of(self) -> tuple[bytes, ...]:
+        """The digests of the weights whose files this file decodes exactly: its own (full weights), the source of
+        an archive or the base of a fine-tune (``decodes``), and ``same_decoder_as``."""
+        own = () if self.decoder_only else (self.digest,)
+        return own + ((self.decodes,) if self.decodes is not None else ()) + self.same_decoder_as
 
     def tables(self, prefix: str):
         from neuralcodec.coding.entropy import CountTables
@@ -68,6 +76,9 @@ def load(name_or_path: str | Path | None = None) -> Weights:
         decoder_only = meta.get("decoder_only") == "true"
         if (decoder_only and decodes is None) or (decodes is not None and len(decodes) != 32):
             raise ValueError("decodes must name a 32-byte digest")
+        same = tuple(bytes.fromhex(h) for h in meta.get("same_decoder_as", "").split(",") if h)
+        if any(len(d) != 32 for d in same):
+            raise ValueError("same_decoder_as must name 32-byte digests")
     except (SafetensorError, KeyError, ValueError, OSError) as e:
         raise WeightsError(f"{path}: not a valid neuralcodec weights file ({e})") from None
     d = digest(tensors)
@@ -77,7 +88,7 @@ def load(name_or_path: str | Path | None = None) -> Weights:
         if expected and expected != d.hex():
             raise WeightsError(f"{path}: digest {d.hex()[:16]} differs from its card's {expected[:16]}: "
                                "the file is corrupt or not the shipped one")
-    return Weights(path, arch, config, tensors, d, decodes, decoder_only)
+    return Weights(path, arch, config, tensors, d, decodes, decoder_only, same)
 
 
 def load_state_dict(name_or_path) -> dict:
@@ -152,7 +163,9 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
     steps of its layers after the first (``neuralcodec.train.calibrate.prior_steps``); the others ship in int16.
     ``prior_from``: weights whose integer prior networks ship here bit for bit; everything of ``model`` but its
     analysis must be what they load as (only an analysis changed), so every file whose analysis did not change
-    stays byte for byte the same."""
+    stays byte for byte the same but for the digest it names. The new file then records ``prior_from``'s digest
+    (and those it decoded the same way) as ``same_decoder_as``: it decodes their files exactly, and ships in
+    their place without an archive of them."""
     import torch
     from safetensors.numpy import save_file
 
@@ -174,6 +187,9 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
         raise WeightsError(f"no 8-bit prior for {', '.join(unknown) or 'a decoder-only fine-tune'}"
                            if not prior_from else "a prior from other weights is the only prior: no steps, no decodes")
     kept = decodes if decodes is not None else prior_from
+    if prior_from is not None and (prior_from.decoder_only or prior_from.decodes is not None):
+        raise WeightsError(f"{prior_from.path.name} is an archive or a decoder-only fine-tune: a new analysis goes "
+                           "onto full weights")
     if prior_from is not None:  # the prior networks must be the ones theirs load as (the rest: checked below)
         theirs = build_model(prior_from).state_dict()
         ours = {k: v for k, v in model.state_dict().items() if k.startswith(tuple(f"{n}." for n in priors))}
@@ -226,6 +242,7 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
             what = changed[:3] or prior_from.arch
             raise WeightsError(f"more than the analysis differs from {prior_from.path.name} ({what}): export without "
                                "--prior-from")
+        meta["same_decoder_as"] = ",".join(d.hex() for d in (prior_from.digest, *prior_from.same_decoder_as))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
     d = digest(tensors)
@@ -234,6 +251,8 @@ def export(model, path: Path, card: dict | None = None, decodes: Weights | None 
                  "bytes": path.stat().st_size})
     if decodes is not None:
         card["decodes"] = decodes.digest.hex()
+    if prior_from is not None:
+        card["same_decoder_as"] = meta["same_decoder_as"].split(",")
     path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
     return d
 
@@ -256,12 +275,16 @@ def write_archive(src: Weights, path: Path, card: dict | None = None) -> bytes:
         raise WeightsError(f"model {src.arch!r} names no analysis modules: nothing to drop")
     tensors = {k: v for k, v in src.tensors.items() if not k.startswith(drop)}
     meta = {"arch": src.arch, "config": json.dumps(src.config), "decodes": src.digest.hex(), "decoder_only": "true"}
+    if src.same_decoder_as:  # the same decoder: their files too
+        meta["same_decoder_as"] = ",".join(d.hex() for d in src.same_decoder_as)
     path = Path(path)
     data = save(tensors, metadata=meta)
     d = digest(tensors)
     card = dict(card or {})
     card.update({"file": path.name, "arch": src.arch, "config": src.config, "digest": d.hex(),
                  "bytes": len(data), "decodes": src.digest.hex(), "decoder_only": True, "dropped": list(drop)})
+    if src.same_decoder_as:
+        card["same_decoder_as"] = [d.hex() for d in src.same_decoder_as]
     write_atomic(path, data)  # each file whole; the card last, so a card never names a file not yet there
     write_atomic(path.with_suffix(".json"), (json.dumps(card, indent=1) + "\n").encode())
     return d
