@@ -71,6 +71,9 @@ def main():
     bd_m = bd_rate(old["bpp"], msssim_db(old["ms-ssim"]), new["bpp"], msssim_db(new["ms-ssim"]))
     print(f"BD-rate new vs old: PSNR {bd_p:+.2f} %, MS-SSIM {bd_m:+.2f} %")
     better &= bd_p < 0
+    if len(same) == len(new["quality"]):
+        print("new weights change no rate: the same files and pixels everywhere")
+        sys.exit(1)
     verdict = "better at every rate" + (" they change" if same else "") if better else "NOT better at every rate"
     print(f"new weights are {verdict}" + (f" (unchanged at q {', '.join(f'{q:g}' for q in sorted(same))})" if same else ""))
     sys.exit(0 if better else 1)

@@ -9,14 +9,16 @@ only if `bench/compare_weights.py` finds NEW better at every rate than the shipp
 1. `git mv` the shipped flagship (and card) to `weights/RETIRE_AS.*`, its card's `superseded_by` set;
 2. makes it a decoder-only archive in place (`neuralcodec retire`);
 3. copies NEW and its card in as `weights/flagship.*`, with `steps_total` and `init_weights`;
-
-(NEW made with `neuralcodec export --prior-from flagship`, a new analysis alone, decodes the shipped flagship's
-files itself (its `same_decoder_as`): steps 1 and 2 are skipped and the shipped flagship is replaced, no archive,
-no --retire-as.)
-
 4. copies EVAL's results to `bench/results/kodak/`;
 5. adds a golden file made with NEW (`tests/golden/make_golden.py --weights flagship`);
 6. stages all of it and reruns `bench/training_trend.py`.
+
+NEW made with `neuralcodec export --prior-from flagship` (a new analysis alone: every tensor a decoder reads is the
+flagship's, checked here too) decodes the shipped flagship's files itself (`same_decoder_as`): steps 1 and 2 are
+skipped and the flagship is replaced, without an archive or --retire-as.
+
+`--old` (default the curve of record) must be a curve of the shipped flagship (its `weights_digest`) made as NEW's
+was (deblocking, images); a re-measure on this machine lets compare_weights.py see unchanged points.
 
 The prose (README's table, weights/README.md's section, bench/README.md's trend) stays for a person to write.
 """
@@ -64,9 +66,21 @@ def main():
     if replaces == bool(a.retire_as):
         sys.exit(f"{a.new} decodes the shipped flagship's files itself: no --retire-as" if replaces else
                  "--retire-as NAME: the shipped flagship's archive")
-    retired = WEIGHTS / f"{a.retire_as}.safetensors"
-    if not replaces and (retired.exists() or retired.with_suffix(".json").exists()):
-        sys.exit(f"{retired} exists: pick another --retire-as")
+    if replaces:  # the metadata is not under the digest: check the claim on the tensors themselves
+        from neuralcodec.models import architecture
+
+        changed = weights_io._differing(new.tensors, shipped, architecture(new.arch).analysis_modules)
+        if new.arch != shipped.arch or changed:
+            sys.exit(f"{a.new} names the flagship in same_decoder_as, but {changed[:3] or new.arch} differ")
+    else:
+        retired = WEIGHTS / f"{a.retire_as}.safetensors"
+        if retired.exists() or retired.with_suffix(".json").exists():
+            sys.exit(f"{retired} exists: pick another --retire-as")
+    old = json.loads(a.old.read_text())
+    new_eval = json.loads((a.eval / "neuralcodec.json").read_text())
+    if old.get("weights_digest") != shipped.digest.hex() or old.get("deblock") != new_eval.get("deblock") or (
+            {r["image"] for r in old["per_image"]} != {r["image"] for r in new_eval["per_image"]}):
+        sys.exit(f"{a.old}: not a curve of the shipped flagship made as {a.eval}'s (weights, deblocking, images)")
     if subprocess.run([sys.executable, "bench/compare_weights.py", str(a.old),
                        str(a.eval / "neuralcodec.json")], cwd=ROOT).returncode:
         sys.exit("not shipped: the new weights must be better at every rate")

@@ -14,6 +14,14 @@ from test_integer import small_hs  # the int16 tests' small h_s
 STEPS = [0.05, 0.05]
 
 
+def int32_product(cols, bt, zero):
+    """An integer product as ONNX Runtime's MatMulInteger computes it (int32 sums), asserting that they fit: the
+    8-bit stack's integer path (its first layer as digit planes) without onnxruntime."""
+    out = (cols.astype(np.int64) - zero) @ bt.astype(np.int64)
+    assert np.abs(out).max(initial=0) < 2**31
+    return out.astype(np.int32)
+
+
 def z_fixed(shape, seed=1, spread=6):
     v = np.random.default_rng(seed).integers(-spread, spread + 1, shape).astype(np.int64)
     return v << ACT_BITS
@@ -66,10 +74,12 @@ def test_matches_an_independent_reading_of_the_spec(net, monkeypatch):
         ref = reference(stack, z)
         for rows in (None, 1, 3):
             assert np.array_equal(stack(z, band_rows=rows), ref)
+            assert np.array_equal(stack.with_matmul(int32_product)(z, band_rows=rows), ref)
             if matmul is not None:
                 assert np.array_equal(stack.with_matmul(matmul)(z, band_rows=rows), ref)
     monkeypatch.setattr(integer8, "COLUMN_BYTES", 1)  # every product one output row
     assert np.array_equal(stack(z), ref)
+    assert np.array_equal(stack.with_matmul(int32_product)(z), ref)
 
 
 def test_the_embedded_graph_is_what_onnx_builds():
@@ -110,9 +120,10 @@ def test_extremes_are_exact_on_both():
         layer.weight[...] = rng.choice(np.array([-127, 127, 0, 1], np.int8), size=layer.weight.shape)
         layer.multiplier[...] = rng.choice([2**15 - 1, 1, 0], size=layer.multiplier.shape)
         layer.shift[...] = rng.choice([0, 7, 62], size=layer.shift.shape)
-    z = rng.choice([-ACT_LIMIT, ACT_LIMIT, 0, 63 << ACT_BITS, -(64 << ACT_BITS), 1], size=(6, 7, 5))
+    z = rng.choice([-ACT_LIMIT, ACT_LIMIT, 0, 63 << ACT_BITS, -(64 << ACT_BITS), 1, -1], size=(6, 7, 5))
     ref = stack(z)
     assert ref.max() == ACT_LIMIT and ref.min() == -ACT_LIMIT and (ref == 0).any()
+    assert np.array_equal(stack.with_matmul(int32_product)(z), ref)  # digit planes at both ends of the input
     matmul = ort_matmul()
     if matmul is None:
         pytest.skip("onnxruntime is not installed")

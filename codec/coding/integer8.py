@@ -21,8 +21,9 @@ Fixed-point layout (docs/bitstream.md, "8-bit hyper-synthesis"):
 
 Codes of 7 bits keep the products exact where a CPU multiplies u8 x s8 with saturating 16-bit pair sums (AVX2's
 vpmaddubsw: 2 * 127 * 127 < 2^15). The first layer's sums stay below 2^53 and the later layers' below 2^31, so
-float64 (numpy, the fallback) and int32 (ONNX Runtime's MatMulInteger) give the same bits in any order; the
-requantization runs in int64. Rounded after training from the shipped int16 prior, with steps fitted to the 99.9th
+float64 (numpy, the fallback) and int32 (ONNX Runtime's MatMulInteger) give the same bits in any order; on int32 the
+first layer's input (up to 2^23) is split into four 7-bit digit planes, each summed exactly in int32 (``_first``);
+the requantization runs in int64. Rounded after training from the shipped int16 prior, with steps fitted to the 99.9th
 percentile of its activations, this layout codes Kodak's y in +0.1 / -0.1 / -0.3 % of the bits at quality 0 / 50
 / 100 (`bench/experiments/int8_stack.py`).
 """
@@ -50,6 +51,7 @@ EXACT = 2**53
 # digits, each read with the zero point DIGIT_ZERO; DIGIT_OFFSET has that digit in every plane
 DIGIT_PLANES, DIGIT_ZERO = 4, 4
 DIGIT_OFFSET = DIGIT_ZERO * sum(128**k for k in range(DIGIT_PLANES))
+assert ACT_LIMIT < DIGIT_OFFSET and ACT_LIMIT + DIGIT_OFFSET < 128**DIGIT_PLANES  # 0 < a + offset < 128^4
 COLUMN_BYTES = 1 << 26  # uint8 columns of one matrix product (64 MB); bigger outputs take several, row by row
 
 
@@ -107,6 +109,8 @@ class Int8Stack(IntegerStack):
                 raise ValueError(f"8-bit layer {i}: bias and multiplier must be int64, shift int32 values")
             inputs = ACT_LIMIT if i == 0 else CODE_MAX
             products = layer.fan_in() * inputs * WEIGHT_LIMIT
+            if i == 0 and layer.fan_in() * (CODE_MAX - DIGIT_ZERO) * WEIGHT_LIMIT >= PRODUCT_LIMIT:
+                raise ValueError("8-bit layer 0: a digit plane's sums may reach int32's limit")
             b = layer.bias  # Python ints: np.abs of int64's minimum overflows to itself
             bias = max(-int(b.min(initial=0)), int(b.max(initial=0)))
             if products >= (EXACT if i == 0 else PRODUCT_LIMIT) or products + bias >= ACC_LIMIT:
@@ -226,7 +230,8 @@ class Int8Stack(IntegerStack):
         """The first layer's exact sums (H', W', O) int64 on the fixed point ``a`` (C, H, W), whose values reach
         2^23: in float64 on numpy's product; on an integer product as four 7-bit digit planes of a + OFFSET, each
         with the zero point DIGIT_ZERO (so padding, a = 0, is that digit in every plane), summed as
-        sum_k 128^k * conv(digit_k - DIGIT_ZERO) = conv(a): the same integers (every plane's sums < 2^31)."""
+        sum_k 128^k * conv(digit_k - DIGIT_ZERO) = conv(a): the same integers (every plane's sums < 2^31, checked
+        with the weights)."""
         if self.matmul is numpy_matmul or not self.digits:
             a = np.ascontiguousarray(a, np.float64)
             if layer.transposed:

@@ -53,9 +53,12 @@ def shipped() -> dict[bytes, str]:
         try:
             c = json.loads(card.read_text())
             d = bytes.fromhex(c["decodes"] if c.get("decoder_only") else c["digest"])
-            earlier = [bytes.fromhex(h) for h in c.get("same_decoder_as", [])]
         except (ValueError, KeyError, TypeError, AttributeError, OSError):
             continue
+        try:  # a bad list costs only these entries (the weights refuse such files anyway: weights_io.load)
+            earlier = [e for e in (bytes.fromhex(h) for h in c.get("same_decoder_as", [])) if len(e) == 32]
+        except (ValueError, TypeError):
+            earlier = []
         if card.with_suffix(".safetensors").is_file():
             out[d] = card.stem
             for e in earlier:  # any file with that decoder does (the first by name)

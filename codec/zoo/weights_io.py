@@ -283,6 +283,7 @@ def write_archive(src: Weights, path: Path, card: dict | None = None) -> bytes:
     card = dict(card or {})
     card.update({"file": path.name, "arch": src.arch, "config": src.config, "digest": d.hex(),
                  "bytes": len(data), "decodes": src.digest.hex(), "decoder_only": True, "dropped": list(drop)})
+    card.pop("same_decoder_as", None)  # the file's own list, not a stale one of the card passed in
     if src.same_decoder_as:
         card["same_decoder_as"] = [d.hex() for d in src.same_decoder_as]
     write_atomic(path, data)  # each file whole; the card last, so a card never names a file not yet there
