@@ -199,7 +199,7 @@ def test_the_memory_policy_picks_sessions_by_tiles_and_changes_nothing(monkeypat
     runs.clear()
     api.compress_to_target(img, neuralcodec.EncodeSettings(backend="onnx", precision="fp32", tile=1024,
                                                            target=Target("bpp", 1.0)))
-    tries = [r for r in runs if r[0] == "analysis"]
+    tries = [r for r in runs if r[0].startswith("analysis")]  # the flagship's top analysis serves t >= 0.5
     assert len(tries) > 1 and not any(arena for _, arena, _ in tries)
     runs.clear()
     assert neuralcodec.compress(img, 50, backend="onnx", precision="fp32", tile=1024) == data  # a second image: arena
@@ -235,7 +235,7 @@ def test_a_failed_compile_into_the_cache_compiles_without_it(monkeypatch):
     codec = load_codec(None, "cpu", "bf16", "onnx")
     transforms = codec.transforms
     img = photo(48, 64, 2)
-    before = transforms.analysis(img, 0.5)
+    before = transforms.analysis(img, 0.25)  # the main analysis (the flagship's top one serves t >= 0.5)
     compile_bf16, tries = type(transforms)._compile_bf16, []
 
     def lost_race(self, name, cache):
@@ -246,7 +246,7 @@ def test_a_failed_compile_into_the_cache_compiles_without_it(monkeypatch):
 
     monkeypatch.setattr(type(transforms), "_compile_bf16", lost_race)
     monkeypatch.setattr(transforms, "_openvino", {})
-    assert np.array_equal(transforms.analysis(img, 0.5), before) and tries == [True, False]
+    assert np.array_equal(transforms.analysis(img, 0.25), before) and tries == [True, False]
     assert transforms._openvino["analysis"].get_property("ENABLE_CPU_PINNING") is False
 
 
