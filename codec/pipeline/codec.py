@@ -181,7 +181,7 @@ class Codec:
         if header.model_id != self.model_id:
             raise FormatError(f"file was made by model {header.model_id!r}; loaded model is {self.model_id!r}")
         w = self.weights
-        decodes = w.decodes_files_of()  # an archive: only its source's files
+        decodes = w.decodes_files_of()  # its own, its source's or base's, and same_decoder_as's
         if header.weights_digest not in decodes:
             raise FormatError(f"file was made with weights {header.weights_digest.hex()[:16]}; loaded weights "
                               f"{w.path.name} decode {decodes[0].hex()[:16]}")
