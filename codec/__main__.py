@@ -1,5 +1,5 @@
 """`python -m neuralcodec`: the command line."""
 
-from neuralcodec.cli.main import main
+from neuralcodec.cli.main import entry
 
-main()
+entry()

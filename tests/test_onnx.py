@@ -1,6 +1,8 @@
 """The ONNX Runtime backend: the CPU default. Same latents as torch for every file, pixels within 1, no torch in
 a decoding process, bundles built once and refused when broken."""
 
+import io
+import json
 import os
 import subprocess
 import sys
@@ -82,6 +84,30 @@ def test_a_decode_imports_no_torch(tmp_path):
         out = subprocess.run([sys.executable, "-c", code, *cmd, "--quiet"], capture_output=True, text=True,
                              env=os.environ, timeout=120)
         assert out.returncode == 0 and out.stdout.split() == ["False", "False", "False"], (cmd, out.stderr)
+
+
+def test_the_installed_command_ends_without_teardown_and_loses_nothing(tmp_path):
+    """`python -m neuralcodec` (the console script's entry) skips the interpreter's teardown after a conversion
+    (cli.main.entry): every output whole, every exit status kept, standard output flushed."""
+    data = neuralcodec.compress(photo(48, 64, 2), 50, backend="onnx")
+    (tmp_path / "a.nic").write_bytes(data)
+    (tmp_path / "junk.nic").write_bytes(b"junk")
+    want = np.asarray(neuralcodec.decompress(data))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "neuralcodec", *map(str, args)], capture_output=True,
+                              env=os.environ, timeout=120)
+
+    ok = cli("decompress", tmp_path / "a.nic", "-o", tmp_path / "a.png", "--quiet")
+    assert ok.returncode == 0, ok.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), want)
+    piped = cli("decompress", tmp_path / "a.nic", "-o", "-")
+    assert piped.returncode == 0 and np.array_equal(np.asarray(Image.open(io.BytesIO(piped.stdout))), want)
+    bad = cli("decompress", tmp_path / "junk.nic", "-o", tmp_path / "junk.png")
+    assert bad.returncode == 1 and b"not a .nic file" in bad.stderr and not (tmp_path / "junk.png").exists()
+    assert cli("decompress", tmp_path / "missing.nic").returncode == 2  # a usage error
+    info = cli("info", tmp_path / "a.nic", "--json")  # not a conversion: the normal exit
+    assert info.returncode == 0 and json.loads(info.stdout)["width"] == 64
 
 
 def test_a_spec_round_trips_through_json_for_every_shipped_weights():
