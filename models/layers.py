@@ -107,6 +107,54 @@ def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose
 SPLIT_CHANNELS = 16  # output channels from which SubPixelConv runs one convolution per phase (below)
 
 
+class _PaddedConv(torch.autograd.Function):
+    """A convolution with its own (asymmetric) zero pads, exported as one ONNX Conv node with ``pads`` (no Pad
+    node and its copy of the input)."""
+
+    @staticmethod
+    def forward(ctx, x, pads, w, b):
+        top, left, bottom, right = pads
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), w, b)
+
+    @staticmethod
+    def symbolic(g, x, pads, w, b):
+        kh, kw = w.type().sizes()[2:]
+        return g.op("Conv", x, w, b, kernel_shape_i=[kh, kw], pads_i=list(pads), strides_i=[1, 1],
+                    dilations_i=[1, 1], group_i=1)
+
+
+class Phases(list):
+    """The output phases of a SubPixelConv whose pixel shuffle is deferred (``defer_shuffle``): tensors of its
+    input's size, row phase major, and ``scale``, the shuffle they stand for. What lies between that layer and
+    the next size-multiplying one is pointwise, so it runs on each phase (``PerPhase``; a product with a
+    per-channel scale, the flagship's modulation, too), and the next layer reads the phases directly
+    (``SubPixelConv.read_phases``): the interleaving of the biggest activation never happens."""
+
+    def __init__(self, tensors, scale: int):
+        super().__init__(tensors)
+        self.scale = scale
+
+    def __mul__(self, other):
+        if isinstance(other, Phases):
+            return NotImplemented
+        return Phases([p * other for p in self], self.scale)
+
+    __rmul__ = __mul__
+
+
+class PerPhase(nn.Module):
+    """A pointwise module run on each of a ``Phases`` (or on a tensor, as it is)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        if isinstance(x, Phases):
+            return Phases([self.module(p) for p in x], x.scale)
+        return self.module(x)
+
+
 class _PhaseShuffle(torch.autograd.Function):
     """One convolution per output phase, each with only its own taps, then the phases interleaved. Exported as
     what it is: ONNX Conv nodes with their own (asymmetric) pads, a Concat and DepthToSpace in DCR order."""
@@ -143,6 +191,8 @@ class SubPixelConv(nn.ConvTranspose2d):
 
     def __init__(self, m: nn.ConvTranspose2d, split: bool | None = None):
         nn.Module.__init__(self)
+        self.defer_shuffle = False  # set by late_shuffles: return the phases (``Phases``), not the image
+        self.phase_input = None  # set by read_phases: (r, each input phase's pads); weights in phase_input_params
         s, k, p, op = m.stride[0], m.kernel_size[0], m.padding[0], m.output_padding[0]
         if m.stride[0] != m.stride[1] or m.kernel_size[0] != m.kernel_size[1] or k - 2 * p + op != s \
                 or m.groups != 1 or m.dilation != (1, 1):
@@ -183,8 +233,55 @@ class SubPixelConv(nn.ConvTranspose2d):
         self.weight = nn.Parameter(weight.reshape(cout * s * s, cin, size, size), requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias.repeat_interleave(s * s), requires_grad=False)
 
+
+    def read_phases(self, r: int) -> None:
+        """Take the ``r`` x ``r`` phases of the input (``Phases``) instead of the input itself: for each input
+        phase one convolution straight to this layer's output phases at the phases' resolution, the sum of the
+        ``r * r`` of them shuffled once by ``r * scale``. The same sums up to float order; the input is never
+        interleaved. Each input phase's kernel covers only the rows and columns its taps reach (a 5x5 stride-2
+        layer after another: 2x2 each, where one convolution over all four phases would need 3x3)."""
+        if self.split or self.weight is None:
+            raise ValueError("only the one-convolution form reads phases")
+        s, (before, _) = self.scale, self.pads
+        w = self.weight.detach()  # (C_out * s * s, C_in, size, size); channel co * s * s + fr * s + fc
+        cout, cin, size = w.shape[0] // (s * s), w.shape[1], w.shape[2]
+        outer = s * r  # output phases per input phase position, per axis
+        taps = {}  # input phase u -> [(outer phase A, phase f, tap j, offset d)], one axis
+        for a in range(outer):
+            q, f = divmod(a, s)
+            for j in range(size):
+                d, u = divmod(q + j - before, r)
+                taps.setdefault(u, []).append((a, f, j, d))
+        reach = {u: (min(0, *(d for *_, d in t)), max(0, *(d for *_, d in t))) for u, t in taps.items()}
+        convs = []
+        for ur in range(r):
+            for uc in range(r):
+                (lo_r, hi_r), (lo_c, hi_c) = reach.get(ur, (0, 0)), reach.get(uc, (0, 0))
+                k = w.new_zeros(cout, outer, outer, cin, hi_r - lo_r + 1, hi_c - lo_c + 1)
+                for ar, fr, j, dr in taps.get(ur, []):
+                    for ac, fc, i, dc in taps.get(uc, []):
+                        k[:, ar, ac, :, dr - lo_r, dc - lo_c] += w.view(cout, s, s, cin, size, size)[:, fr, fc, :, j, i]
+                bias = w.new_zeros(cout * outer * outer)
+                if not convs and self.bias is not None:  # the bias once, with the first
+                    bias = self.bias.detach().view(cout, s * s)[:, 0].repeat_interleave(outer * outer)
+                convs.append(((-lo_r, -lo_c, hi_r, hi_c), nn.Parameter(k.reshape(-1, cin, *k.shape[-2:]),
+                                                                      requires_grad=False),
+                              nn.Parameter(bias, requires_grad=False)))
+        self.phase_input = (r, [c[0] for c in convs])
+        self.phase_input_params = nn.ParameterList(p for c in convs for p in c[1:])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, Phases):
+            r, pads = self.phase_input
+            if x.scale != r or len(x) != r * r:
+                raise ValueError(f"{len(x)} phases of scale {x.scale} for a layer that reads {r} x {r}")
+            wb = list(self.phase_input_params)
+            y = sum(_PaddedConv.apply(p, pad, w, b) for p, pad, w, b in zip(x, pads, wb[0::2], wb[1::2]))
+            return F.pixel_shuffle(y, r * self.scale)
         if self.split:
+            if self.defer_shuffle:
+                return Phases([_PaddedConv.apply(x, pad, w, b) for pad, w, b in
+                               zip(self.phase_pads, self.phase_params[0::2], self.phase_params[1::2])], self.scale)
             return _PhaseShuffle.apply(x, self.scale, self.phase_pads, *self.phase_params)
         before, after = self.pads
         if before == after:
@@ -204,4 +301,40 @@ def subpixel_deconvs(module: nn.Module) -> nn.Module:
                 pass  # another geometry: exported as it is
         else:
             subpixel_deconvs(child)
+    return module
+
+
+def _pointwise(m: nn.Module) -> bool:
+    """Whether ``m`` maps each pixel on its own (so it may run on the phases of an image instead)."""
+    if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Identity, PerPhase)) or type(m).__name__ == "GDN":
+        return True
+    return (type(m) is nn.Conv2d and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.padding == (0, 0)
+            and m.dilation == (1, 1))
+
+
+def late_shuffles(module: nn.Module) -> nn.Module:
+    """``module`` (after ``subpixel_deconvs``) with the pixel shuffle of a split SubPixelConv left out where only
+    pointwise layers lead to a one-convolution SubPixelConv (the flagship's last two size-doublings): the layers
+    between run on each phase and the last reads the phases (``Phases``). In the flagship's synthesis on ONNX
+    Runtime the interleaving of 128 channels at half the image's resolution (a DepthToSpace of 50 MB on a Kodak
+    image, single-threaded, plus its Concat and layout reorders) was a quarter of the time (bench/README.md).
+    In place; a model whose own code between its layers does more than a product cannot trace it (export falls
+    back to the plain form)."""
+    for child in module.children():
+        late_shuffles(child)
+    if isinstance(module, (nn.Sequential, nn.ModuleList)):
+        layers = list(module)
+        for i, first in enumerate(layers):
+            if not (isinstance(first, SubPixelConv) and first.split and not first.defer_shuffle):
+                continue
+            j = i + 1
+            while j < len(layers) and _pointwise(layers[j]):
+                j += 1
+            last = layers[j] if j < len(layers) else None
+            if isinstance(last, SubPixelConv) and not last.split and last.phase_input is None:
+                last.read_phases(first.scale)
+                first.defer_shuffle = True
+                for k in range(i + 1, j):
+                    if not isinstance(layers[k], PerPhase):
+                        module[k] = PerPhase(layers[k])
     return module

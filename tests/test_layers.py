@@ -98,3 +98,59 @@ def test_subpixel_phases_export_as_their_own_convolutions(tmp_path):
     x = torch.randn(2, 6, 7, 5)
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     assert np.abs(out - m(x).detach().numpy()).max() < 1e-5
+
+
+def test_a_late_shuffle_computes_the_transposed_convolutions(tmp_path):
+    """late_shuffles: a split layer hands its phases through pointwise layers (and a per-channel product, the
+    flagship's modulation) to a one-convolution layer that reads them; the same outputs for several geometries,
+    in torch and in ONNX Runtime, with no DepthToSpace but the last."""
+    import copy
+    import warnings
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from neuralcodec.models.layers import GDN, PerPhase, Phases, late_shuffles, subpixel_deconvs
+
+    class Net(torch.nn.Module):  # the flagship's synthesis loop: a scale before each transposed convolution
+        def __init__(self, a, b):
+            super().__init__()
+            self.g = torch.nn.Sequential(a, GDN(a.out_channels, inverse=True), torch.nn.LeakyReLU(), b)
+            self.scale = torch.nn.Parameter(torch.rand(1, a.out_channels, 1, 1) + 0.5)
+
+        def forward(self, x):
+            for layer in self.g:
+                if isinstance(layer, torch.nn.ConvTranspose2d) and layer is not self.g[0]:
+                    x = x * self.scale
+                x = layer(x)
+            return x
+
+    torch.manual_seed(2)
+    for first, second in [((5, 2, 2, 1), (5, 2, 2, 1)), ((3, 2, 1, 1), (5, 2, 2, 1)), ((4, 2, 1, 0), (3, 2, 1, 1)),
+                          ((5, 2, 2, 1), (6, 3, 2, 1)), ((6, 3, 2, 1), (5, 2, 2, 1))]:
+        net = Net(torch.nn.ConvTranspose2d(6, 20, *first), torch.nn.ConvTranspose2d(20, 3, *second))
+        with torch.no_grad():
+            net.g[1].beta.uniform_(0.5, 1.5)
+            net.g[1].gamma.uniform_(0, 0.1)
+        x = torch.randn(2, 6, 5, 7)
+        with torch.no_grad():
+            want = net(x)
+            late = copy.deepcopy(net)
+            late_shuffles(subpixel_deconvs(late))
+            assert late.g[0].defer_shuffle and isinstance(late.g[1], PerPhase) and late.g[3].phase_input
+            assert isinstance(late.g[2](late.g[1](late.g[0](x))), Phases)
+            assert torch.allclose(late(x), want, atol=1e-5), (first, second)
+        path = tmp_path / "late.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(late.eval(), (torch.randn(1, 6, 4, 4),), str(path), dynamo=False, opset_version=17,
+                              input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}})
+        ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+        assert ops.count("DepthToSpace") == 1 and "Pad" not in ops, ops
+        out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+        assert np.abs(out - want.numpy()).max() < 1e-5, (first, second)
+    kept = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 20, 5, 2, 2, 1), torch.nn.Conv2d(20, 20, 3, 1, 1),
+                               torch.nn.ConvTranspose2d(20, 3, 5, 2, 2, 1))  # a 3x3 between: not pointwise
+    late_shuffles(subpixel_deconvs(kept))
+    assert not kept[0].defer_shuffle and kept[2].phase_input is None

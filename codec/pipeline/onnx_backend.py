@@ -217,9 +217,11 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
 
     import torch
 
-    from neuralcodec.models.layers import subpixel_deconvs
+    from neuralcodec.models.layers import late_shuffles, subpixel_deconvs
 
     model = subpixel_deconvs(copy.deepcopy(model))  # transposed convolutions as convolutions + pixel shuffles
+    plain = model
+    model = late_shuffles(copy.deepcopy(model))  # and the last big shuffle left out where it can be (the synthesis)
 
     class Method(torch.nn.Module):
         """One of a model's methods as a module: one graph each."""
@@ -243,7 +245,13 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
         hats = [torch.randint(0, 2, s).float() if levels[n].kind == "categorical" else torch.randn(s)
                 for n, s in zip(spec.synthesis_levels, shapes)]
     dyn = {0: "n", 2: "h", 3: "w"}
-    jobs = [("synthesis", Method("synthesis"), (*hats, t), [f"hat{i}" for i in range(len(hats))], ["x"])]
+    synthesis = Method("synthesis")
+    try:
+        with torch.no_grad():
+            synthesis(*hats, t)
+    except (TypeError, AttributeError, ValueError, RuntimeError):  # the model's own code between its layers
+        synthesis = Method("synthesis", plain)  # does more than a product (layers.late_shuffles)
+    jobs = [("synthesis", synthesis, (*hats, t), [f"hat{i}" for i in range(len(hats))], ["x"])]
     for band in analysis_bands(spec) if encoder else ():  # each analysis as graphs of its own: a model of one band each
         view = model.band_view(band) if spec.top_from is not None else model
         jobs.append((graph_name("analysis", band), Method("analysis", view), (x, t), ["x"], ["y"]))
