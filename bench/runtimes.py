@@ -6,7 +6,9 @@ model itself), ONNX Runtime's CPU provider, and OpenVINO (if installed), alterna
 For the analysis and the synthesis of the weights' bundle (built if needed): import time of each runtime (fresh
 process), graph load/compile time, median run time on a Kodak-size input, and the largest difference from
 torch. The synthesis also runs as exported before 2026-12-06 (``onnxruntime-dense``: one convolution to all
-four phases of each transposed convolution, where the bundle has one per phase, models.layers.SubPixelConv).
+four phases of each transposed convolution, where the bundle has one per phase, models.layers.SubPixelConv) and
+before 2026-12-08 (``onnxruntime-early-shuffle``: each layer's pixel shuffle where the layer is, where the bundle
+leaves the last big one out, models.layers.late_shuffles).
 Writes bench/results/runtimes.json. Run it on a quiet machine.
 """
 
@@ -46,6 +48,7 @@ def main():
     import torch
 
     from neuralcodec.pipeline import onnx_backend
+    from neuralcodec.pipeline.spec import ModelSpec
     from neuralcodec.zoo import weights_io
 
     torch.set_num_threads(a.threads)
@@ -68,7 +71,8 @@ def main():
     except ImportError:
         ov = None
     for part, feeds in inputs.items():
-        path = str(bundle / f"{part}.onnx")
+        band = ModelSpec.from_json((bundle / "spec.json").read_text()).band(float(t[0]))
+        path = str(bundle / f"{onnx_backend.graph_name(part, band) if part == 'analysis' else part}.onnx")
         fn = model.analysis if part == "analysis" else model.synthesis
         x0 = next(iter(feeds.values()))
         runners = {"torch": (0.0, lambda fn=fn, x0=x0: fn(torch.from_numpy(x0), torch.from_numpy(t)).numpy())}
@@ -82,7 +86,6 @@ def main():
         if part == "synthesis":  # the dense polyphase form, exported beside the bundle's
             dense = Path(tempfile.mkdtemp())
             from neuralcodec.models import layers
-            from neuralcodec.pipeline.spec import ModelSpec
 
             split, layers.SPLIT_CHANNELS = layers.SPLIT_CHANNELS, 1 << 30
             try:
@@ -92,6 +95,15 @@ def main():
             s2 = ort.InferenceSession(str(dense / "synthesis.onnx"), so, providers=["CPUExecutionProvider"])
             runners["onnxruntime-dense"] = (0.0, lambda s=s2, f={**feeds, "t": t}, n=names:
                                             s.run(None, {k: v for k, v in f.items() if k in n})[0])
+            early = Path(tempfile.mkdtemp())  # every pixel shuffle where its layer is (before 2026-12-08)
+            late, layers.LATE_SHUFFLES = layers.LATE_SHUFFLES, False
+            try:
+                onnx_backend._export(model, ModelSpec.from_json((bundle / "spec.json").read_text()), early, False)
+            finally:
+                layers.LATE_SHUFFLES = late
+            s3 = ort.InferenceSession(str(early / "synthesis.onnx"), so, providers=["CPUExecutionProvider"])
+            runners["onnxruntime-early-shuffle"] = (0.0, lambda s=s3, f={**feeds, "t": t}, n=names:
+                                                    s.run(None, {k: v for k, v in f.items() if k in n})[0])
         if ov is not None:
             t0 = time.perf_counter()
             c = ov.Core().compile_model(ov.Core().read_model(path), "CPU", {

@@ -304,6 +304,9 @@ def subpixel_deconvs(module: nn.Module) -> nn.Module:
     return module
 
 
+LATE_SHUFFLES = True  # late_shuffles rewrites (off only for a benchmark's A/B)
+
+
 def _pointwise(m: nn.Module) -> bool:
     """Whether ``m`` maps each pixel on its own (so it may run on the phases of an image instead)."""
     if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Identity, PerPhase)) or type(m).__name__ == "GDN":
@@ -319,7 +322,9 @@ def late_shuffles(module: nn.Module) -> nn.Module:
     Runtime the interleaving of 128 channels at half the image's resolution (a DepthToSpace of 50 MB on a Kodak
     image, single-threaded, plus its Concat and layout reorders) was a quarter of the time (bench/README.md).
     In place; a model whose own code between its layers does more than a product cannot trace it (export falls
-    back to the plain form)."""
+    back to the plain form). ``LATE_SHUFFLES = False`` leaves every module as it is (bench/runtimes.py's A/B)."""
+    if not LATE_SHUFFLES:
+        return module
     for child in module.children():
         late_shuffles(child)
     if isinstance(module, (nn.Sequential, nn.ModuleList)):
