@@ -341,9 +341,9 @@ def _encoded(img: Image.Image, fmt: str):
 
     fallback = "RGBA" if "A" in img.getbands() else "RGB"
     if fmt == "PNG" and png.supported(img.mode, img.info):  # a decoded photo: written on every core
-        from neuralcodec.settings import usable_cores, worker_threads
+        from neuralcodec.settings import process_threads
 
-        buf = io.BytesIO(png.encode(np.asarray(img), threads=worker_threads() or usable_cores()))
+        buf = io.BytesIO(png.encode(np.asarray(img), threads=process_threads()))
         buf.seek(0, io.SEEK_END)  # where Pillow's save leaves it (callers read tell())
         return buf
     if fallback == "RGBA" and fmt in NO_ALPHA_FORMATS:

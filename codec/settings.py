@@ -117,6 +117,12 @@ def worker_threads() -> int | None:
     return max(1, int(value)) if value.isdigit() else None
 
 
+def process_threads() -> int:
+    """Threads this process gives one image's work (transforms, filters, PNG writer): a -j worker's share, else
+    the cores it may use."""
+    return worker_threads() or usable_cores()
+
+
 def command_line_process() -> None:
     """What the command line sets in a process it owns, before the codec's libraries load: a compress or decompress
     call and each of its local -j workers (not Ray's, not a library caller's, not train's).

@@ -189,3 +189,20 @@ def test_encoders_ask_for_the_ramp_filter_below_quality_65_on_a_16px_grid():
     wide = np.broadcast_to((100 + 3 * ((np.arange(100_000) // 16) % 2)).astype(np.uint8)[None, :, None], (2, 100_000, 3))
     out = deblocking.ramp(wide.copy())  # banded like the deblocking filter: big shapes stay bounded
     assert out.shape == wide.shape and (out != wide).any()
+
+
+def test_threads_write_the_same_pixels(monkeypatch):
+    """The bands of a pass touch disjoint pixels: on any number of threads, in bands of any size, both filters
+    write what one thread writes."""
+    rng = np.random.default_rng(5)
+    smooth = (ramp(97, 131) + rng.integers(0, 5, (97, 131, 3))).astype(np.uint8)
+    smooth[:, ::16] += 3  # steps on the grid for the filters to take
+    images = [smooth, rng.integers(0, 256, (40, 75, 3), dtype=np.uint8), photo(64, 96, 3)]
+    for band_pixels in (deblocking.BAND_PIXELS, 700):
+        monkeypatch.setattr(deblocking, "BAND_PIXELS", band_pixels)
+        for img in images:
+            want = deblock(deblocking.ramp(img.copy()))
+            assert not np.array_equal(want, img) or img is not smooth
+            for threads in (2, 3, 8):
+                got = deblock(deblocking.ramp(img.copy(), threads=threads), threads=threads)
+                assert np.array_equal(got, want), (img.shape, band_pixels, threads)

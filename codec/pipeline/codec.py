@@ -222,10 +222,14 @@ class Codec:
         del decoded
         rgb = self.transforms.synthesis(hats, self.t(header.rate), header.height, header.width,
                                         self.geometry_of(header))
-        if header.ramp and deblock:
-            _deblock.ramp(rgb, self.grid)
-        if header.deblock and deblock:
-            _deblock.deblock(rgb, self.grid, *_deblock.thresholds(header.rate))
+        if (header.ramp or header.deblock) and deblock:
+            from neuralcodec.settings import process_threads
+
+            threads = process_threads()
+            if header.ramp:
+                _deblock.ramp(rgb, self.grid, threads=threads)
+            if header.deblock:
+                _deblock.deblock(rgb, self.grid, *_deblock.thresholds(header.rate), threads=threads)
         return rgb
 
     def reconstruct(self, rgb: np.ndarray, rate: int) -> np.ndarray:

@@ -117,9 +117,9 @@ def bundle_path(digest: bytes) -> Path:
 
 def threads() -> int:
     """Threads per process for the transforms: a -j worker's share, else the cores this process may use."""
-    from neuralcodec.settings import usable_cores, worker_threads
+    from neuralcodec.settings import process_threads
 
-    return worker_threads() or usable_cores()
+    return process_threads()
 
 
 # -- building (torch + onnx) --------------------------------------------------------------------------------
