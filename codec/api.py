@@ -315,9 +315,9 @@ def decompress_file(src: Path, dst: Path, settings: DecodeSettings = DecodeSetti
     if fmt is None:  # not every format Pillow writes keeps the image whole (ico resizes, dib drops alpha)
         raise ValueError(f"cannot write {suffix} images: name the output {', '.join(WRITE_FORMATS)}")
     img = decompress(Path(src).read_bytes(), settings=settings)
-    buf = _encoded(img, fmt)
-    write_atomic(dst, buf.getbuffer())
-    return Written(buf.tell(), img.width * img.height)
+    data = _encoded(img, fmt)
+    write_atomic(dst, data)
+    return Written(len(data), img.width * img.height)
 
 
 WRITE_FORMATS = {".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".ppm": "PPM",
@@ -331,21 +331,20 @@ def image_bytes(img: Image.Image, fmt: str = "png") -> bytes:
     key = "." + fmt.lower().lstrip(".")
     if key not in WRITE_FORMATS:
         raise ValueError(f"cannot write {fmt} images: choose one of {', '.join(f[1:] for f in WRITE_FORMATS)}")
-    return _encoded(img, WRITE_FORMATS[key]).getvalue()
+    return bytes(_encoded(img, WRITE_FORMATS[key]))
 
 
-def _encoded(img: Image.Image, fmt: str):
-    """``img`` saved as ``fmt`` in a buffer. A mode the format cannot hold (CMYK as PNG, a palette as JPEG) is
-    converted to RGB, or RGBA where there is alpha; alpha is never dropped: a format without it is an error."""
+def _encoded(img: Image.Image, fmt: str) -> bytes | memoryview:
+    """The bytes of ``img`` saved as ``fmt`` (a view of Pillow's buffer: no copy of a big file). A mode the
+    format cannot hold (CMYK as PNG, a palette as JPEG) is converted to RGB, or RGBA where there is alpha; alpha is
+    never dropped: a format without it is an error."""
     import io
 
     fallback = "RGBA" if "A" in img.getbands() else "RGB"
     if fmt == "PNG" and png.supported(img.mode, img.info):  # a decoded photo: written on every core
         from neuralcodec.settings import process_threads
 
-        buf = io.BytesIO(png.encode(np.asarray(img), threads=process_threads()))
-        buf.seek(0, io.SEEK_END)  # where Pillow's save leaves it (callers read tell())
-        return buf
+        return png.encode(np.asarray(img), threads=process_threads())
     if fallback == "RGBA" and fmt in NO_ALPHA_FORMATS:
         raise ValueError(f"{fmt} cannot hold this image's alpha channel: decode to png, webp or tif")
     extra = imaging.metadata_options(img.info, fmt)  # ICC, EXIF, XMP where the format holds them
@@ -365,7 +364,7 @@ def _encoded(img: Image.Image, fmt: str):
                     raise
                 buf = io.BytesIO()
                 candidate.save(buf, format=fmt, **extra)
-            return buf
+            return buf.getbuffer()
         except (OSError, ValueError) as e:
             if "mode" not in str(e).lower():  # Pillow's "cannot write mode X as Y" (ValueError for some formats)
                 raise

@@ -77,6 +77,6 @@ def test_a_decode_writes_it_and_metadata_still_goes_to_pillow(tmp_path):
     assert written.out_bytes == (tmp_path / "a.png").stat().st_size
     img = Image.fromarray(decoded)
     img.info["icc_profile"] = b"\0" * 128  # not png.supported: Pillow writes it, profile kept
-    back = Image.open(io.BytesIO(api._encoded(img, "PNG").getvalue()))
+    back = Image.open(io.BytesIO(bytes(api._encoded(img, "PNG"))))
     assert back.info.get("icc_profile") == b"\0" * 128 and np.array_equal(np.asarray(back), decoded)
 

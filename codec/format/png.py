@@ -52,7 +52,7 @@ def _filtered(image: np.ndarray, channels: int, r0: int, r1: int) -> bytes:
 
 
 def _band(image: np.ndarray, channels: int, r0: int, r1: int, last: bool, level: int, out: list, i: int) -> None:
-    """Filter and deflate rows r0..r1 into ``out[i]``: (raw deflate bytes ending in a sync flush, or in the
+    """Filter and deflate rows r0..r1 into ``out[i]``: (the raw deflate pieces, ending in a sync flush, or in the
     stream's end for the ``last`` band; the adler32 of the band's filtered bytes; their length)."""
     try:
         z = zlib.compressobj(level, zlib.DEFLATED, -15)
@@ -63,7 +63,7 @@ def _band(image: np.ndarray, channels: int, r0: int, r1: int, last: bool, level:
             parts.append(z.compress(raw))
             check, length = zlib.adler32(raw, check), length + len(raw)
         parts.append(z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH))
-        out[i] = (b"".join(parts), check, length)
+        out[i] = ([p for p in parts if p], check, length)
     except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
         out[i] = e
 
@@ -78,8 +78,12 @@ def _combine(a: int, b: int, length_b: int) -> int:
     return (s2 << 16) | s1
 
 
-def _chunk(kind: bytes, data) -> bytes:
-    return struct.pack(">I", len(data)) + kind + bytes(data) + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+def _chunk(kind: bytes, *pieces: bytes) -> list[bytes]:
+    """A PNG chunk as pieces to join: length, type, the data pieces as they are (no copy), CRC."""
+    crc = zlib.crc32(kind)
+    for p in pieces:
+        crc = zlib.crc32(p, crc)
+    return [struct.pack(">I", sum(len(p) for p in pieces)), kind, *pieces, struct.pack(">I", crc)]
 
 
 def encode(pixels: np.ndarray, level: int = LEVEL, threads: int = 1) -> bytes:
@@ -116,8 +120,14 @@ def encode(pixels: np.ndarray, level: int = LEVEL, threads: int = 1) -> bytes:
     check = out[0][1]
     for _, c, n in out[1:]:
         check = _combine(check, c, n)
-    stream = ZLIB_HEADER[level] + b"".join(d for d, _, _ in out) + struct.pack(">I", check)
-    header = struct.pack(">IIBBBBB", w, h, 8, COLOUR_TYPES[channels], 0, 0, 0)
-    view = memoryview(stream)
-    idat = b"".join(_chunk(b"IDAT", view[i:i + IDAT_BYTES]) for i in range(0, len(stream), IDAT_BYTES))
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + idat + _chunk(b"IEND", b"")
+    stream = [ZLIB_HEADER[level], *(p for parts, _, _ in out for p in parts), struct.pack(">I", check)]
+    pieces = [b"\x89PNG\r\n\x1a\n"] + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, COLOUR_TYPES[channels], 0, 0, 0))
+    run, size = [], 0  # the stream's pieces (each under 2 MB) in IDAT chunks of at most IDAT_BYTES
+    for p in stream:
+        if run and size + len(p) > IDAT_BYTES:
+            pieces += _chunk(b"IDAT", *run)
+            run, size = [], 0
+        run.append(p)
+        size += len(p)
+    pieces += _chunk(b"IDAT", *run) + _chunk(b"IEND")
+    return b"".join(pieces)  # the only copy of the stream (a big image's file is held twice only here)
