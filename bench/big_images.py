@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bytecode import compile_package
+
 HERE = Path(__file__).resolve().parent
 CLI = [sys.executable, "-m", "neuralcodec"]
 
@@ -49,6 +51,7 @@ IN_PROCESS = """
 import statistics, sys, time
 import neuralcodec
 from neuralcodec.api import load_codec
+
 src, q, backend = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 load_codec(backend=backend)
 data = neuralcodec.compress(src, q, backend=backend)
@@ -90,6 +93,7 @@ def main():
     ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "big_images.json")
     a = ap.parse_args()
+    compile_package()  # as an installed package has it
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

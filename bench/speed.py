@@ -26,6 +26,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from bytecode import compile_package
+
 HERE = Path(__file__).resolve().parent
 CLI = [sys.executable, "-m", "neuralcodec"]
 ANCHORS = HERE.parent.parent / "shared" / "data" / "anchors" / "kodak"
@@ -72,6 +74,7 @@ def main():
     ap.add_argument("--kodak", type=Path, default=HERE.parent.parent / "shared" / "data" / "kodak")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "speed.json")
     a = ap.parse_args()
+    compile_package()  # as an installed package has it
     for tool in ("avifenc", "avifdec", "cjxl", "djxl"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found (Debian: apt install libavif-bin libjxl-tools)")

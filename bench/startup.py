@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bytecode import compile_package
+
 HERE = Path(__file__).resolve().parent
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
 
@@ -38,6 +40,7 @@ from neuralcodec import api
 from neuralcodec.settings import DecodeSettings, EncodeSettings
 mark("imports")
 from neuralcodec.zoo import weights_io
+
 w = weights_io.load(None)
 mark("weights load + digest")
 s = (EncodeSettings if direction == "compress" else DecodeSettings)(backend=backend)
@@ -84,6 +87,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--image", type=Path, default=KODAK / "kodim05.png")
     a = ap.parse_args()
+    compile_package()  # as an installed package has it
     py = sys.executable
     cli = [py, "-m", "neuralcodec"]
     res: dict = {"image": a.image.name, "calls": {}, "phases": {}}
