@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bytecode import compile_package
+from package_bytecode import compile_package
 
 HERE = Path(__file__).resolve().parent
 CLI = [sys.executable, "-m", "neuralcodec"]

@@ -64,6 +64,7 @@ def main():
     res = {"weights": wts.path.name, "size": a.size, "threads": a.threads,
            "import_s": {k: import_time(k, 3) for k in ("torch", "onnxruntime", "openvino")}, "parts": {}}
     runners = {}
+    scratch = tempfile.TemporaryDirectory()  # the graphs exported beside the bundle's, removed at the end
     import onnxruntime as ort
 
     try:
@@ -84,7 +85,8 @@ def main():
         runners["onnxruntime"] = (time.perf_counter() - t0,
                                   lambda s=s, f={**feeds, "t": t}, n=names: s.run(None, {k: v for k, v in f.items() if k in n})[0])
         if part == "synthesis":  # the dense polyphase form, exported beside the bundle's
-            dense = Path(tempfile.mkdtemp())
+            dense = Path(scratch.name) / "dense"
+            dense.mkdir()
             from neuralcodec.models import layers
 
             split, layers.SPLIT_CHANNELS = layers.SPLIT_CHANNELS, 1 << 30
@@ -95,7 +97,8 @@ def main():
             s2 = ort.InferenceSession(str(dense / "synthesis.onnx"), so, providers=["CPUExecutionProvider"])
             runners["onnxruntime-dense"] = (0.0, lambda s=s2, f={**feeds, "t": t}, n=names:
                                             s.run(None, {k: v for k, v in f.items() if k in n})[0])
-            early = Path(tempfile.mkdtemp())  # every pixel shuffle where its layer is (before 2026-12-08)
+            early = Path(scratch.name) / "early"  # every pixel shuffle where its layer is (before 2026-12-08)
+            early.mkdir()
             late, layers.LATE_SHUFFLES = layers.LATE_SHUFFLES, False
             try:
                 onnx_backend._export(model, ModelSpec.from_json((bundle / "spec.json").read_text()), early, False)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bytecode import compile_package
+from package_bytecode import compile_package
 
 HERE = Path(__file__).resolve().parent
 CLI = [sys.executable, "-m", "neuralcodec"]

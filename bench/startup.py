@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bytecode import compile_package
+from package_bytecode import compile_package
 
 HERE = Path(__file__).resolve().parent
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"

@@ -217,9 +217,13 @@ def decompress(data: bytes, *, settings: DecodeSettings | None = None, **options
     Options are the fields of :class:`DecodeSettings` (weights, device, max_pixels, perceptual, precision), as
     keywords or as one ``settings`` object. Without ``weights``, the shipped weights whose digest the file
     names are used; with ``perceptual``, their shipped GAN-fine-tuned decoder (same latents, sharper texture)."""
+    return _decompress(data, _settings(DecodeSettings, settings, options))[0]
+
+
+def _decompress(data: bytes, s: DecodeSettings) -> tuple[Image.Image, np.ndarray]:
+    """``decompress``, and the decoder's HxWx3 pixels the image was made from (its pixels where it is RGB)."""
     from neuralcodec.coding.entropy import EntropyError
 
-    s = _settings(DecodeSettings, settings, options)
     weights, perceptual = s.weights, s.perceptual
     c = read_container(data, s.max_pixels)
     h = c.header
@@ -249,7 +253,7 @@ def decompress(data: bytes, *, settings: DecodeSettings | None = None, **options
     for key, tag in METADATA_TAGS.items():  # carried as they came; unknown ancillary chunks are skipped
         if tag in c.chunks:
             img.info[key] = c.chunks[tag]
-    return img
+    return img, rgb
 
 
 def info(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
@@ -314,8 +318,8 @@ def decompress_file(src: Path, dst: Path, settings: DecodeSettings = DecodeSetti
     fmt = WRITE_FORMATS.get(suffix or ".png")
     if fmt is None:  # not every format Pillow writes keeps the image whole (ico resizes, dib drops alpha)
         raise ValueError(f"cannot write {suffix} images: name the output {', '.join(WRITE_FORMATS)}")
-    img = decompress(Path(src).read_bytes(), settings=settings)
-    data = _encoded(img, fmt)
+    img, rgb = _decompress(Path(src).read_bytes(), _settings(DecodeSettings, settings, {}))
+    data = _encoded(img, fmt, rgb if img.mode == "RGB" else None)
     write_atomic(dst, data)
     return Written(len(data), img.width * img.height)
 
@@ -334,17 +338,19 @@ def image_bytes(img: Image.Image, fmt: str = "png") -> bytes:
     return bytes(_encoded(img, WRITE_FORMATS[key]))
 
 
-def _encoded(img: Image.Image, fmt: str) -> bytes | memoryview:
-    """The bytes of ``img`` saved as ``fmt`` (a view of Pillow's buffer: no copy of a big file). A mode the
-    format cannot hold (CMYK as PNG, a palette as JPEG) is converted to RGB, or RGBA where there is alpha; alpha is
-    never dropped: a format without it is an error."""
+def _encoded(img: Image.Image, fmt: str, pixels: np.ndarray | None = None) -> bytes | memoryview:
+    """The bytes of ``img`` saved as ``fmt``: the PNG writer's (format/png.py) for a decoded photo, else a view of
+    Pillow's buffer (no copy of a big file either way). ``pixels``: ``img``'s own pixels as an array where the
+    caller has them (np.asarray(img) would copy them). A mode the format cannot hold (CMYK as PNG, a palette as
+    JPEG) is converted to RGB, or RGBA where there is alpha; alpha is never dropped: a format without it is an
+    error."""
     import io
 
     fallback = "RGBA" if "A" in img.getbands() else "RGB"
     if fmt == "PNG" and png.supported(img.mode, img.info):  # a decoded photo: written on every core
         from neuralcodec.settings import process_threads
 
-        return png.encode(np.asarray(img), threads=process_threads())
+        return png.encode(np.asarray(img) if pixels is None else pixels, threads=process_threads())
     if fallback == "RGBA" and fmt in NO_ALPHA_FORMATS:
         raise ValueError(f"{fmt} cannot hold this image's alpha channel: decode to png, webp or tif")
     extra = imaging.metadata_options(img.info, fmt)  # ICC, EXIF, XMP where the format holds them

@@ -233,7 +233,6 @@ class SubPixelConv(nn.ConvTranspose2d):
         self.weight = nn.Parameter(weight.reshape(cout * s * s, cin, size, size), requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias.repeat_interleave(s * s), requires_grad=False)
 
-
     def read_phases(self, r: int) -> None:
         """Take the ``r`` x ``r`` phases of the input (``Phases``) instead of the input itself: for each input
         phase one convolution straight to this layer's output phases at the phases' resolution, the sum of the
@@ -276,7 +275,10 @@ class SubPixelConv(nn.ConvTranspose2d):
             if x.scale != r or len(x) != r * r:
                 raise ValueError(f"{len(x)} phases of scale {x.scale} for a layer that reads {r} x {r}")
             wb = list(self.phase_input_params)
-            y = sum(_PaddedConv.apply(p, pad, w, b) for p, pad, w, b in zip(x, pads, wb[0::2], wb[1::2]))
+            parts = [_PaddedConv.apply(p, pad, w, b) for p, pad, w, b in zip(x, pads, wb[0::2], wb[1::2])]
+            y = parts[0]
+            for part in parts[1:]:
+                y = y + part
             return F.pixel_shuffle(y, r * self.scale)
         if self.split:
             if self.defer_shuffle:

@@ -1,6 +1,7 @@
 """The command line, through click's CliRunner."""
 
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -374,3 +375,48 @@ def test_messages_that_tell_the_truth(tmp_path, monkeypatch):
     with pytest.raises(ImageError, match="HxWxC"):
         neuralcodec.compress(np.zeros((8, 8, 5), np.uint8))
     assert neuralcodec.compress(np.zeros((16, 16, 1), np.uint8))  # one channel: gray
+
+
+def test_the_installed_entry_skips_teardown_only_after_a_conversion(tmp_path, monkeypatch):
+    """cli.main.entry: after compress or decompress, the exit handler it registered first (so it runs last) ends
+    the process with the command's status; after other commands, or where a handler came before it, or after an
+    uncaught Ctrl-C, the normal exit. (End to end, in a fresh process: tests/test_onnx.py.)"""
+    import types
+
+    from neuralcodec.cli import main as cli_main
+
+    handlers, exits, before = [], [], [0]
+    monkeypatch.setattr(cli_main, "atexit", types.SimpleNamespace(register=lambda f, *a: handlers.append((f, a)),
+                                                                  _ncallbacks=lambda: before[0]))
+    monkeypatch.setattr(cli_main, "os", types.SimpleNamespace(_exit=exits.append))
+    monkeypatch.setattr(cli_main, "_QUICK_EXIT", {"armed": False})
+
+    def run(*args):
+        handlers.clear()
+        exits.clear()
+        cli_main._QUICK_EXIT["armed"] = False
+        monkeypatch.setattr(sys, "argv", ["neuralcodec", *map(str, args)])
+        with pytest.raises(SystemExit) as e:
+            cli_main.entry()
+        for f, a in handlers:
+            f(*a)
+        return e.value.code
+
+    junk = tmp_path / "junk.nic"
+    junk.write_bytes(b"junk")
+    assert run("decompress", junk, "-o", tmp_path / "j.png", "--quiet") == 1 and exits == [1]
+    assert run("info", junk) == 1 and exits == []  # not a conversion: the normal exit
+    before[0] = 1  # a handler registered before entry's would be skipped: none registered, the normal exit
+    assert run("decompress", junk, "-o", tmp_path / "j.png", "--quiet") == 1 and not handlers and exits == []
+    before[0] = 0
+    monkeypatch.setattr(cli_main, "main", lambda: (cli_main._QUICK_EXIT.update(armed=True), _interrupt())[1])
+    handlers.clear()
+    with pytest.raises(KeyboardInterrupt):
+        cli_main.entry()
+    for f, a in handlers:
+        f(*a)
+    assert exits == []  # Python reports an uncaught Ctrl-C itself
+
+
+def _interrupt():
+    raise KeyboardInterrupt

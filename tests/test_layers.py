@@ -154,3 +154,44 @@ def test_a_late_shuffle_computes_the_transposed_convolutions(tmp_path):
                                torch.nn.ConvTranspose2d(20, 3, 5, 2, 2, 1))  # a 3x3 between: not pointwise
     late_shuffles(subpixel_deconvs(kept))
     assert not kept[0].defer_shuffle and kept[2].phase_input is None
+
+
+def test_the_export_falls_back_to_the_plain_synthesis_where_the_late_form_cannot_trace(tmp_path):
+    """A model whose own code between its layers does more than a product (here + 1) cannot carry the phases: its
+    synthesis graph is exported as it is, and computes what torch computes."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from neuralcodec.pipeline import onnx_backend
+
+    class Toy(torch.nn.Module):
+        def __init__(self, plus: float):
+            super().__init__()
+            self.g_s = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 16, 5, 2, 2, 1), torch.nn.LeakyReLU(),
+                                           torch.nn.ConvTranspose2d(16, 3, 5, 2, 2, 1))
+            self.plus = plus
+
+        def synthesis(self, y, t):
+            x = y
+            for layer in self.g_s:
+                x = layer(x) + self.plus if self.plus else layer(x)
+            return x
+
+    torch.manual_seed(3)
+    y = torch.randn(1, 4, 6, 5)
+    spec = SimpleNamespace(stride=4, levels=(SimpleNamespace(name="y", channels=4, downsampling=4, kind="gaussian"),),
+                           synthesis_levels=("y",), top_from=None)
+    for plus, shuffles in ((0.0, 1), (1.0, 2)):  # late: one shuffle by 4; plain: one by 2 per layer
+        toy = Toy(plus).eval()
+        out = tmp_path / str(plus)
+        out.mkdir()
+        onnx_backend._export(toy, spec, out, encoder=False)
+        ops = [n.op_type for n in onnx.load(str(out / "synthesis.onnx")).graph.node]
+        assert ops.count("DepthToSpace") == shuffles, (plus, ops)
+        got = ort.InferenceSession(str(out / "synthesis.onnx"), providers=["CPUExecutionProvider"]).run(
+            None, {"hat0": y.numpy()})[0]
+        with torch.no_grad():
+            assert np.abs(got - toy.synthesis(y, None).numpy()).max() < 1e-5, plus

@@ -110,6 +110,17 @@ def test_the_installed_command_ends_without_teardown_and_loses_nothing(tmp_path)
     assert info.returncode == 0 and json.loads(info.stdout)["width"] == 64
 
 
+def test_the_flagship_synthesis_leaves_its_last_big_shuffle_out():
+    """layers.late_shuffles on the shipped flagship: its last two size-doublings end in one shuffle by 4 (the
+    128-channel interleave at half the image's resolution never happens)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_backend.build(weights_io.load(None)) / "synthesis.onnx")).graph
+    blocks = sorted(onnx.helper.get_attribute_value(a) for n in graph.node if n.op_type == "DepthToSpace"
+                    for a in n.attribute if a.name == "blocksize")
+    assert blocks == [2, 2, 4]
+
+
 def test_a_spec_round_trips_through_json_for_every_shipped_weights():
     for name in sorted(set(catalog.shipped().values())):
         w = weights_io.load(name)

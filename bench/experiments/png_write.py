@@ -1,6 +1,7 @@
 """The decoder's PNG writer (codec/format/png.py) against Pillow's (level 3, as the decoder wrote before), on
-decoded Kodak images, alternating in one process: median time per image on 1 and 2 threads, the median of the
-per-image ratios, and bytes against Pillow's. Run it on a quiet machine.
+decoded Kodak images, alternating in one process: median time per image on 1 and 2 threads (and with the bands
+not primed with the window before them), the median of the per-image ratios, and bytes against Pillow's. Run it
+on a quiet machine.
 
     python bench/experiments/png_write.py [--images 8] [--quality 50] [--repeat 5]
 """
@@ -36,8 +37,16 @@ def pillow(x):
     return buf.getvalue()
 
 
+def unprimed(x):  # each band's deflate stream without the window before it
+    window, png.WINDOW = png.WINDOW, 1
+    try:
+        return png.encode(x, threads=2)
+    finally:
+        png.WINDOW = window
+
+
 arms = {"pillow level 3": pillow, "png.py 1 thread": lambda x: png.encode(x, threads=1),
-        "png.py 2 threads": lambda x: png.encode(x, threads=2)}
+        "png.py 2 threads": lambda x: png.encode(x, threads=2), "png.py 2 threads, bands unprimed": unprimed}
 times = {k: [] for k in arms}
 size = {k: 0 for k in arms}
 for x in decoded:

@@ -41,14 +41,15 @@ def entry() -> None:
     """The `neuralcodec` command as installed (console script, `python -m neuralcodec`): ``main()``, and after a
     compress or decompress call the process ends without tearing the interpreter down.
 
-    Python's teardown frees every module, array and ONNX Runtime session one by one: 0.066 s of a 1.25 s
-    decompress call (median of 9 alternating pairs, kodim05, bench/README.md). A conversion has closed and renamed
-    everything it wrote by then (``fileio.write_atomic``), so the exit after the other atexit handlers (the
-    threads' joins and those of any library, Ray's included, registered after this one) only skips freeing
-    memory. Other commands (train, eval) keep the normal exit, and so does a process where something registered
-    an exit handler before this one (it would be skipped)."""
+    Python's teardown frees every module, array and ONNX Runtime session one by one: 0.07-0.08 s of a 1.1-1.25 s
+    decompress call (bench/README.md, "The teardown"). By then a conversion has closed and renamed everything it
+    wrote (``fileio.write_atomic``), the interpreter has joined its threads, and the exit handlers registered after
+    this one (any library's, Ray's included) have run: exit handlers run last in, first out, and this one is
+    registered first, so skipping the rest only skips freeing memory. Other commands (train, eval) keep the normal
+    exit; so does a process where something registered an exit handler before this one (it would be skipped), and
+    one that an uncaught Ctrl-C ends (Python reports it as a SIGINT)."""
     state = {"code": 1}
-    if _atexit_handlers() == 0:  # every later handler runs before this one (last in, first out)
+    if _atexit_handlers() == 0:
         atexit.register(_exit_now, state)
     try:
         main()
@@ -57,7 +58,7 @@ def entry() -> None:
         state["code"] = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         raise
     except KeyboardInterrupt:
-        state["code"] = 130
+        _QUICK_EXIT["armed"] = False
         raise
 
 

@@ -2,12 +2,15 @@
 
 A decoded Kodak image took Pillow 0.06-0.09 s to write as PNG (zlib level 3 on one core: its adaptive row
 filters, then deflate), 7-9 % of a one-image `neuralcodec decompress` call. This writer filters every row with
-PNG's Paeth predictor in numpy and deflates the rows in as many bands as it has threads, each band on its own
-thread and closed with a sync flush, so the bands join into one zlib stream (as pigz does). Measured on decoded
-Kodak images (bench/README.md, "PNG write"): about half Pillow's time on two threads, at 1.00x its bytes.
+PNG's Paeth predictor in numpy and deflates the rows in bands of about BAND_BYTES, spread over threads: each band
+is its own deflate stream primed with the 32 KiB of filtered bytes before it and closed with a sync flush, so the
+bands join into one zlib stream that compresses as one would (as pigz does). The bands depend on the image only,
+so the file's bytes do not depend on the number of threads. Measured on decoded Kodak images (bench/README.md,
+"PNG write", `python bench/experiments/png_write.py`): about half Pillow's time on two threads, at 1.00x its
+bytes.
 
 Only what a decoder writes goes through it: 8-bit L, RGB or RGBA images without metadata (``supported``); the
-rest (ICC profiles, EXIF, XMP, other modes) is Pillow's. Any PNG reader reads the files.
+rest (ICC profiles, EXIF, XMP, transparency, other modes) is Pillow's. Any PNG reader reads the files.
 """
 
 from __future__ import annotations
@@ -19,16 +22,17 @@ import zlib
 import numpy as np
 
 COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, truecolour, truecolour with alpha)
-CHUNK_BYTES = 1 << 20  # raw bytes filtered and deflated at a time in a band: bounded temporaries on big images
+BAND_BYTES = 1 << 18  # filtered bytes per band (whole rows): a Kodak image is 5 bands, an 8192^2 RGB one 820
+WINDOW = 1 << 15  # deflate's window: each band is primed with this much of the bytes before it
 IDAT_BYTES = 1 << 30  # largest IDAT chunk written (the format allows 2^31 - 1)
 LEVEL = 3  # zlib level: Pillow's level 3 wrote Kodak in 0.06 s at 1.4 % more bytes than its default 6 in 0.13 s
 ZLIB_HEADER = {1: b"\x78\x01", 2: b"\x78\x5e", 3: b"\x78\x5e", 4: b"\x78\x5e", 5: b"\x78\x5e", 6: b"\x78\x9c"}
+PILLOW_WRITES = ("icc_profile", "exif", "xmp", "XML:com.adobe.xmp", "transparency", "dpi", "gamma")  # from info
 
 
 def supported(mode: str, info: dict) -> bool:
     """Whether ``encode`` writes an image of Pillow mode ``mode`` with ``info`` whole (else use Pillow)."""
-    return mode in ("L", "RGB", "RGBA") and not any(k in info for k in ("icc_profile", "exif", "xmp", "XML:com.adobe.xmp",
-                                                                         "dpi", "transparency", "gamma"))
+    return mode in ("L", "RGB", "RGBA") and not any(k in info for k in PILLOW_WRITES)
 
 
 def _filtered(image: np.ndarray, channels: int, r0: int, r1: int) -> bytes:
@@ -51,21 +55,18 @@ def _filtered(image: np.ndarray, channels: int, r0: int, r1: int) -> bytes:
     return out.tobytes()
 
 
-def _band(image: np.ndarray, channels: int, r0: int, r1: int, last: bool, level: int, out: list, i: int) -> None:
-    """Filter and deflate rows r0..r1 into ``out[i]``: (the raw deflate pieces, ending in a sync flush, or in the
-    stream's end for the ``last`` band; the adler32 of the band's filtered bytes; their length)."""
-    try:
-        z = zlib.compressobj(level, zlib.DEFLATED, -15)
-        rows = max(1, CHUNK_BYTES // (image.shape[1] + 1))
-        parts, check, length = [], 1, 0
-        for a in range(r0, r1, rows):
-            raw = _filtered(image, channels, a, min(r1, a + rows))
-            parts.append(z.compress(raw))
-            check, length = zlib.adler32(raw, check), length + len(raw)
-        parts.append(z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH))
-        out[i] = ([p for p in parts if p], check, length)
-    except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-        out[i] = e
+def _band(image: np.ndarray, channels: int, r0: int, r1: int, last: bool, level: int) -> tuple[bytes, int, int]:
+    """Rows r0..r1 filtered and deflated: (raw deflate bytes ending in a sync flush, or in the stream's end for
+    the ``last`` band; the adler32 of the band's filtered bytes; their length). The deflate stream starts from the
+    WINDOW filtered bytes before r0, as the one stream through all rows would have them."""
+    zdict = b""
+    if r0 > 0:
+        before = -(-WINDOW // (image.shape[1] + 1))  # rows holding the window
+        zdict = _filtered(image, channels, max(0, r0 - before), r0)[-WINDOW:]
+    z = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=zdict) if zdict else zlib.compressobj(level, zlib.DEFLATED, -15)
+    raw = _filtered(image, channels, r0, r1)
+    data = z.compress(raw) + z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return data, zlib.adler32(raw), len(raw)
 
 
 def _combine(a: int, b: int, length_b: int) -> int:
@@ -88,7 +89,7 @@ def _chunk(kind: bytes, *pieces: bytes) -> list[bytes]:
 
 def encode(pixels: np.ndarray, level: int = LEVEL, threads: int = 1) -> bytes:
     """The PNG file of ``pixels`` (H, W) or (H, W, C) uint8 with C = 1, 3 or 4, deflated at zlib ``level``
-    (1-6) in ``threads`` bands of rows at once.
+    (1-6), its bands of rows on up to ``threads`` threads (the same bytes on any number).
 
     >>> import io; from PIL import Image
     >>> a = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
@@ -97,22 +98,30 @@ def encode(pixels: np.ndarray, level: int = LEVEL, threads: int = 1) -> bytes:
     """
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in COLOUR_TYPES):
         raise ValueError(f"a PNG of (H, W[, 1|3|4]) uint8 pixels, not {pixels.dtype} {pixels.shape}")
-    if level not in ZLIB_HEADER:
-        raise ValueError(f"zlib level 1-6, not {level}")
+    if type(level) is not int or level not in ZLIB_HEADER:
+        raise ValueError(f"zlib level 1-6, not {level!r}")
     h, w = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     if h < 1 or w < 1 or h >= 2**31 or w >= 2**31:
         raise ValueError(f"a PNG is 1 to 2^31 - 1 pixels a side, not {w}x{h}")
     image = np.ascontiguousarray(pixels).reshape(h, w * channels)
-    bands = max(1, min(int(threads), h, -(-h * w * channels // CHUNK_BYTES)))  # no thread for a small image
-    cuts = [h * i // bands for i in range(bands + 1)]
-    out: list = [None] * bands
-    workers = [threading.Thread(target=_band, args=(image, channels, cuts[i], cuts[i + 1], i == bands - 1, level,
-                                                     out, i), daemon=True) for i in range(1, bands)]
-    for t in workers:
+    rows = max(1, BAND_BYTES // (w * channels + 1))
+    starts = list(range(0, h, rows))
+    out: list = [None] * len(starts)
+
+    def work(first: int) -> None:
+        try:
+            for i in range(first, len(starts), workers):
+                out[i] = _band(image, channels, starts[i], min(h, starts[i] + rows), i == len(starts) - 1, level)
+        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread below
+            out[first] = e
+
+    workers = max(1, min(int(threads), len(starts)))
+    helpers = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(1, workers)]
+    for t in helpers:
         t.start()
-    _band(image, channels, cuts[0], cuts[1], bands == 1, level, out, 0)
-    for t in workers:
+    work(0)
+    for t in helpers:
         t.join()
     for r in out:
         if isinstance(r, BaseException):
@@ -120,9 +129,9 @@ def encode(pixels: np.ndarray, level: int = LEVEL, threads: int = 1) -> bytes:
     check = out[0][1]
     for _, c, n in out[1:]:
         check = _combine(check, c, n)
-    stream = [ZLIB_HEADER[level], *(p for parts, _, _ in out for p in parts), struct.pack(">I", check)]
+    stream = [ZLIB_HEADER[level], *(d for d, _, _ in out if d), struct.pack(">I", check)]
     pieces = [b"\x89PNG\r\n\x1a\n"] + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, COLOUR_TYPES[channels], 0, 0, 0))
-    run, size = [], 0  # the stream's pieces (each under 2 MB) in IDAT chunks of at most IDAT_BYTES
+    run, size = [], 0  # the stream's pieces (a band's deflate bytes each) in IDAT chunks of at most IDAT_BYTES
     for p in stream:
         if run and size + len(p) > IDAT_BYTES:
             pieces += _chunk(b"IDAT", *run)

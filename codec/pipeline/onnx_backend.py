@@ -220,8 +220,7 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
     from neuralcodec.models.layers import late_shuffles, subpixel_deconvs
 
     model = subpixel_deconvs(copy.deepcopy(model))  # transposed convolutions as convolutions + pixel shuffles
-    plain = model
-    model = late_shuffles(copy.deepcopy(model))  # and the last big shuffle left out where it can be (the synthesis)
+    late = late_shuffles(copy.deepcopy(model))  # and the last big shuffle left out where it can be (the synthesis)
 
     class Method(torch.nn.Module):
         """One of a model's methods as a module: one graph each."""
@@ -232,7 +231,7 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
 
         def forward(self, *args):
             out = getattr(self.m, self.name)(*args)
-            return tuple(out) if isinstance(out, list) else out
+            return tuple(out) if type(out) is list else out  # a list of levels (not the phases of an image)
 
     px = 4 * spec.stride  # traced at 4x4 of the coarsest latents; dynamic in batch, height and width
     x = torch.rand(1, 3, px, px)
@@ -245,29 +244,43 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
         hats = [torch.randint(0, 2, s).float() if levels[n].kind == "categorical" else torch.randn(s)
                 for n, s in zip(spec.synthesis_levels, shapes)]
     dyn = {0: "n", 2: "h", 3: "w"}
-    synthesis = Method("synthesis")
-    try:
-        with torch.no_grad():
-            synthesis(*hats, t)
-    except (TypeError, AttributeError, ValueError, RuntimeError):  # the model's own code between its layers
-        synthesis = Method("synthesis", plain)  # does more than a product (layers.late_shuffles)
-    jobs = [("synthesis", synthesis, (*hats, t), [f"hat{i}" for i in range(len(hats))], ["x"])]
+    # each graph from the first of its forms that traces: the synthesis with its last big shuffle left out, else (a
+    # model whose own code between its layers does more than a product) as it is; _check then compares with torch
+    jobs = [("synthesis", [Method("synthesis", late), Method("synthesis")], (*hats, t),
+             [f"hat{i}" for i in range(len(hats))], ["x"])]
     for band in analysis_bands(spec) if encoder else ():  # each analysis as graphs of its own: a model of one band each
         view = model.band_view(band) if spec.top_from is not None else model
-        jobs.append((graph_name("analysis", band), Method("analysis", view), (x, t), ["x"], ["y"]))
+        jobs.append((graph_name("analysis", band), [Method("analysis", view)], (x, t), ["x"], ["y"]))
         if len(spec.levels) > 1:
             n_up = len(spec.levels) - 1
-            jobs.append((graph_name("upper", band), Method("upper_levels", view), (y, t), ["y"],
+            jobs.append((graph_name("upper", band), [Method("upper_levels", view)], (y, t), ["y"],
                          [f"u{i}" for i in range(n_up)]))
-    import warnings
-
-    for name, module, args, inputs, outputs in jobs:
+    for name, forms, args, inputs, outputs in jobs:
         axes = {k: dyn for k in inputs + outputs}
         axes["t"] = {0: "n"}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module.eval(), args, str(out / f"{name}.onnx"), dynamo=False, opset_version=OPSET,
-                              input_names=inputs + ["t"], output_names=outputs, dynamic_axes=axes)
+        for module in forms:
+            try:
+                _export_graph(module, args, out / f"{name}.onnx", inputs + ["t"], outputs, axes)
+                break
+            except Exception:  # noqa: BLE001 - the next form; the last one's error is the build's
+                if module is forms[-1]:
+                    raise
+
+
+def _export_graph(module, args, path: Path, inputs: list[str], outputs: list[str], axes: dict) -> None:
+    """``module``'s graph to ``path``, if what it computes for ``args`` is one tensor per output."""
+    import warnings
+
+    import torch
+
+    with torch.no_grad():
+        out = module(*args)
+    if not all(isinstance(o, torch.Tensor) for o in (out if isinstance(out, tuple) else (out,))):
+        raise TypeError(f"{path.stem}: a traced form gave {type(out).__name__}, not tensors")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), args, str(path), dynamo=False, opset_version=OPSET, input_names=inputs,
+                          output_names=outputs, dynamic_axes=axes)
 
 
 def _check(model, spec: ModelSpec, directory: Path, encoder: bool) -> None:
