@@ -6,7 +6,8 @@ Part 1, whole calls: `neuralcodec --help`, `import torch`, `import onnxruntime`,
 `decompress` of one Kodak image on each backend (the ONNX bundle already built: what every call after the first
 pays). Part 2, the phases of one call, timed inside a fresh process that does what the CLI does, step by step:
 imports, weights load (safetensors + digest), codec build (ONNX sessions or the torch model), then for a
-decode the entropy decoding (integer hyper-synthesis and range decoding), the synthesis, the PNG write; for an
+decode the entropy decoding (integer hyper-synthesis and range decoding), the synthesis, the grid filters, the PNG
+encode, the file write; for an
 encode the image read, the analysis, the levels above y and their quantization, the range coding, the write.
 Writes bench/results/startup.json. Run it on a quiet machine.
 """
@@ -56,8 +57,18 @@ if direction == "decompress":
     rgb = codec.transforms.synthesis(hats, codec.t(c.header.rate), c.header.height, c.header.width,
                                      codec.geometry_of(c.header))
     mark("synthesis")
-    Image.fromarray(rgb).save(dst)
-    mark("PNG write")
+    from neuralcodec.pipeline import deblock
+    from neuralcodec.settings import process_threads
+    if c.header.ramp:  # as Codec.decode
+        deblock.ramp(rgb, codec.grid, threads=process_threads())
+    if c.header.deblock:
+        deblock.deblock(rgb, codec.grid, *deblock.thresholds(c.header.rate), threads=process_threads())
+    mark("filters (ramp, deblocking)")
+    data = api._encoded(Image.fromarray(rgb), "PNG", rgb)  # as decompress_file
+    mark("PNG encode")
+    from neuralcodec.format.fileio import write_atomic
+    write_atomic(dst, data)
+    mark("file write")
 else:
     from neuralcodec.format import imaging
     from neuralcodec.rate import rate_of_quality
