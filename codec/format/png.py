@@ -6,7 +6,7 @@ PNG's Paeth predictor in numpy and deflates the rows in bands of about BAND_BYTE
 is its own deflate stream primed with the 32 KiB of filtered bytes before it and closed with a sync flush, so the
 bands join into one zlib stream that compresses as one would (as pigz does). The bands depend on the image only,
 so the file's bytes do not depend on the number of threads. Measured on decoded Kodak images (bench/README.md,
-"PNG write", `python bench/experiments/png_write.py`): about half Pillow's time on two threads, at 1.00x its
+"The end of a decode", `python bench/experiments/decode_tail.py`): about half Pillow's time on two threads, at 1.00x its
 bytes.
 
 Only what a decoder writes goes through it: 8-bit L, RGB or RGBA images without metadata (``supported``); the
