@@ -1,7 +1,7 @@
 """Inference runtimes for the CPU backend, side by side on the same ONNX graphs (issue 23): torch (eager, the
 model itself), ONNX Runtime's CPU provider, and OpenVINO (if installed), alternating in one run.
 
-    python bench/runtimes.py [--weights flagship] [--size 512x768] [--repeat 5] [--threads 2]
+    python bench/runtimes.py [--weights flagship] [--size 512x768] [--repeat 5] [--threads 2] [--profile]
 
 For the analysis and the synthesis of the weights' bundle (built if needed): import time of each runtime (fresh
 process), graph load/compile time, median run time on a Kodak-size input, and the largest difference from
@@ -37,12 +37,43 @@ def import_time(module: str, repeat: int) -> float | None:
         return None
 
 
+def profile(label: str, path: Path, feeds: dict, threads: int, repeat: int) -> None:
+    """ONNX Runtime's profile of ``repeat`` runs of the graph at ``path`` (the first run, with its allocations,
+    among them: a session profiles from its start): time by operator type, and the slowest nodes."""
+    import collections
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "runtimes-profile")
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = {i.name for i in s.get_inputs()}
+    for _ in range(repeat):
+        s.run(None, {k: v for k, v in feeds.items() if k in names})
+    trace = Path(s.end_profiling())
+    events = [e for e in json.loads(trace.read_text()) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    trace.unlink()
+    by_op, by_node = collections.Counter(), collections.Counter()
+    for e in events:
+        by_op[e["args"]["op_name"]] += e["dur"]
+        by_node[e["name"].removesuffix("_kernel_time")] += e["dur"]
+    total = sum(by_op.values())
+    print(f"\n{label} synthesis, ONNX Runtime's profile ({repeat} runs, ms per run):")
+    print(", ".join(f"{op} {d / repeat / 1e3:.1f} ({100 * d / total:.1f} %)" for op, d in by_op.most_common(8)))
+    print("slowest nodes: " + ", ".join(f"{n} {d / repeat / 1e3:.1f}" for n, d in by_node.most_common(5)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--size", default="512x768")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--profile", action="store_true",
+                    help="also ONNX Runtime's own profile of the synthesis graphs: each operator type's share of "
+                         "the time over --repeat runs, and the five slowest nodes")
     a = ap.parse_args()
     h, w = map(int, a.size.split("x"))
     import torch
@@ -133,6 +164,10 @@ def main():
         res["parts"][part] = row
         print(part, json.dumps(row), flush=True)
     print("imports", res["import_s"])
+    if a.profile:
+        graphs = {"bundle": bundle / "synthesis.onnx", "early shuffle": Path(scratch.name) / "early" / "synthesis.onnx"}
+        for label, path in graphs.items():
+            profile(label, path, {**inputs["synthesis"], "t": t}, a.threads, a.repeat)
     out = HERE / "results" / "runtimes.json"
     out.write_text(json.dumps(res, indent=1) + "\n")
 
