@@ -322,7 +322,8 @@ def late_shuffles(module: nn.Module) -> nn.Module:
     pointwise layers lead to a one-convolution SubPixelConv (the flagship's last two size-doublings): the layers
     between run on each phase and the last reads the phases (``Phases``). In the flagship's synthesis on ONNX
     Runtime the interleaving of 128 channels at half the image's resolution (a DepthToSpace of 50 MB on a Kodak
-    image, single-threaded, plus its Concat and layout reorders) was a quarter of the time (bench/README.md).
+    image, single-threaded) was 19 % of the time and its Concat and layout reorders another 9 %; without them the
+    synthesis runs 1.36-1.39x faster (``python bench/runtimes.py --profile``, bench/README.md).
     In place; a model whose own code between its layers does more than a product cannot trace it (export falls
     back to the plain form). ``LATE_SHUFFLES = False`` leaves every module as it is (bench/runtimes.py's A/B)."""
     if not LATE_SHUFFLES:
