@@ -37,7 +37,7 @@ def import_time(module: str, repeat: int) -> float | None:
         return None
 
 
-def profile(label: str, path: Path, feeds: dict, threads: int, repeat: int) -> None:
+def profile(label: str, path: Path, feeds: dict, threads: int, repeat: int) -> dict:
     """ONNX Runtime's profile of ``repeat`` runs of the graph at ``path`` (the first run, with its allocations,
     among them: a session profiles from its start): time by operator type, and the slowest nodes."""
     import collections
@@ -63,6 +63,9 @@ def profile(label: str, path: Path, feeds: dict, threads: int, repeat: int) -> N
     print(f"\n{label} synthesis, ONNX Runtime's profile ({repeat} runs, ms per run):")
     print(", ".join(f"{op} {d / repeat / 1e3:.1f} ({100 * d / total:.1f} %)" for op, d in by_op.most_common(8)))
     print("slowest nodes: " + ", ".join(f"{n} {d / repeat / 1e3:.1f}" for n, d in by_node.most_common(5)))
+    return {"ms_per_run_by_op": {op: round(d / repeat / 1e3, 1) for op, d in by_op.most_common()},
+            "share_by_op": {op: round(d / total, 3) for op, d in by_op.most_common()},
+            "slowest_nodes_ms": {n: round(d / repeat / 1e3, 1) for n, d in by_node.most_common(5)}}
 
 
 def main():
@@ -166,8 +169,8 @@ def main():
     print("imports", res["import_s"])
     if a.profile:
         graphs = {"bundle": bundle / "synthesis.onnx", "early shuffle": Path(scratch.name) / "early" / "synthesis.onnx"}
-        for label, path in graphs.items():
-            profile(label, path, {**inputs["synthesis"], "t": t}, a.threads, a.repeat)
+        res["synthesis_profile"] = {label: profile(label, path, {**inputs["synthesis"], "t": t}, a.threads, a.repeat)
+                                    for label, path in graphs.items()}
     out = HERE / "results" / "runtimes.json"
     out.write_text(json.dumps(res, indent=1) + "\n")
 

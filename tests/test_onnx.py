@@ -108,6 +108,9 @@ def test_the_installed_command_ends_without_teardown_and_loses_nothing(tmp_path)
     assert cli("decompress", tmp_path / "missing.nic").returncode == 2  # a usage error
     info = cli("info", tmp_path / "a.nic", "--json")  # not a conversion: the normal exit
     assert info.returncode == 0 and json.loads(info.stdout)["width"] == 64
+    code = "import atexit, neuralcodec.cli.main; print(atexit._ncallbacks())"  # what entry finds: no handler
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=60)
+    assert out.stdout.split() == ["0"], out.stderr  # before its own (else the fast exit is silently off)
 
 
 def test_the_flagship_synthesis_leaves_its_last_big_shuffle_out():
@@ -119,6 +122,28 @@ def test_the_flagship_synthesis_leaves_its_last_big_shuffle_out():
     blocks = sorted(onnx.helper.get_attribute_value(a) for n in graph.node if n.op_type == "DepthToSpace"
                     for a in n.attribute if a.name == "blocksize")
     assert blocks == [2, 2, 4]
+
+
+def test_a_late_shuffle_that_disagrees_with_torch_falls_back_to_the_plain_synthesis(tmp_path, monkeypatch):
+    """A late-shuffle synthesis that traces but computes otherwise (here: its last layer's bias moved) fails the
+    build's check against torch; the bundle is then built with the plain synthesis, not refused."""
+    import onnx
+
+    from neuralcodec.models import layers
+
+    real = layers.late_shuffles
+
+    def broken(module):
+        real(module)
+        for m in module.modules():
+            if isinstance(m, layers.SubPixelConv) and m.phase_input is not None:
+                m.phase_input_params[1].data += 0.5
+        return module
+
+    monkeypatch.setattr(layers, "late_shuffles", broken)
+    target = onnx_backend.build(weights_io.load(None), tmp_path / "bundle")
+    graph = onnx.load(str(target / "synthesis.onnx")).graph
+    assert [n.op_type for n in graph.node].count("DepthToSpace") == 4  # a shuffle by 2 after each layer
 
 
 def test_a_spec_round_trips_through_json_for_every_shipped_weights():

@@ -8,8 +8,8 @@ alternating fresh processes: `python -m neuralcodec ARGS` as shipped, then
 - huge pages: glibc's malloc asked for transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which only
   the environment of a new process can set: the command would have to re-execute itself to use it).
 
-Reports the median wall time of each arm, the median of the per-pair differences (arm minus installed) and the
-peak RSS. Run it on a quiet machine.
+Reports the median wall time of each arm, the median of the per-pair differences (arm minus installed: the
+figure to quote, each pair ran back to back) and the peak RSS. Run it on a quiet machine.
 
     python bench/experiments/call_overheads.py [--pairs 9] [--image ../shared/data/kodak/kodim05.png]
 """
@@ -65,7 +65,7 @@ with tempfile.TemporaryDirectory() as tmp:
             "installed": (installed, None, False),
             "teardown": ([sys.executable, "-c", "import sys; from neuralcodec.cli.main import main; "
                           "sys.argv[0] = 'neuralcodec'; main()", *args], None, False),
-            "source": (installed, None, True),
+            "source": (installed, {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, True),  # compiled, not written
             "huge pages": (installed, {**os.environ, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, False),
         }
         times = {k: [] for k in arms}

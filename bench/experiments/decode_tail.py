@@ -70,9 +70,10 @@ def table(arms, inputs, sized):
                 t0 = time.perf_counter()
                 out = f(i, x)
                 per[k].append(time.perf_counter() - t0)
+                if sized and _ == 0:
+                    size[k] += len(out)
         for k in arms:
             times[k].append(statistics.median(per[k]))
-            size[k] += len(out) if sized else 0
     base = next(iter(arms))
     for k in arms:
         ratio = statistics.median(t / b for t, b in zip(times[k], times[base]))

@@ -46,8 +46,8 @@ def entry() -> None:
     wrote (``fileio.write_atomic``), the interpreter has joined its threads, and the exit handlers registered after
     this one (any library's, Ray's included) have run: exit handlers run last in, first out, and this one is
     registered first, so skipping the rest only skips freeing memory. Other commands (train, eval) keep the normal
-    exit; so does a process where something registered an exit handler before this one (it would be skipped), and
-    one that an uncaught Ctrl-C ends (Python reports it as a SIGINT)."""
+    exit; so does a process where something registered an exit handler before this one (it would be skipped). A
+    Ctrl-C during a conversion ends it with status 130, as before; one that escapes the command is left to Python."""
     state = {"code": 1}
     if _atexit_handlers() == 0:
         atexit.register(_exit_now, state)

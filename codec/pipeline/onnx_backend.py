@@ -179,9 +179,13 @@ def _build(weights, target: Path) -> Path:
     except OSError as e:  # a read-only or odd cache: this process stays on torch
         raise BackendError(f"cannot write the ONNX cache {target.parent}: {e}") from None
     try:
-        _export(model, spec, tmp, encoder=not weights.decoder_only)
         (tmp / "spec.json").write_text(spec.to_json())
-        _check(model, spec, tmp, encoder=not weights.decoder_only)
+        try:
+            _export(model, spec, tmp, encoder=not weights.decoder_only)
+            _check(model, spec, tmp, encoder=not weights.decoder_only)
+        except BackendError:  # the late-shuffle synthesis traced but disagrees with torch: the plain form
+            _export(model, spec, tmp, encoder=not weights.decoder_only, late=False)
+            _check(model, spec, tmp, encoder=not weights.decoder_only)
         try:
             os.rename(tmp, target)
         except OSError:  # another process built it first
@@ -212,7 +216,9 @@ def graph_name(name: str, band: int) -> str:
     return name if band == 0 else f"{name}_top"
 
 
-def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
+def _export(model, spec: ModelSpec, out: Path, encoder: bool, late: bool = True) -> None:
+    """The bundle's graphs of ``model`` into ``out``; the synthesis with its last big shuffle left out where it
+    traces (``late``: layers.late_shuffles), else as it is."""
     import copy
 
     import torch
@@ -220,7 +226,8 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
     from neuralcodec.models.layers import late_shuffles, subpixel_deconvs
 
     model = subpixel_deconvs(copy.deepcopy(model))  # transposed convolutions as convolutions + pixel shuffles
-    late = late_shuffles(copy.deepcopy(model))  # and the last big shuffle left out where it can be (the synthesis)
+    late_form = late_shuffles(copy.deepcopy(model)) if late else None  # and the last big shuffle left out where it
+    # can be (the synthesis)
 
     class Method(torch.nn.Module):
         """One of a model's methods as a module: one graph each."""
@@ -246,7 +253,7 @@ def _export(model, spec: ModelSpec, out: Path, encoder: bool) -> None:
     dyn = {0: "n", 2: "h", 3: "w"}
     # each graph from the first of its forms that traces: the synthesis with its last big shuffle left out, else (a
     # model whose own code between its layers does more than a product) as it is; _check then compares with torch
-    jobs = [("synthesis", [Method("synthesis", late), Method("synthesis")], (*hats, t),
+    jobs = [("synthesis", ([Method("synthesis", late_form)] if late else []) + [Method("synthesis")], (*hats, t),
              [f"hat{i}" for i in range(len(hats))], ["x"])]
     for band in analysis_bands(spec) if encoder else ():  # each analysis as graphs of its own: a model of one band each
         view = model.band_view(band) if spec.top_from is not None else model
