@@ -41,8 +41,8 @@ def entry() -> None:
     """The `neuralcodec` command as installed (console script, `python -m neuralcodec`): ``main()``, and after a
     compress or decompress call the process ends without tearing the interpreter down.
 
-    Python's teardown frees every module, array and ONNX Runtime session one by one: 0.075 s of a 0.96 s decompress
-    call, 0.061 s of a compress (kodim05; ``python bench/experiments/call_overheads.py``). By then a conversion has closed and renamed everything it
+    Python's teardown frees every module, array and ONNX Runtime session one by one: 0.01-0.03 s of a decompress
+    call, 0.06-0.08 s of a compress (kodim05, two runs of ``python bench/experiments/call_overheads.py``). By then a conversion has closed and renamed everything it
     wrote (``fileio.write_atomic``), the interpreter has joined its threads, and the exit handlers registered after
     this one (any library's, Ray's included) have run: exit handlers run last in, first out, and this one is
     registered first, so skipping the rest only skips freeing memory. Other commands (train, eval) keep the normal
