@@ -118,29 +118,27 @@ def main():
         names = {i.name for i in s.get_inputs()}
         runners["onnxruntime"] = (time.perf_counter() - t0,
                                   lambda s=s, f={**feeds, "t": t}, n=names: s.run(None, {k: v for k, v in f.items() if k in n})[0])
-        if part == "synthesis":  # the dense polyphase form, exported beside the bundle's
-            dense = Path(scratch.name) / "dense"
-            dense.mkdir()
+        if part == "synthesis":  # the synthesis as exported before, beside the bundle's
             from neuralcodec.models import layers
 
-            split, layers.SPLIT_CHANNELS = layers.SPLIT_CHANNELS, 1 << 30
-            try:
-                onnx_backend._export(model, ModelSpec.from_json((bundle / "spec.json").read_text()), dense, False)
-            finally:
-                layers.SPLIT_CHANNELS = split
-            s2 = ort.InferenceSession(str(dense / "synthesis.onnx"), so, providers=["CPUExecutionProvider"])
-            runners["onnxruntime-dense"] = (0.0, lambda s=s2, f={**feeds, "t": t}, n=names:
-                                            s.run(None, {k: v for k, v in f.items() if k in n})[0])
-            early = Path(scratch.name) / "early"  # every pixel shuffle where its layer is (before 2026-12-08)
-            early.mkdir()
-            late, layers.LATE_SHUFFLES = layers.LATE_SHUFFLES, False
-            try:
-                onnx_backend._export(model, ModelSpec.from_json((bundle / "spec.json").read_text()), early, False)
-            finally:
-                layers.LATE_SHUFFLES = late
-            s3 = ort.InferenceSession(str(early / "synthesis.onnx"), so, providers=["CPUExecutionProvider"])
-            runners["onnxruntime-early-shuffle"] = (0.0, lambda s=s3, f={**feeds, "t": t}, n=names:
-                                                    s.run(None, {k: v for k, v in f.items() if k in n})[0])
+            spec_ = ModelSpec.from_json((bundle / "spec.json").read_text())
+
+            def dense(out):  # before 2026-12-06: one convolution to all four phases of each transposed convolution
+                split, layers.SPLIT_CHANNELS = layers.SPLIT_CHANNELS, 1 << 30
+                try:
+                    onnx_backend._export(model, spec_, out, False)
+                finally:
+                    layers.SPLIT_CHANNELS = split
+
+            for label, export in (("onnxruntime-dense", dense),  # before 2026-12-08: each shuffle where its layer is
+                                  ("onnxruntime-early-shuffle", lambda out: onnx_backend._export(model, spec_, out, False,
+                                                                                                  late=False))):
+                out = Path(scratch.name) / label
+                out.mkdir()
+                export(out)
+                s2 = ort.InferenceSession(str(out / "synthesis.onnx"), so, providers=["CPUExecutionProvider"])
+                runners[label] = (0.0, lambda s=s2, f={**feeds, "t": t}, n=names:
+                                  s.run(None, {k: v for k, v in f.items() if k in n})[0])
         if ov is not None:
             t0 = time.perf_counter()
             c = ov.Core().compile_model(ov.Core().read_model(path), "CPU", {
@@ -168,7 +166,7 @@ def main():
         print(part, json.dumps(row), flush=True)
     print("imports", res["import_s"])
     if a.profile:
-        graphs = {"bundle": bundle / "synthesis.onnx", "early shuffle": Path(scratch.name) / "early" / "synthesis.onnx"}
+        graphs = {"bundle": bundle / "synthesis.onnx", "early shuffle": Path(scratch.name) / "onnxruntime-early-shuffle" / "synthesis.onnx"}
         res["synthesis_profile"] = {label: profile(label, path, {**inputs["synthesis"], "t": t}, a.threads, a.repeat)
                                     for label, path in graphs.items()}
     out = HERE / "results" / "runtimes.json"

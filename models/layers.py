@@ -306,9 +306,6 @@ def subpixel_deconvs(module: nn.Module) -> nn.Module:
     return module
 
 
-LATE_SHUFFLES = True  # late_shuffles rewrites (off only for a benchmark's A/B)
-
-
 def _pointwise(m: nn.Module) -> bool:
     """Whether ``m`` maps each pixel on its own (so it may run on the phases of an image instead)."""
     if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Identity, PerPhase)) or type(m).__name__ == "GDN":
@@ -325,9 +322,7 @@ def late_shuffles(module: nn.Module) -> nn.Module:
     image, single-threaded) was 19 % of the time and its Concat and layout reorders another 9 %; without them the
     synthesis runs 1.36-1.39x faster (``python bench/runtimes.py --profile``, bench/README.md).
     In place; a model whose own code between its layers does more than a product cannot trace it (export falls
-    back to the plain form). ``LATE_SHUFFLES = False`` leaves every module as it is (bench/runtimes.py's A/B)."""
-    if not LATE_SHUFFLES:
-        return module
+    back to the plain form)."""
     for child in module.children():
         late_shuffles(child)
     if isinstance(module, (nn.Sequential, nn.ModuleList)):
