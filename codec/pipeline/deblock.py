@@ -134,6 +134,9 @@ def _pass(band: np.ndarray, cols: np.ndarray, alpha: int, beta: int, flat: int) 
     step = np.abs(p0 - q0).max(-1)[..., 0]
     near = np.concatenate([dev[:, :, HALF - 3:HALF], dev[:, :, HALF:HALF + 3]], 2).max(-1)  # p2, p1, q1, q2
     strong = (step < alpha) & (near < beta)  # smooth over three pixels
+    if not strong.any():
+        return
+    changed = strong.copy()  # the lines either filter rewrites: the only ones written back
     wide = strong & (dev.max(-1) < flat)  # and flat over seven (as AV1, the wide filter needs the narrow test too)
     strong &= ~wide
     for mask, w, shift in ((wide, WIDE, WIDE_SHIFT), (strong, STRONG, STRONG_SHIFT)):
@@ -144,7 +147,8 @@ def _pass(band: np.ndarray, cols: np.ndarray, alpha: int, beta: int, flat: int) 
             sums = w.astype(np.float32) @ sel.transpose(1, 0, 2).reshape(2 * HALF, 3 * k).astype(np.float32)
             out = np.floor((sums + (1 << (shift - 1))) * (1.0 / (1 << shift))).astype(np.int32)
             lines[mask] = out.reshape(2 * HALF, k, 3).transpose(1, 0, 2)
-    band[:, idx] = lines.astype(np.uint8)  # weighted means of uint8 values: within [0, 255]
+    rows, which = np.nonzero(changed)
+    band[rows[:, None], idx[which]] = lines[changed].astype(np.uint8)  # weighted means of uint8 values: in [0, 255]
 
 
 # The ramp filter (format version 6), before the deblocking filter: on smooth content a synthesis at low rates
