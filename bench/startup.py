@@ -57,12 +57,7 @@ if direction == "decompress":
     rgb = codec.transforms.synthesis(hats, codec.t(c.header.rate), c.header.height, c.header.width,
                                      codec.geometry_of(c.header))
     mark("synthesis")
-    from neuralcodec.pipeline import deblock
-    from neuralcodec.settings import process_threads
-    if c.header.ramp:  # as Codec.decode
-        deblock.ramp(rgb, codec.grid, threads=process_threads())
-    if c.header.deblock:
-        deblock.deblock(rgb, codec.grid, *deblock.thresholds(c.header.rate), threads=process_threads())
+    codec.filter(rgb, c.header)
     mark("filters (ramp, deblocking)")
     data = api._encoded(Image.fromarray(rgb), "PNG", rgb)  # as decompress_file
     mark("PNG encode")

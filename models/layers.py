@@ -107,20 +107,29 @@ def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose
 SPLIT_CHANNELS = 16  # output channels from which SubPixelConv runs one convolution per phase (below)
 
 
+def _padded_conv(x, pads, w, b):
+    """A stride-1 convolution with its own zero pads (top, left, bottom, right)."""
+    top, left, bottom, right = pads
+    return F.conv2d(F.pad(x, (left, right, top, bottom)), w, b)
+
+
+def _conv_node(g, x, pads, w, b):
+    """``_padded_conv`` as one ONNX Conv node with ``pads`` (no Pad node and its copy of the input)."""
+    kh, kw = w.type().sizes()[2:]
+    return g.op("Conv", x, w, b, kernel_shape_i=[kh, kw], pads_i=list(pads), strides_i=[1, 1], dilations_i=[1, 1],
+                group_i=1)
+
+
 class _PaddedConv(torch.autograd.Function):
-    """A convolution with its own (asymmetric) zero pads, exported as one ONNX Conv node with ``pads`` (no Pad
-    node and its copy of the input)."""
+    """``_padded_conv``, exported as ``_conv_node``."""
 
     @staticmethod
     def forward(ctx, x, pads, w, b):
-        top, left, bottom, right = pads
-        return F.conv2d(F.pad(x, (left, right, top, bottom)), w, b)
+        return _padded_conv(x, pads, w, b)
 
     @staticmethod
     def symbolic(g, x, pads, w, b):
-        kh, kw = w.type().sizes()[2:]
-        return g.op("Conv", x, w, b, kernel_shape_i=[kh, kw], pads_i=list(pads), strides_i=[1, 1],
-                    dilations_i=[1, 1], group_i=1)
+        return _conv_node(g, x, pads, w, b)
 
 
 class Phases(list):
@@ -161,19 +170,14 @@ class _PhaseShuffle(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, scale, pads, *wb):
-        outs = [F.conv2d(F.pad(x, (left, right, top, bottom)), w, b)
-                for (top, left, bottom, right), w, b in zip(pads, wb[0::2], wb[1::2])]
+        outs = [_padded_conv(x, pad, w, b) for pad, w, b in zip(pads, wb[0::2], wb[1::2])]
         n, c, h, w = outs[0].shape
         y = torch.stack(outs, 1).view(n, scale, scale, c, h, w)  # phase (row, column), channel
         return y.permute(0, 3, 4, 1, 5, 2).reshape(n, c, h * scale, w * scale)
 
     @staticmethod
     def symbolic(g, x, scale, pads, *wb):
-        outs = []
-        for (top, left, bottom, right), w, b in zip(pads, wb[0::2], wb[1::2]):
-            kh, kw = w.type().sizes()[2:]
-            outs.append(g.op("Conv", x, w, b, kernel_shape_i=[kh, kw], pads_i=[top, left, bottom, right],
-                             strides_i=[1, 1], dilations_i=[1, 1], group_i=1))
+        outs = [_conv_node(g, x, pad, w, b) for pad, w, b in zip(pads, wb[0::2], wb[1::2])]
         return g.op("DepthToSpace", g.op("Concat", *outs, axis_i=1), blocksize_i=scale, mode_s="DCR")
 
 

@@ -48,21 +48,20 @@ def entry() -> None:
     registered first, so skipping the rest only skips freeing memory. Other commands (train, eval) keep the normal
     exit; so does a process where something registered an exit handler before this one (it would be skipped). A
     Ctrl-C during a conversion ends it with status 130, as before; one that escapes the command is left to Python."""
-    state = {"code": 1}
     if _atexit_handlers() == 0:
-        atexit.register(_exit_now, state)
+        atexit.register(_exit_now)
     try:
         main()
-        state["code"] = 0
+        _QUICK_EXIT["code"] = 0
     except SystemExit as e:
-        state["code"] = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        _QUICK_EXIT["code"] = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         raise
     except KeyboardInterrupt:
         _QUICK_EXIT["armed"] = False
         raise
 
 
-_QUICK_EXIT = {"armed": False}  # set by a compress or decompress call (_convert)
+_QUICK_EXIT = {"armed": False, "code": 1}  # armed by a compress or decompress call (_convert); the command's status
 
 
 def _atexit_handlers() -> int:
@@ -70,7 +69,7 @@ def _atexit_handlers() -> int:
     return count() if count else 1
 
 
-def _exit_now(state: dict) -> None:
+def _exit_now() -> None:
     if not _QUICK_EXIT["armed"]:
         return
     for stream in (sys.stdout, sys.stderr):
@@ -78,7 +77,7 @@ def _exit_now(state: dict) -> None:
             stream.flush()
         except Exception:  # noqa: BLE001 - a closed pipe: nothing more can reach it
             pass
-    os._exit(state["code"] & 0xFF)
+    os._exit(_QUICK_EXIT["code"] & 0xFF)
 
 
 EFFORT_HELP = ("Spend encode time for smaller files at the same quality; decoding is unchanged. 0: today's speed; "

@@ -222,7 +222,12 @@ class Codec:
         del decoded
         rgb = self.transforms.synthesis(hats, self.t(header.rate), header.height, header.width,
                                         self.geometry_of(header))
-        if (header.ramp or header.deblock) and deblock:
+        return self.filter(rgb, header) if deblock else rgb
+
+    def filter(self, rgb: np.ndarray, header: Header) -> np.ndarray:
+        """The filters across the latent grid that ``header`` asks for (ramp, then deblocking) on the synthesis'
+        ``rgb`` in place, on the process's threads; returns it."""
+        if header.ramp or header.deblock:
             from neuralcodec.settings import process_threads
 
             threads = process_threads()

@@ -91,9 +91,9 @@ def _across_grid(image: np.ndarray, grid: int, half: int, name: str, run, thread
     pixel b - 1 and b) with ``half`` pixels on either side, the vertical ones band by band (memory bounded whatever
     the shape), then the horizontal ones on the result, as the same pass on the transposed view. The bands of a
     pass touch disjoint pixels, so up to ``threads`` run at once (numpy lets go of the interpreter in its loops:
-    a Kodak image's ramp and deblocking filters 0.85x the time on two threads, bench/experiments/decode_tail.py;
-    the pixels are the same). A grid
-    under 2 ``half`` is left alone. Returns the image."""
+    a Kodak image's ramp and deblocking filters 0.71-0.85x the time on two threads,
+    bench/experiments/decode_tail.py; the pixels are the same). A grid under 2 ``half`` is left alone. Returns the
+    image."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"{name} takes an HxWx3 uint8 image, got {image.dtype} {image.shape}")
     if grid < 2 * half:
